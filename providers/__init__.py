@@ -1,0 +1,24 @@
+"""Provider clients, usable as a library: nothing here imports the rest of exsync."""
+from providers.errors import (  # noqa: F401
+    AuthError,
+    ConnectionFailedError,
+    InsufficientFundsError,
+    NotFoundError,
+    PermanentError,
+    ProviderError,
+    RetryableError,
+    UnknownOutcomeError,
+    ValidationError,
+)
+
+__all__ = [
+    "ProviderError",
+    "RetryableError",
+    "ConnectionFailedError",
+    "UnknownOutcomeError",
+    "PermanentError",
+    "ValidationError",
+    "AuthError",
+    "NotFoundError",
+    "InsufficientFundsError",
+]
