@@ -105,7 +105,7 @@ class Settings:
     sweep_interval: int = 60
     sweep_overlap: int = 300
     sweep_page_size: int = 500
-    poll_interval: int = 5  # how often beat looks for due polls
+    poll_interval: int = 2  # how often beat starts a polling round (a round polls for up to 10 intervals)
     poll_batch: int = 200
     poll_give_up_after: int = 7 * 24 * 3600
     poll_ladder: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: dict(DEFAULT_LADDER))

@@ -1,0 +1,198 @@
+"""Read-only queries for the API, the operator pages, metrics and the CLI. No Flask here.
+
+Every function takes a SQLAlchemy ``Session`` and returns plain dicts/lists (Decimal and datetime values
+left as they are; the caller formats them), so the web layer and the CLI print the same facts.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from models import statuses as rules
+from models.tables import Bid, BidPoll, BidStatusChange, InboxEvent, SweepCursor
+
+# A received event not processed after this long means the worker or the broker is not doing its job.
+UNPROCESSED_GRACE = timedelta(minutes=5)
+# A poll row this far past its due time means beat or the workers are not keeping up.
+OVERDUE_GRACE = timedelta(minutes=5)
+# Rejected (malformed) callbacks are shown for this long, then they are history.
+REJECTED_WINDOW = timedelta(hours=24)
+TOP_ROWS = 20
+
+BID_COLUMNS = (
+    "id", "exchanger", "remote_id", "api_id", "hash", "status", "status_title", "psys_give", "psys_get",
+    "currency_code_give", "currency_code_get", "course_give", "course_get", "amount_give", "amount_get",
+    "exchange_success", "user_hash", "user_ip", "request_fields", "created_via", "remote_changed_at",
+    "observed_at", "archived_at", "first_seen_at", "updated_at",
+)
+HISTORY_COLUMNS = ("id", "from_status", "to_status", "source", "observed_at", "remote_changed_at",
+                   "inbox_event_id", "note", "recorded_at")
+POLL_COLUMNS = ("state", "next_poll_at", "step", "ladder_status", "polls", "last_polled_at", "last_error",
+                "gave_up_at")
+INBOX_COLUMNS = ("id", "provider", "endpoint", "received_at", "source_ip", "content_type", "payload", "state",
+                 "attempts", "last_error", "next_attempt_at", "processed_at")
+
+
+def _row(obj: Any, columns: Iterable[str]) -> dict[str, Any]:
+    return {c: getattr(obj, c) for c in columns}
+
+
+def bid_dict(bid: Bid) -> dict[str, Any]:
+    return _row(bid, BID_COLUMNS)
+
+
+def list_bids(
+    session: Session,
+    exchanger: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """Newest first (by our row id, i.e. first sighting)."""
+    q = select(Bid).order_by(Bid.id.desc()).limit(limit).offset(offset)
+    if exchanger is not None:
+        q = q.where(Bid.exchanger == exchanger)
+    if status is not None:
+        q = q.where(Bid.status == status)
+    return [bid_dict(b) for b in session.execute(q).scalars()]
+
+
+def get_bid(session: Session, exchanger: str, remote_id: int) -> dict[str, Any] | None:
+    """One bid with its full status history (oldest first) and its poll schedule."""
+    bid = session.execute(
+        select(Bid).where(Bid.exchanger == exchanger, Bid.remote_id == remote_id)
+    ).scalar_one_or_none()
+    if bid is None:
+        return None
+    out = bid_dict(bid)
+    history = session.execute(
+        select(BidStatusChange).where(BidStatusChange.bid_id == bid.id).order_by(BidStatusChange.id)
+    ).scalars()
+    out["history"] = [_row(h, HISTORY_COLUMNS) for h in history]
+    poll = session.get(BidPoll, bid.id)
+    out["poll"] = _row(poll, POLL_COLUMNS) if poll is not None else None
+    return out
+
+
+def get_bid_by_api_id(session: Session, exchanger: str, api_id: str) -> dict[str, Any] | None:
+    bid = session.execute(
+        select(Bid).where(Bid.exchanger == exchanger, Bid.api_id == api_id)
+    ).scalar_one_or_none()
+    return bid_dict(bid) if bid is not None else None
+
+
+def list_inbox(session: Session, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Newest first; the body is left out (it can be large): read it by id when needed."""
+    q = select(InboxEvent).order_by(InboxEvent.id.desc()).limit(limit)
+    if state is not None:
+        q = q.where(InboxEvent.state == state)
+    return [_row(e, INBOX_COLUMNS) for e in session.execute(q).scalars()]
+
+
+def _section(session: Session, model: Any, where: list, order: Any, columns: Iterable[str],
+             extra: Iterable[str] = ()) -> dict[str, Any]:
+    """``{"count": n, "rows": [first TOP_ROWS rows]}`` for one stuck-report section."""
+    count = session.execute(select(func.count()).select_from(model).where(*where)).scalar_one()
+    rows = []
+    if count:
+        for obj in session.execute(select(model).where(*where).order_by(order).limit(TOP_ROWS)).scalars():
+            rows.append(_row(obj, list(columns) + list(extra)))
+    return {"count": count, "rows": rows}
+
+
+def stuck_report(
+    session: Session,
+    now: datetime,
+    *,
+    stale_after: timedelta = timedelta(hours=1),
+    sweep_interval: int = 60,
+    exchangers: Iterable[str] = (),
+) -> dict[str, Any]:
+    """Everything that needs a person, oldest first within each section.
+
+    ``exchangers`` (the configured ones) lets the report flag an exchanger that was never swept at all.
+    """
+    report: dict[str, Any] = {"generated_at": now}
+    report["inbox_failed"] = _section(
+        session, InboxEvent, [InboxEvent.state.in_(("failed", "dead"))], InboxEvent.received_at, INBOX_COLUMNS)
+    report["inbox_unprocessed"] = _section(
+        session, InboxEvent,
+        [InboxEvent.state == "received", InboxEvent.received_at < now - UNPROCESSED_GRACE],
+        InboxEvent.received_at, INBOX_COLUMNS)
+    report["inbox_rejected"] = _section(
+        session, InboxEvent,
+        [InboxEvent.state == "rejected", InboxEvent.received_at >= now - REJECTED_WINDOW],
+        InboxEvent.received_at.desc(), INBOX_COLUMNS)
+    report["polls_gave_up"] = _poll_section(session, [BidPoll.state == "gave_up"], BidPoll.gave_up_at)
+    report["polls_overdue"] = _poll_section(
+        session, [BidPoll.state == "active", BidPoll.next_poll_at < now - OVERDUE_GRACE], BidPoll.next_poll_at)
+    report["bids_stale"] = _section(
+        session, Bid,
+        [Bid.status.not_in(rules.TERMINAL), Bid.archived_at.is_(None),
+         Bid.observed_at < now - stale_after],
+        Bid.observed_at, ("id", "exchanger", "remote_id", "status", "observed_at", "updated_at"))
+
+    lag_limit = now - timedelta(seconds=3 * sweep_interval)
+    cursors = session.execute(select(SweepCursor).order_by(SweepCursor.exchanger)).scalars().all()
+    lagging = [
+        _row(c, ("exchanger", "cursor_time", "last_started_at", "last_finished_at", "last_seen", "last_changed",
+                 "last_error"))
+        for c in cursors
+        if c.last_error or c.last_finished_at is None or c.last_finished_at < lag_limit
+    ]
+    known = {c.exchanger for c in cursors}
+    for name in sorted(set(exchangers) - known):
+        lagging.append({"exchanger": name, "cursor_time": None, "last_started_at": None, "last_finished_at": None,
+                        "last_seen": 0, "last_changed": 0, "last_error": "never swept"})
+    report["sweeps_lagging"] = {"count": len(lagging), "rows": lagging}
+    report["total"] = sum(v["count"] for k, v in report.items() if isinstance(v, dict) and k != "inbox_rejected")
+    return report
+
+
+def _poll_section(session: Session, where: list, order: Any) -> dict[str, Any]:
+    count = session.execute(select(func.count()).select_from(BidPoll).where(*where)).scalar_one()
+    rows = []
+    if count:
+        q = (select(BidPoll, Bid.remote_id, Bid.status).join(Bid, Bid.id == BidPoll.bid_id)
+             .where(*where).order_by(order).limit(TOP_ROWS))
+        for poll, remote_id, status in session.execute(q):
+            row = {"bid_id": poll.bid_id, "exchanger": poll.exchanger, "remote_id": remote_id, "status": status}
+            row.update(_row(poll, POLL_COLUMNS))
+            rows.append(row)
+    return {"count": count, "rows": rows}
+
+
+def metrics_snapshot(session: Session) -> dict[str, Any]:
+    """Counts for /metrics, computed against the database clock so every web worker agrees."""
+    now = session.execute(select(func.now())).scalar_one()
+    bids = [
+        {"exchanger": ex, "status": st, "count": n}
+        for ex, st, n in session.execute(
+            select(Bid.exchanger, Bid.status, func.count()).group_by(Bid.exchanger, Bid.status)
+            .order_by(Bid.exchanger, Bid.status))
+    ]
+    inbox = dict(session.execute(select(InboxEvent.state, func.count()).group_by(InboxEvent.state)).all())
+    polls = dict(session.execute(select(BidPoll.state, func.count()).group_by(BidPoll.state)).all())
+    overdue = session.execute(
+        select(func.count()).select_from(BidPoll)
+        .where(BidPoll.state == "active", BidPoll.next_poll_at < now - OVERDUE_GRACE)
+    ).scalar_one()
+    oldest = session.execute(
+        select(func.min(InboxEvent.received_at)).where(InboxEvent.state.in_(("received", "failed")))
+    ).scalar_one()
+    sweep_lag = {
+        c.exchanger: (now - c.last_finished_at).total_seconds() if c.last_finished_at else None
+        for c in session.execute(select(SweepCursor)).scalars()
+    }
+    return {
+        "now": now,
+        "bids": bids,
+        "inbox": inbox,
+        "polls": polls,
+        "polls_overdue": overdue,
+        "oldest_unprocessed_inbox_seconds": (now - oldest).total_seconds() if oldest else 0.0,
+        "sweep_lag_seconds": sweep_lag,
+    }

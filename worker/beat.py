@@ -1,0 +1,32 @@
+"""The beat schedule. Run exactly one beat; each job also takes an advisory lock or claims rows with
+SKIP LOCKED, so a second beat (or a tick that overlaps a slow run) does no harm.
+
+Every entry expires after its own interval: ticks queued while no worker runs are dropped, not piled up.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from worker.config import Settings
+
+INBOX_SWEEP_SECONDS = 30
+
+
+def schedule(settings: Settings) -> dict:
+    return {
+        "poll-due": {
+            "task": "worker.tasks.poll_due",
+            "schedule": timedelta(seconds=settings.poll_interval),
+            "options": {"expires": settings.poll_interval},
+        },
+        "sweep": {
+            "task": "worker.tasks.sweep_all",
+            "schedule": timedelta(seconds=settings.sweep_interval),
+            "options": {"expires": settings.sweep_interval},
+        },
+        "requeue-inbox": {
+            "task": "worker.tasks.requeue_inbox",
+            "schedule": timedelta(seconds=INBOX_SWEEP_SECONDS),
+            "options": {"expires": INBOX_SWEEP_SECONDS},
+        },
+    }

@@ -1,0 +1,380 @@
+"""Reconcile observations of bids into the Postgres mirror.
+
+Rules (each one tested):
+- the bid row is locked (``FOR UPDATE``) while an observation is applied;
+- the newer observation wins (``models.statuses.should_apply``); a stale read changes nothing;
+- every status change writes a history row with its source (create, callback, poll, sweep, operator);
+- custom ``my<N>`` statuses are accepted; unknown garbage is refused;
+- a bid that vanished remotely after being seen is marked archived, never deleted;
+- the poll schedule follows the status (ladder restarts on every change, stops on terminal ones).
+
+Two entry points: ``apply_snapshot`` (one bid, ORM, used by callbacks, polls and bid creation) and
+``apply_batch`` (a page of get_exchanges in a handful of statements, used by sweeps).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Iterable, Mapping, Sequence
+
+from psycopg2.extras import execute_values
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from models import Bid, BidPoll, BidStatusChange
+from models import statuses as rules
+from worker.config import Settings
+
+log = logging.getLogger("exsync.reconcile")
+
+SOURCES = frozenset({"create", "callback", "poll", "sweep", "operator"})
+
+# Columns copied from an observation onto the bid row (None means "not in this observation": kept).
+DATA_FIELDS = (
+    "hash", "api_id", "status_title", "psys_give", "psys_get", "currency_code_give", "currency_code_get",
+    "course_give", "course_get", "amount_give", "amount_get", "exchange_success", "user_hash", "user_ip",
+)
+
+
+class InvalidObservation(ValueError):
+    """The provider answered something we cannot store (e.g. an unknown status)."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One observation of one bid, whatever API call produced it."""
+
+    remote_id: int
+    status: str
+    observed_at: datetime  # when the request that produced it was sent
+    remote_changed_at: datetime | None = None
+    hash: str | None = None
+    api_id: str | None = None
+    status_title: str | None = None
+    psys_give: str | None = None
+    psys_get: str | None = None
+    currency_code_give: str | None = None
+    currency_code_get: str | None = None
+    course_give: Decimal | None = None
+    course_get: Decimal | None = None
+    amount_give: Decimal | None = None
+    amount_get: Decimal | None = None
+    exchange_success: bool | None = None
+    user_hash: str | None = None
+    user_ip: str | None = None
+
+    def __post_init__(self) -> None:
+        if not rules.is_valid(self.status):
+            raise InvalidObservation(f"bid {self.remote_id}: unknown status {self.status!r}")
+        if self.observed_at.tzinfo is None:
+            raise InvalidObservation("observed_at must be timezone-aware")
+
+    @classmethod
+    def from_provider(cls, obj: Any, observed_at: datetime) -> "Snapshot":
+        """From a ``providers.premium`` Bid (create_bid/bid_info) or ExchangeItem (get_exchanges)."""
+        kw = {name: getattr(obj, name, None) for name in DATA_FIELDS}
+        if kw["api_id"] == "":
+            kw["api_id"] = None
+        return cls(
+            remote_id=int(obj.id),
+            status=obj.status,
+            observed_at=observed_at,
+            remote_changed_at=getattr(obj, "time", None),
+            **kw,
+        )
+
+    def observation(self) -> rules.Observation:
+        return rules.Observation(self.status, self.observed_at, self.remote_changed_at)
+
+
+@dataclass
+class Outcome:
+    bid_id: int
+    created: bool = False
+    changed: bool = False  # status changed
+    applied: bool = False  # observation accepted (False: it was stale)
+    from_status: str | None = None
+    status: str | None = None
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _poll_values(settings: Settings, status: str, step: int, first_seen: datetime, now: datetime) -> dict:
+    state, next_at = rules.next_poll(
+        status, step, now, first_seen, settings.poll_ladder, settings.poll_give_up_after
+    )
+    return {
+        "state": state,
+        "next_poll_at": next_at,
+        "step": step,
+        "ladder_status": status,
+        "gave_up_at": now if state == "gave_up" else None,
+    }
+
+
+def schedule_after_change(session: Session, settings: Settings, bid: Bid, now: datetime) -> None:
+    """A new status restarts the ladder from its first step."""
+    values = _poll_values(settings, bid.status, 0, bid.first_seen_at or now, now)
+    if bid.archived_at is not None:
+        values.update(state="done", next_poll_at=None)
+    stmt = pg_insert(BidPoll).values(bid_id=bid.id, exchanger=bid.exchanger, **values)
+    session.execute(stmt.on_conflict_do_update(index_elements=[BidPoll.bid_id], set_=values))
+
+
+def apply_snapshot(
+    session: Session,
+    settings: Settings,
+    exchanger: str,
+    snap: Snapshot,
+    source: str,
+    *,
+    inbox_event_id: int | None = None,
+    request_fields: Mapping[str, Any] | None = None,
+    created_via: str | None = None,
+    note: str | None = None,
+) -> Outcome:
+    """Apply one observation to one bid under a row lock. Idempotent: applying it twice changes nothing."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}")
+    now = now_utc()
+    data = {k: getattr(snap, k) for k in DATA_FIELDS}
+    # Insert-or-get that never raises on a concurrent duplicate (two callbacks for one new bid).
+    inserted = session.execute(
+        pg_insert(Bid)
+        .values(
+            exchanger=exchanger,
+            remote_id=snap.remote_id,
+            status=snap.status,
+            observed_at=snap.observed_at,
+            remote_changed_at=snap.remote_changed_at,
+            request_fields=dict(request_fields) if request_fields else None,
+            created_via=created_via or source,
+            first_seen_at=now,
+            updated_at=now,
+            **data,
+        )
+        .on_conflict_do_nothing(index_elements=[Bid.exchanger, Bid.remote_id])
+        .returning(Bid.id)
+    ).scalar_one_or_none()
+    bid = session.execute(
+        select(Bid).where(Bid.exchanger == exchanger, Bid.remote_id == snap.remote_id).with_for_update()
+    ).scalar_one()
+    if inserted is not None:
+        session.add(BidStatusChange(
+            bid_id=bid.id, from_status=None, to_status=snap.status, source=source,
+            observed_at=snap.observed_at, remote_changed_at=snap.remote_changed_at,
+            inbox_event_id=inbox_event_id, note=note,
+        ))
+        schedule_after_change(session, settings, bid, now)
+        return Outcome(bid.id, created=True, changed=True, applied=True, status=bid.status)
+
+    current = rules.Observation(bid.status, bid.observed_at, bid.remote_changed_at)
+    if not rules.should_apply(current, snap.observation()):
+        log.debug("bid %s/%s: stale %s observation ignored", exchanger, snap.remote_id, source)
+        return Outcome(bid.id, status=bid.status, from_status=bid.status)
+
+    old = bid.status
+    for k, v in data.items():
+        if v is not None:
+            setattr(bid, k, v)
+    if request_fields and not bid.request_fields:
+        bid.request_fields = dict(request_fields)
+    bid.status = snap.status
+    bid.observed_at = snap.observed_at
+    if snap.remote_changed_at is not None:
+        bid.remote_changed_at = snap.remote_changed_at
+    unarchived = bid.archived_at is not None
+    bid.archived_at = None  # seen again: the engine knows it after all
+    bid.updated_at = now
+    changed = old != snap.status or unarchived
+    if changed:
+        session.add(BidStatusChange(
+            bid_id=bid.id, from_status=rules.ARCHIVED if unarchived else old, to_status=snap.status, source=source,
+            observed_at=snap.observed_at, remote_changed_at=snap.remote_changed_at,
+            inbox_event_id=inbox_event_id, note=note or ("seen again after archiving" if unarchived else None),
+        ))
+        schedule_after_change(session, settings, bid, now)
+    return Outcome(bid.id, changed=changed, applied=True, from_status=old, status=bid.status)
+
+
+def mark_vanished(
+    session: Session, settings: Settings, exchanger: str, remote_id: int, observed_at: datetime, source: str,
+    *, inbox_event_id: int | None = None,
+) -> Outcome | None:
+    """bid_info said "no bid exists" for a bid we mirror: the engine archived (deleted) it.
+
+    The row stays with its last status; ``archived_at`` is set, a history row records it and polling stops.
+    Only a newer observation archives: a stale "no bid exists" never hides a newer sighting.
+    """
+    bid = session.execute(
+        select(Bid).where(Bid.exchanger == exchanger, Bid.remote_id == remote_id).with_for_update()
+    ).scalar_one_or_none()
+    if bid is None:
+        return None
+    if bid.archived_at is not None or observed_at < bid.observed_at:
+        return Outcome(bid.id, status=bid.status, from_status=bid.status)
+    now = now_utc()
+    bid.archived_at = observed_at
+    bid.observed_at = observed_at
+    bid.updated_at = now
+    session.add(BidStatusChange(
+        bid_id=bid.id, from_status=bid.status, to_status=rules.ARCHIVED, source=source,
+        observed_at=observed_at, inbox_event_id=inbox_event_id,
+        note="bid_info: no bid exists (archived or its direction switched off)",
+    ))
+    session.execute(
+        pg_insert(BidPoll)
+        .values(bid_id=bid.id, exchanger=exchanger, state="done", next_poll_at=None)
+        .on_conflict_do_update(index_elements=[BidPoll.bid_id], set_={"state": "done", "next_poll_at": None})
+    )
+    return Outcome(bid.id, changed=True, applied=True, from_status=bid.status, status=rules.ARCHIVED)
+
+
+# -- batched apply for sweeps ---------------------------------------------------------------------------
+
+_BID_COLUMNS = (
+    "exchanger", "remote_id", "status", "observed_at", "remote_changed_at", "created_via", "first_seen_at", "updated_at",
+) + DATA_FIELDS
+
+
+@dataclass
+class BatchResult:
+    seen: int = 0
+    inserted: int = 0
+    changed: int = 0  # status changes (inserted included)
+    stale: int = 0
+    changes: list[tuple[int, str | None, str]] = field(default_factory=list)  # (remote_id, old, new)
+
+
+def apply_batch(
+    session: Session, settings: Settings, exchanger: str, snaps: Sequence[Snapshot], source: str = "sweep",
+) -> BatchResult:
+    """Apply a page of observations in a few statements, under the same rules as ``apply_snapshot``.
+
+    1. lock the existing rows (ordered by remote_id, so concurrent sweeps cannot deadlock);
+    2. decide per bid in Python with the same pure rules;
+    3. one INSERT for new bids, one UPDATE for applied observations, one INSERT for history rows,
+       one upsert for poll rows — all with execute_values.
+    """
+    res = BatchResult()
+    if not snaps:
+        return res
+    # The newest observation of each bid within the page wins (pages may repeat a bid).
+    by_id: dict[int, Snapshot] = {}
+    for s in snaps:
+        prev = by_id.get(s.remote_id)
+        if prev is None or rules.should_apply(prev.observation(), s.observation()):
+            by_id[s.remote_id] = s
+    res.seen = len(by_id)
+    now = now_utc()
+    cur = session.connection().connection.dbapi_connection.cursor()
+    try:
+        ids = sorted(by_id)
+        cur.execute(
+            "SELECT id, remote_id, status, observed_at, remote_changed_at, archived_at, first_seen_at "
+            "FROM bids WHERE exchanger = %s AND remote_id = ANY(%s) ORDER BY remote_id FOR UPDATE",
+            (exchanger, ids),
+        )
+        existing = {row[1]: row for row in cur.fetchall()}
+
+        new_rows, updates, history, polls = [], [], [], []
+        for rid in ids:
+            s = by_id[rid]
+            row = existing.get(rid)
+            if row is None:
+                new_rows.append(tuple([exchanger, rid, s.status, s.observed_at, s.remote_changed_at, source, now, now]
+                                      + [getattr(s, k) for k in DATA_FIELDS]))
+                continue
+            bid_id, _, status, observed_at, remote_changed_at, archived_at, first_seen = row
+            if not rules.should_apply(rules.Observation(status, observed_at, remote_changed_at), s.observation()):
+                res.stale += 1
+                continue
+            updates.append(tuple([bid_id, s.status, s.observed_at, s.remote_changed_at, now]
+                                 + [getattr(s, k) for k in DATA_FIELDS]))
+            if status != s.status or archived_at is not None:
+                history.append((bid_id, rules.ARCHIVED if archived_at is not None else status, s.status, source,
+                                s.observed_at, s.remote_changed_at,
+                                "seen again after archiving" if archived_at is not None else None))
+                polls.append((bid_id, s.status, first_seen))
+                res.changes.append((rid, status, s.status))
+
+        if new_rows:
+            inserted = execute_values(
+                cur,
+                f"INSERT INTO bids ({', '.join(_BID_COLUMNS)}) VALUES %s "
+                "ON CONFLICT (exchanger, remote_id) DO NOTHING RETURNING id, remote_id, status, first_seen_at",
+                new_rows, page_size=len(new_rows), fetch=True,
+            )
+            got = {r[1] for r in inserted}
+            for bid_id, rid, status, first_seen in inserted:
+                s = by_id[rid]
+                history.append((bid_id, None, status, source, s.observed_at, s.remote_changed_at, None))
+                polls.append((bid_id, status, first_seen))
+                res.changes.append((rid, None, status))
+            res.inserted = len(inserted)
+            # A callback inserted some of these between our lock and our insert: apply them one by one.
+            for rid in {r[1] for r in new_rows} - got:
+                apply_snapshot(session, settings, exchanger, by_id[rid], source)
+
+        if updates:
+            sets = ", ".join(
+                ["status = v.status", "observed_at = v.observed_at",
+                 "remote_changed_at = COALESCE(v.remote_changed_at, b.remote_changed_at)",
+                 "archived_at = NULL", "updated_at = v.updated_at"]
+                + [f"{k} = COALESCE(v.{k}, b.{k})" for k in DATA_FIELDS]
+            )
+            cols = ", ".join(["id", "status", "observed_at", "remote_changed_at", "updated_at"] + list(DATA_FIELDS))
+            execute_values(
+                cur,
+                f"UPDATE bids AS b SET {sets} FROM (VALUES %s) AS v({cols}) WHERE b.id = v.id",
+                updates,
+                template="(" + ", ".join(["%s::bigint", "%s", "%s::timestamptz", "%s::timestamptz", "%s::timestamptz"]
+                                          + [_CASTS.get(k, "%s") for k in DATA_FIELDS]) + ")",
+                page_size=len(updates),
+            )
+        if history:
+            execute_values(
+                cur,
+                "INSERT INTO bid_status_changes "
+                "(bid_id, from_status, to_status, source, observed_at, remote_changed_at, note) VALUES %s",
+                history, page_size=len(history),
+            )
+        if polls:
+            rows = []
+            for bid_id, status, first_seen in polls:
+                p = _poll_values(settings, status, 0, first_seen or now, now)
+                rows.append((bid_id, exchanger, p["state"], p["next_poll_at"], 0, status, p["gave_up_at"]))
+            execute_values(
+                cur,
+                "INSERT INTO bid_polls (bid_id, exchanger, state, next_poll_at, step, ladder_status, gave_up_at) "
+                "VALUES %s ON CONFLICT (bid_id) DO UPDATE SET state = EXCLUDED.state, "
+                "next_poll_at = EXCLUDED.next_poll_at, step = 0, ladder_status = EXCLUDED.ladder_status, "
+                "gave_up_at = EXCLUDED.gave_up_at",
+                rows, page_size=len(rows),
+            )
+    finally:
+        cur.close()
+    res.changed = len(res.changes)
+    return res
+
+
+_CASTS = {
+    "course_give": "%s::numeric", "course_get": "%s::numeric", "amount_give": "%s::numeric",
+    "amount_get": "%s::numeric", "exchange_success": "%s::boolean",
+}
+
+
+def snapshots(items: Iterable[Any], observed_at: datetime) -> tuple[list[Snapshot], list[str]]:
+    """Provider objects → snapshots; refused items come back as error strings (logged, never fatal)."""
+    out, errors = [], []
+    for item in items:
+        try:
+            out.append(Snapshot.from_provider(item, observed_at))
+        except (InvalidObservation, TypeError, ValueError) as exc:
+            errors.append(str(exc))
+    return out, errors

@@ -1,0 +1,115 @@
+"""Sweeps: walk get_exchanges over a time window and reconcile every bid in it, in batches.
+
+The engine filters get_exchanges on each bid's *last change* time, so the window [cursor - overlap, now]
+holds every bid that changed since the last sweep, whether or not a callback told us. The cursor moves
+only after every page of the window is committed; the overlap re-reads the edge of the previous window
+(clock skew between us and the engine, bids changing while we read).
+"""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from models import SweepCursor
+from worker import reconcile
+from worker.locks import try_lock
+from worker.runtime import Runtime
+
+log = logging.getLogger("exsync.sweep")
+
+EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)  # first sweep: everything the login ever created
+
+
+@dataclass
+class SweepResult:
+    exchanger: str
+    skipped: bool = False  # another sweep of this exchanger holds the lock
+    seen: int = 0
+    inserted: int = 0
+    changed: int = 0
+    stale: int = 0
+    invalid: int = 0
+    pages: int = 0
+    window_start: datetime | None = None
+    cursor_time: datetime | None = None
+
+
+def _cursor(runtime: Runtime, exchanger: str, now: datetime) -> datetime | None:
+    with runtime.db.session() as session:
+        session.execute(pg_insert(SweepCursor).values(exchanger=exchanger)
+                        .on_conflict_do_nothing(index_elements=[SweepCursor.exchanger]))
+        row = session.get(SweepCursor, exchanger, with_for_update=True)
+        row.last_started_at = now
+        return row.cursor_time
+
+
+def sweep_exchanger(
+    runtime: Runtime,
+    exchanger: str,
+    *,
+    progress: Callable[[int], None] | None = None,
+    since: datetime | None = None,
+) -> SweepResult:
+    """Reconcile every bid that changed since the cursor (or ``since``). One sweep per exchanger at a time."""
+    settings = runtime.settings
+    res = SweepResult(exchanger)
+    with try_lock(runtime.db.engine, f"sweep:{exchanger}") as got:
+        if not got:
+            res.skipped = True
+            return res
+        now = reconcile.now_utc()
+        cursor = _cursor(runtime, exchanger, now)
+        start = since or ((cursor - timedelta(seconds=settings.sweep_overlap)) if cursor else EPOCH)
+        res.window_start = start
+        client = runtime.premium(exchanger)
+        pages = client.iter_exchanges(start_time=start, end_time=now, page_size=settings.sweep_page_size)
+        limiter = runtime.limiter(exchanger)
+
+        def fetch():
+            limiter.acquire()
+            sent = reconcile.now_utc()
+            return sent, next(pages, None)
+
+        try:
+            # Fetch page n+1 while page n is written: network and database overlap.
+            with ThreadPoolExecutor(1, thread_name_prefix=f"sweep-{exchanger}") as pool:
+                pending = pool.submit(fetch)
+                while True:
+                    sent, page = pending.result()
+                    if page is None:
+                        break
+                    pending = pool.submit(fetch)
+                    snaps, errors = reconcile.snapshots(page, sent)
+                    for err in errors:
+                        log.warning("sweep %s: refused item: %s", exchanger, err)
+                    res.invalid += len(errors)
+                    with runtime.db.session() as session:
+                        b = reconcile.apply_batch(session, settings, exchanger, snaps, "sweep")
+                    res.pages += 1
+                    res.seen += b.seen
+                    res.inserted += b.inserted
+                    res.changed += b.changed
+                    res.stale += b.stale
+                    if progress:
+                        progress(len(page))
+        except Exception as exc:
+            with runtime.db.session() as session:
+                row = session.get(SweepCursor, exchanger, with_for_update=True)
+                row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            raise
+        with runtime.db.session() as session:
+            row = session.get(SweepCursor, exchanger, with_for_update=True)
+            row.cursor_time = now
+            row.last_finished_at = reconcile.now_utc()
+            row.last_seen = res.seen
+            row.last_changed = res.changed
+            row.last_error = None
+        res.cursor_time = now
+    log.info("sweep %s: %s seen, %s new, %s changed in %s pages", exchanger, res.seen, res.inserted,
+             res.changed, res.pages)
+    return res

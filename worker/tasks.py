@@ -1,0 +1,60 @@
+"""Celery tasks. Each one is idempotent: at-least-once delivery may run it twice, or concurrently."""
+from __future__ import annotations
+
+import logging
+
+from worker import inbox, poll
+from worker import runtime as runtime_mod
+from worker import sweep as sweep_mod
+from worker.celery_app import app
+from worker.locks import try_lock
+
+log = logging.getLogger("exsync.tasks")
+
+
+@app.task(name="worker.tasks.process_inbox_event")
+def process_inbox_event(event_id: int) -> str:
+    return inbox.process_event(runtime_mod.get(), int(event_id))
+
+
+@app.task(name="worker.tasks.refresh_bid")
+def refresh_bid(exchanger: str, remote_id: int, source: str = "poll") -> str:
+    out = poll.refresh(runtime_mod.get(), exchanger, int(remote_id), source)
+    return "missing" if out is None else f"{out.from_status} -> {out.status}"
+
+
+@app.task(name="worker.tasks.poll_due")
+def poll_due() -> dict:
+    rt = runtime_mod.get()
+    # Claims use SKIP LOCKED, so concurrent pollers are safe; the lock only keeps ticks from stacking up.
+    with try_lock(rt.db.engine, "poll_due") as got:
+        if not got:
+            return {"skipped": True}
+        r = poll.poll_due(rt, budget_seconds=max(5.0, rt.settings.poll_interval * 10), idle_wait=0.5)
+        return {"claimed": r.claimed, "changed": r.changed, "errors": r.errors,
+                "max_lag": max(r.lags, default=0.0)}
+
+
+@app.task(name="worker.tasks.sweep")
+def sweep(exchanger: str) -> dict:
+    r = sweep_mod.sweep_exchanger(runtime_mod.get(), exchanger)
+    return {"skipped": r.skipped, "seen": r.seen, "inserted": r.inserted, "changed": r.changed}
+
+
+@app.task(name="worker.tasks.sweep_all")
+def sweep_all() -> list[str]:
+    names = [n for n, ex in runtime_mod.get().settings.exchangers.items() if ex.enabled]
+    for name in names:
+        sweep.delay(name)
+    return names
+
+
+@app.task(name="worker.tasks.requeue_inbox")
+def requeue_inbox() -> int:
+    rt = runtime_mod.get()
+    ids = inbox.due_events(rt, inbox.reconcile.now_utc())
+    for event_id in ids:
+        process_inbox_event.delay(event_id)
+    if ids:
+        log.info("re-enqueued %s inbox events", len(ids))
+    return len(ids)
