@@ -24,15 +24,15 @@ class RateLimiter:
         self.lock = threading.Lock()
 
     def acquire(self) -> None:
-        while True:
-            with self.lock:
-                now = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-                self.stamp = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
-                wait = (1 - self.tokens) / self.rate
+        """Take a token, sleeping for the deficit when there is none (a reservation, not a spin loop)."""
+        with self.lock:
+            now = time.monotonic()
+            # max(0, …): a clock that jumps back (freezegun in tests) must not drain the bucket.
+            self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.stamp) * self.rate)
+            self.stamp = now
+            self.tokens -= 1
+            wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
+        if wait:
             time.sleep(wait)
 
 
