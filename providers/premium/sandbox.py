@@ -85,7 +85,6 @@ from typing import Any, Iterable
 
 import requests
 from flask import Flask, Response, request
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request as _WRequest
 
 __all__ = ["create_app", "serve", "SandboxEngine", "SandboxServer", "Knobs", "DEFAULT_LOGIN", "DEFAULT_KEY",
@@ -1463,39 +1462,7 @@ def create_app(api_login: str = DEFAULT_LOGIN, api_key: str = DEFAULT_KEY, *, fl
 # Server
 # --------------------------------------------------------------------------------------------------
 
-class _QuietHandler(WSGIRequestHandler):
-    """No access log line per request: benchmarks send thousands a second."""
-
-    disable_nagle_algorithm = True  # headers and body go out in separate writes: don't wait for ACKs
-
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-class SandboxServer:
-    """A threaded werkzeug server running ``app`` in a daemon thread; ``url`` is the site root."""
-
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server = make_server(host, port, app, threaded=True, request_handler=_QuietHandler)
-        self.app = app
-        self.host = host
-        self.port = self._server.server_port
-        shown = "127.0.0.1" if host in ("", "0.0.0.0") else ("[::1]" if host == "::" else host)
-        self.url = f"http://{shown}:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"premium-sandbox-{self.port}", daemon=True)
-        self._thread.start()
-
-    def shutdown(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> "SandboxServer":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.shutdown()
+from providers.sandbox_server import SandboxServer  # noqa: E402  (shared by every sandbox)
 
 
 def serve(app: Any, host: str = "127.0.0.1", port: int = 0) -> SandboxServer:
