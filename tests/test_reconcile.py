@@ -159,3 +159,18 @@ def test_batch_unarchives_a_bid_seen_again(db, settings):
 
 def test_now_utc_is_aware():
     assert reconcile.now_utc().tzinfo is not None
+
+
+def test_batch_skips_rows_the_engine_reports_unchanged_and_writes_when_the_change_time_moves(db, settings):
+    remote = T0 - timedelta(minutes=5)
+    with db.session() as s:
+        apply_batch(s, settings, "main", [snap(1, "new", 0, remote_changed_at=remote)])
+    with db.session() as s:
+        r = apply_batch(s, settings, "main", [snap(1, "new", 60, remote_changed_at=remote)])
+    assert (r.unchanged, r.changed) == (1, 0)
+    assert bid(db, 1).observed_at == T0  # nothing written
+    with db.session() as s:  # same status, but the engine changed something later: take the observation
+        r = apply_batch(s, settings, "main", [snap(1, "new", 120, remote_changed_at=remote + timedelta(seconds=1))])
+    assert (r.unchanged, r.changed) == (0, 0)
+    assert bid(db, 1).observed_at == T0 + timedelta(seconds=120)
+    assert history(db, 1) == [(None, "new", "sweep")]

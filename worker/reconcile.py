@@ -237,9 +237,62 @@ def mark_vanished(
 
 # -- batched apply for sweeps ---------------------------------------------------------------------------
 
-_BID_COLUMNS = (
-    "exchanger", "remote_id", "status", "observed_at", "remote_changed_at", "created_via", "first_seen_at", "updated_at",
-) + DATA_FIELDS
+_CAST = {
+    "remote_id": "bigint", "observed_at": "timestamptz", "remote_changed_at": "timestamptz",
+    "first_seen_at": "timestamptz", "updated_at": "timestamptz", "next_poll_at": "timestamptz",
+    "course_give": "numeric", "course_get": "numeric", "amount_give": "numeric", "amount_get": "numeric",
+    "exchange_success": "boolean", "id": "bigint", "changed": "boolean",
+}
+
+
+def _template(cols: Sequence[str]) -> str:
+    return "(" + ", ".join(f"%s::{_CAST[c]}" if c in _CAST else "%s" for c in cols) + ")"
+
+
+# New bids: one statement inserts the bids, their first history rows and their poll rows, so each row
+# crosses the wire once and each page costs one round trip. Values shared by the page (exchanger, source,
+# now) are bound once; timestamps travel as ISO strings (psycopg2 adapts aware datetimes slowly).
+_NEW_COLS = ("remote_id", "status", "observed_at", "remote_changed_at") + DATA_FIELDS
+_INSERT_NEW = f"""
+WITH v({', '.join(_NEW_COLS)}, poll_state, next_poll_at) AS (VALUES %s),
+ins AS (
+    INSERT INTO bids (exchanger, created_via, first_seen_at, updated_at, {', '.join(_NEW_COLS)})
+    SELECT %(exchanger)s, %(source)s, %(now)s, %(now)s, {', '.join(_NEW_COLS)} FROM v
+    ON CONFLICT (exchanger, remote_id) DO NOTHING
+    RETURNING id, remote_id, status, observed_at, remote_changed_at),
+h AS (
+    INSERT INTO bid_status_changes (bid_id, from_status, to_status, source, observed_at, remote_changed_at)
+    SELECT id, NULL, status, %(source)s, observed_at, remote_changed_at FROM ins),
+p AS (
+    INSERT INTO bid_polls (bid_id, exchanger, state, next_poll_at, step, ladder_status)
+    SELECT ins.id, %(exchanger)s, v.poll_state, v.next_poll_at, 0, ins.status
+    FROM ins JOIN v ON v.remote_id = ins.remote_id WHERE v.poll_state IS NOT NULL)
+SELECT remote_id, status FROM ins"""
+
+# Applied observations of known bids: update, and for status changes a history row and a fresh ladder.
+_UPD_COLS = ("id", "status", "from_status", "changed", "note", "observed_at", "remote_changed_at",
+             "poll_state", "next_poll_at") + DATA_FIELDS
+_UPDATE_KNOWN = f"""
+WITH v({', '.join(_UPD_COLS)}) AS (VALUES %s),
+upd AS (
+    UPDATE bids AS b SET status = v.status, observed_at = v.observed_at,
+        remote_changed_at = COALESCE(v.remote_changed_at, b.remote_changed_at),
+        archived_at = NULL, updated_at = %(now)s,
+        {', '.join(f"{k} = COALESCE(v.{k}, b.{k})" for k in DATA_FIELDS)}
+    FROM v WHERE b.id = v.id),
+h AS (
+    INSERT INTO bid_status_changes (bid_id, from_status, to_status, source, observed_at, remote_changed_at, note)
+    SELECT id, from_status, status, %(source)s, observed_at, remote_changed_at, note FROM v WHERE changed)
+INSERT INTO bid_polls (bid_id, exchanger, state, next_poll_at, step, ladder_status, gave_up_at)
+SELECT id, %(exchanger)s, poll_state, next_poll_at, 0, status,
+       CASE WHEN poll_state = 'gave_up' THEN %(now)s::timestamptz END
+FROM v WHERE changed
+ON CONFLICT (bid_id) DO UPDATE SET state = EXCLUDED.state, next_poll_at = EXCLUDED.next_poll_at, step = 0,
+    ladder_status = EXCLUDED.ladder_status, gave_up_at = EXCLUDED.gave_up_at"""
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 @dataclass
@@ -248,18 +301,19 @@ class BatchResult:
     inserted: int = 0
     changed: int = 0  # status changes (inserted included)
     stale: int = 0
+    unchanged: int = 0
     changes: list[tuple[int, str | None, str]] = field(default_factory=list)  # (remote_id, old, new)
 
 
 def apply_batch(
     session: Session, settings: Settings, exchanger: str, snaps: Sequence[Snapshot], source: str = "sweep",
 ) -> BatchResult:
-    """Apply a page of observations in a few statements, under the same rules as ``apply_snapshot``.
+    """Apply a page of observations in three statements, under the same rules as ``apply_snapshot``.
 
     1. lock the existing rows (ordered by remote_id, so concurrent sweeps cannot deadlock);
     2. decide per bid in Python with the same pure rules;
-    3. one INSERT for new bids, one UPDATE for applied observations, one INSERT for history rows,
-       one upsert for poll rows — all with execute_values.
+    3. one statement for new bids and one for applied observations, each writing its history and poll
+       rows server-side.
     """
     res = BatchResult()
     if not snaps:
@@ -272,101 +326,70 @@ def apply_batch(
             by_id[s.remote_id] = s
     res.seen = len(by_id)
     now = now_utc()
+    ladder, give_up = settings.poll_ladder, settings.poll_give_up_after
     cur = session.connection().connection.dbapi_connection.cursor()
     try:
         ids = sorted(by_id)
         cur.execute(
             "SELECT id, remote_id, status, observed_at, remote_changed_at, archived_at, first_seen_at "
-            "FROM bids WHERE exchanger = %s AND remote_id = ANY(%s) ORDER BY remote_id FOR UPDATE",
+            "FROM bids WHERE exchanger = %s AND remote_id = ANY(%s::bigint[]) ORDER BY remote_id FOR UPDATE",
             (exchanger, ids),
         )
         existing = {row[1]: row for row in cur.fetchall()}
 
-        new_rows, updates, history, polls = [], [], [], []
+        new_rows, updates = [], []
         for rid in ids:
             s = by_id[rid]
+            data = [getattr(s, k) for k in DATA_FIELDS]
             row = existing.get(rid)
             if row is None:
-                new_rows.append(tuple([exchanger, rid, s.status, s.observed_at, s.remote_changed_at, source, now, now]
-                                      + [getattr(s, k) for k in DATA_FIELDS]))
+                state, next_at = rules.next_poll(s.status, 0, now, now, ladder, give_up)
+                new_rows.append(tuple([rid, s.status, _iso(s.observed_at), _iso(s.remote_changed_at)]
+                                      + data + [None if state == "done" else state, _iso(next_at)]))
                 continue
             bid_id, _, status, observed_at, remote_changed_at, archived_at, first_seen = row
             if not rules.should_apply(rules.Observation(status, observed_at, remote_changed_at), s.observation()):
                 res.stale += 1
                 continue
-            updates.append(tuple([bid_id, s.status, s.observed_at, s.remote_changed_at, now]
-                                 + [getattr(s, k) for k in DATA_FIELDS]))
-            if status != s.status or archived_at is not None:
-                history.append((bid_id, rules.ARCHIVED if archived_at is not None else status, s.status, source,
-                                s.observed_at, s.remote_changed_at,
-                                "seen again after archiving" if archived_at is not None else None))
-                polls.append((bid_id, s.status, first_seen))
+            if (archived_at is None and status == s.status and remote_changed_at is not None
+                    and remote_changed_at == s.remote_changed_at):
+                # The engine says nothing changed since the change we stored: nothing to write. (A read
+                # that started earlier cannot know of a newer change, so skipping cannot let one win.)
+                res.unchanged += 1
+                continue
+            changed = status != s.status or archived_at is not None
+            state, next_at = rules.next_poll(s.status, 0, now, first_seen or now, ladder, give_up)
+            updates.append(tuple(
+                [bid_id, s.status, rules.ARCHIVED if archived_at is not None else status, changed,
+                 "seen again after archiving" if archived_at is not None else None,
+                 _iso(s.observed_at), _iso(s.remote_changed_at), state, _iso(next_at)] + data))
+            if changed:
                 res.changes.append((rid, status, s.status))
 
         if new_rows:
-            inserted = execute_values(
-                cur,
-                f"INSERT INTO bids ({', '.join(_BID_COLUMNS)}) VALUES %s "
-                "ON CONFLICT (exchanger, remote_id) DO NOTHING RETURNING id, remote_id, status, first_seen_at",
-                new_rows, page_size=len(new_rows), fetch=True,
-            )
-            got = {r[1] for r in inserted}
-            for bid_id, rid, status, first_seen in inserted:
-                s = by_id[rid]
-                history.append((bid_id, None, status, source, s.observed_at, s.remote_changed_at, None))
-                polls.append((bid_id, status, first_seen))
+            inserted = _exec_fetch(cur, _INSERT_NEW, new_rows, _template(_NEW_COLS + ("poll_state", "next_poll_at")),
+                                   {"source": source, "exchanger": exchanger, "now": now})
+            got = set()
+            for rid, status in inserted:
+                got.add(rid)
                 res.changes.append((rid, None, status))
             res.inserted = len(inserted)
             # A callback inserted some of these between our lock and our insert: apply them one by one.
-            for rid in {r[1] for r in new_rows} - got:
+            for rid in {r[0] for r in new_rows} - got:
                 apply_snapshot(session, settings, exchanger, by_id[rid], source)
-
         if updates:
-            sets = ", ".join(
-                ["status = v.status", "observed_at = v.observed_at",
-                 "remote_changed_at = COALESCE(v.remote_changed_at, b.remote_changed_at)",
-                 "archived_at = NULL", "updated_at = v.updated_at"]
-                + [f"{k} = COALESCE(v.{k}, b.{k})" for k in DATA_FIELDS]
-            )
-            cols = ", ".join(["id", "status", "observed_at", "remote_changed_at", "updated_at"] + list(DATA_FIELDS))
-            execute_values(
-                cur,
-                f"UPDATE bids AS b SET {sets} FROM (VALUES %s) AS v({cols}) WHERE b.id = v.id",
-                updates,
-                template="(" + ", ".join(["%s::bigint", "%s", "%s::timestamptz", "%s::timestamptz", "%s::timestamptz"]
-                                          + [_CASTS.get(k, "%s") for k in DATA_FIELDS]) + ")",
-                page_size=len(updates),
-            )
-        if history:
-            execute_values(
-                cur,
-                "INSERT INTO bid_status_changes "
-                "(bid_id, from_status, to_status, source, observed_at, remote_changed_at, note) VALUES %s",
-                history, page_size=len(history),
-            )
-        if polls:
-            rows = []
-            for bid_id, status, first_seen in polls:
-                p = _poll_values(settings, status, 0, first_seen or now, now)
-                rows.append((bid_id, exchanger, p["state"], p["next_poll_at"], 0, status, p["gave_up_at"]))
-            execute_values(
-                cur,
-                "INSERT INTO bid_polls (bid_id, exchanger, state, next_poll_at, step, ladder_status, gave_up_at) "
-                "VALUES %s ON CONFLICT (bid_id) DO UPDATE SET state = EXCLUDED.state, "
-                "next_poll_at = EXCLUDED.next_poll_at, step = 0, ladder_status = EXCLUDED.ladder_status, "
-                "gave_up_at = EXCLUDED.gave_up_at",
-                rows, page_size=len(rows),
-            )
+            _exec_fetch(cur, _UPDATE_KNOWN, updates, _template(_UPD_COLS),
+                        {"source": source, "exchanger": exchanger, "now": now}, fetch=False)
     finally:
         cur.close()
     res.changed = len(res.changes)
     return res
 
 
-_CASTS = {
-    "course_give": "%s::numeric", "course_get": "%s::numeric", "amount_give": "%s::numeric",
-    "amount_get": "%s::numeric", "exchange_success": "%s::boolean",
-}
+def _exec_fetch(cur, sql: str, rows: list[tuple], template: str, params: dict, *, fetch: bool = True):
+    """execute_values with extra named parameters: they are bound first, then the VALUES list."""
+    sql = cur.mogrify(sql.replace("%s", "%%s"), params).decode()
+    return execute_values(cur, sql, rows, template=template, page_size=len(rows), fetch=fetch)
 
 
 def snapshots(items: Iterable[Any], observed_at: datetime) -> tuple[list[Snapshot], list[str]]:

@@ -8,6 +8,7 @@ only after every page of the window is committed; the overlap re-reads the edge 
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -34,7 +35,10 @@ class SweepResult:
     changed: int = 0
     stale: int = 0
     invalid: int = 0
+    unchanged: int = 0
     pages: int = 0
+    fetch_seconds: float = 0.0  # waiting for the engine (beyond what overlapped with writing)
+    db_seconds: float = 0.0  # reconciling pages into Postgres
     window_start: datetime | None = None
     cursor_time: datetime | None = None
 
@@ -80,7 +84,9 @@ def sweep_exchanger(
             with ThreadPoolExecutor(1, thread_name_prefix=f"sweep-{exchanger}") as pool:
                 pending = pool.submit(fetch)
                 while True:
+                    t0 = time.perf_counter()
                     sent, page = pending.result()
+                    res.fetch_seconds += time.perf_counter() - t0
                     if page is None:
                         break
                     pending = pool.submit(fetch)
@@ -88,9 +94,12 @@ def sweep_exchanger(
                     for err in errors:
                         log.warning("sweep %s: refused item: %s", exchanger, err)
                     res.invalid += len(errors)
+                    t0 = time.perf_counter()
                     with runtime.db.session() as session:
                         b = reconcile.apply_batch(session, settings, exchanger, snaps, "sweep")
+                    res.db_seconds += time.perf_counter() - t0
                     res.pages += 1
+                    res.unchanged += b.unchanged
                     res.seen += b.seen
                     res.inserted += b.inserted
                     res.changed += b.changed
