@@ -1,0 +1,124 @@
+"""`exsync run` as a real process on the embedded path: healthy over HTTP, restarts a dead child,
+stops cleanly on SIGTERM and leaves no process behind."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def healthz(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def child_named(sup: psutil.Process, name: str) -> psutil.Process | None:
+    for proc in sup.children():
+        try:
+            if proc.cmdline()[-2:] == ["worker.cli", name]:
+                return proc
+        except psutil.NoSuchProcess:
+            pass
+    return None
+
+
+def processes_using(path: str) -> list[psutil.Process]:
+    """Processes whose command line or working directory is under ``path`` (embedded Postgres, Redis)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "cwd"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if path in cmd or (proc.info["cwd"] or "").startswith(path):
+            found.append(proc)
+    return found
+
+
+def test_run_embedded_stack_restarts_children_and_stops_cleanly(tmp_path):
+    data_dir = str(tmp_path / "data")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXSYNC_")}
+    env.update(EXSYNC_DATA_DIR=data_dir, EXSYNC_WEB_BIND=f"127.0.0.1:{port}", EXSYNC_LOG_LEVEL="WARNING")
+    out = open(tmp_path / "run.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "run", "--for", "300", "--stop-timeout", "10"],
+                            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+    sup = psutil.Process(proc.pid)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: healthz(url) or proc.poll() is not None, 90, "/healthz")
+        assert proc.poll() is None, (tmp_path / "run.log").read_text()
+        assert os.path.isdir(os.path.join(data_dir, "postgres")) and os.path.isdir(os.path.join(data_dir, "redis"))
+
+        children = {name: wait_for(lambda n=name: child_named(sup, n), 10, name) for name in ("web", "worker", "beat")}
+        family = {p.pid for p in sup.children(recursive=True)}
+        assert len(family) > 3  # gunicorn's workers are there too
+
+        # A child that dies is started again.
+        old_beat = children["beat"]
+        old_beat.kill()
+        new_beat = wait_for(lambda: (b := child_named(sup, "beat")) and b.pid != old_beat.pid and b, 15, "beat restart")
+        family.add(new_beat.pid)
+        assert healthz(url)
+
+        wait_for(lambda: "exsync is running" in (tmp_path / "run.log").read_text(), 5, "the banner")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(40) == 0, (tmp_path / "run.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = (tmp_path / "run.log").read_text()
+    assert f"web       {url}" in log
+    assert "Traceback" not in log, log
+
+    leftovers = [pid for pid in family if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+    assert leftovers == [], f"orphans: {leftovers}"
+    assert processes_using(data_dir) == [], "embedded Postgres or Redis still running"
+    assert not healthz(url)
+
+
+def test_demo_creates_bids_through_exsync_and_the_mirror_catches_up(tmp_path):
+    """`exsync demo` end to end, in its plain (CI) mode: faulty callbacks, yet every bid ends in sync."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXSYNC_")}
+    env.update(CI="true", EXSYNC_DATA_DIR=str(tmp_path / "data"), EXSYNC_WEB_BIND=f"127.0.0.1:{free_port()}")
+    result = subprocess.run([sys.executable, "-m", "worker.cli", "demo", "--duration", "12", "--bids", "4",
+                             "--interval", "1"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=110)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "bids created through exsync: 4\n" in out
+    assert "mirrored in Postgres:        4\n" in out
+    assert "in sync with the sandbox:    4\n" in out
+    history = int(out.split("history rows:")[1].split()[0])
+    assert history >= 4
+    demo_dir = tmp_path / "data" / "demo"
+    assert (demo_dir / "exsync.toml").exists() and (demo_dir / "secrets.env").stat().st_mode & 0o077 == 0
+    secrets = [line.split("=", 1)[1] for line in (demo_dir / "secrets.env").read_text().splitlines()]
+    log = (demo_dir / "exsync.log").read_text()
+    for secret in secrets:
+        assert secret not in out and secret not in log
+    assert processes_using(str(tmp_path / "data")) == []

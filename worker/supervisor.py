@@ -1,0 +1,271 @@
+"""``exsync run``: the whole stack in one command.
+
+1. With no ``EXSYNC_DATABASE_URL`` / ``EXSYNC_REDIS_URL``, start an embedded Postgres / Redis under
+   ``data_dir`` (``postgres/``, ``redis/``); from here on everything sees ordinary URLs.
+2. Run the migrations.
+3. Start ``exsync web``, ``exsync worker`` and ``exsync beat`` as child processes (the same commands as
+   the Procfile and docker-compose), with the URLs in their environment.
+4. Restart a child that dies, with back-off; a child dying more than ``max_restarts`` times a minute
+   cannot start, so the stack stops and exits 1.
+5. On SIGINT/SIGTERM: SIGTERM every child (graceful for gunicorn and Celery alike), SIGKILL what is left
+   after ``stop_timeout``, then stop the embedded servers.
+
+Each child runs in its own process group, so a terminal's Ctrl-C reaches only the supervisor (which
+stops the children in order) and a kill reaches a child's own sub-processes (gunicorn workers) too.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO, Iterator, Mapping
+
+import click
+
+from worker.config import Settings
+
+log = logging.getLogger("exsync.supervisor")
+
+CHILDREN = ("web", "worker", "beat")
+MAX_RESTARTS = 5  # per child within RESTART_WINDOW
+RESTART_WINDOW = 60.0
+BACKOFF_FIRST, BACKOFF_MAX = 0.5, 10.0
+STOP_TIMEOUT = 30.0
+STARTUP_TIMEOUT = 120.0
+
+
+class GaveUp(RuntimeError):
+    """A child keeps dying: restarting it again would only hide the problem."""
+
+
+def web_url(bind: str) -> str:
+    """The URL to reach a bind address from this host (a wildcard bind is reached on loopback)."""
+    host, _, port = bind.rpartition(":")
+    if host in ("", "0.0.0.0", "*"):
+        host = "127.0.0.1"
+    elif host in ("[::]", "::"):
+        host = "[::1]"
+    return f"http://{host}:{port}"
+
+
+def _parent_death_signal():
+    """Linux: a child gets SIGTERM if the supervisor itself is killed (-9), so it cannot be orphaned."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork: the child only calls it
+    pr_set_pdeathsig = 1
+    return lambda: prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class Child:
+    def __init__(self, name: str, env: Mapping[str, str], output: IO | None = None) -> None:
+        self.name = name
+        self.output = output  # None: the supervisor's own stdout/stderr
+        self.argv = [sys.executable, "-m", "worker.cli", name]  # == `exsync <name>`, wherever exsync is installed
+        self.env = dict(env)
+        self.proc: subprocess.Popen | None = None
+        self.deaths: list[float] = []
+        self.restart_at: float | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, env=self.env, start_new_session=True, stdout=self.output,
+                                     stderr=self.output, preexec_fn=_parent_death_signal())
+        log.info("started %s (pid %s)", self.name, self.proc.pid)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill_group(self, sig: int) -> None:
+        """Signal the child and everything it started (its process group = its pid)."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, sig)
+
+
+class Stack:
+    """The embedded services, the migrations and the supervised children. ``start`` / ``check`` / ``stop``."""
+
+    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None, *,
+                 children: tuple[str, ...] = CHILDREN, max_restarts: int = MAX_RESTARTS,
+                 stop_timeout: float = STOP_TIMEOUT, output: IO | None = None) -> None:
+        self.settings = settings
+        self.output = output
+        self.env = dict(os.environ if env is None else env)
+        self.names = children
+        self.max_restarts = max_restarts
+        self.stop_timeout = stop_timeout
+        self.children: list[Child] = []
+        self.postgres = None
+        self.redis = None
+        self.web_url = web_url(self.env.get("EXSYNC_WEB_BIND") or settings.web_bind)
+
+    @property
+    def database_url(self) -> str:
+        return self.env["EXSYNC_DATABASE_URL"]
+
+    @property
+    def redis_url(self) -> str:
+        return self.env["EXSYNC_REDIS_URL"]
+
+    def start_services(self) -> None:
+        """Embedded Postgres/Redis where no URL is configured, then the migrations."""
+        from worker.embedded import EmbeddedPostgres, EmbeddedRedis
+        from worker.migrate import upgrade
+
+        data = Path(self.settings.data_dir)
+        if self.settings.database_url:
+            self.env["EXSYNC_DATABASE_URL"] = self.settings.database_url
+        else:
+            log.info("no EXSYNC_DATABASE_URL: starting an embedded Postgres in %s", data / "postgres")
+            self.postgres = EmbeddedPostgres(data / "postgres")
+            self.env["EXSYNC_DATABASE_URL"] = self.postgres.url
+        if self.settings.redis_url:
+            self.env["EXSYNC_REDIS_URL"] = self.settings.redis_url
+        else:
+            log.info("no EXSYNC_REDIS_URL: starting an embedded Redis in %s", data / "redis")
+            self.redis = EmbeddedRedis(data / "redis")
+            self.env["EXSYNC_REDIS_URL"] = self.redis.url
+        upgrade(self.database_url)
+        log.info("database schema is up to date")
+
+    def start_children(self) -> None:
+        for name in self.names:
+            child = Child(name, self.env, self.output)
+            child.start()
+            self.children.append(child)
+
+    def check(self) -> None:
+        """Restart children that died (with back-off); ``GaveUp`` when one keeps dying."""
+        now = time.monotonic()
+        for child in self.children:
+            if child.restart_at is None and not child.running():
+                code = child.proc.returncode if child.proc else None
+                child.kill_group(signal.SIGKILL)  # whatever it left behind (gunicorn workers)
+                child.deaths = [t for t in child.deaths if now - t < RESTART_WINDOW] + [now]
+                if len(child.deaths) > self.max_restarts:
+                    raise GaveUp(f"{child.name} exited {len(child.deaths)} times within {RESTART_WINDOW:g}s "
+                                 f"(last exit code {code}); see its log lines above")
+                delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (len(child.deaths) - 1))
+                log.warning("%s exited with code %s; restarting in %.1fs", child.name, code, delay)
+                child.restart_at = now + delay
+            elif child.restart_at is not None and now >= child.restart_at:
+                child.restart_at = None
+                child.start()
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.web_url + "/healthz", timeout=2) as resp:
+                return resp.status == 200
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+    def wait_healthy(self, stop: threading.Event, timeout: float = STARTUP_TIMEOUT) -> bool:
+        deadline = time.monotonic() + timeout
+        while not stop.is_set() and time.monotonic() < deadline:
+            self.check()
+            if self.healthy():
+                return True
+            stop.wait(0.5)
+        return False
+
+    def stop(self) -> None:
+        """Children first (SIGTERM, then SIGKILL after stop_timeout), then the embedded servers."""
+        for child in self.children:
+            if child.running():
+                child.kill_group(signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout
+        for child in self.children:
+            if child.proc is None:
+                continue
+            try:
+                child.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %.0fs: killing it", child.name, self.stop_timeout)
+            child.kill_group(signal.SIGKILL)  # the leader if it hung, stragglers of its group otherwise
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.proc.wait(5)
+        self.children.clear()
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.postgres = None
+
+    def describe(self) -> list[str]:
+        data = Path(self.settings.data_dir)
+        return [
+            f"web       {self.web_url}  (health: /healthz, operator page: /stuck)",
+            "postgres  " + (f"embedded in {data / 'postgres'}" if self.postgres else "EXSYNC_DATABASE_URL"),
+            "redis     " + (f"embedded in {data / 'redis'}" if self.redis else "EXSYNC_REDIS_URL"),
+            "children  " + ", ".join(f"{c.name} (pid {c.pid})" for c in self.children),
+        ]
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An Event set by SIGINT/SIGTERM for the duration of the block (main thread only)."""
+    stop = threading.Event()
+    received: list[int] = []
+
+    def handler(signum: int, _frame) -> None:
+        received.append(signum)
+        stop.set()
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+        if received:
+            log.info("received %s: stopped", signal.Signals(received[0]).name)
+
+
+def run_stack(settings: Settings, *, duration: float | None = None, stop_timeout: float = STOP_TIMEOUT,
+              log_json: bool = False) -> int:
+    """Run until a signal (or ``duration`` seconds after the web app is healthy). Returns the exit code."""
+    env = dict(os.environ)
+    if log_json:
+        env["EXSYNC_LOG_JSON"] = "1"
+    stack = Stack(settings, env, stop_timeout=stop_timeout)
+    with stop_on_signals() as stop:
+        try:
+            stack.start_services()
+            if stop.is_set():
+                return 0
+            stack.start_children()
+            if not stack.wait_healthy(stop):
+                if stop.is_set():
+                    return 0
+                log.error("the web app did not answer %s/healthz within %.0fs", stack.web_url, STARTUP_TIMEOUT)
+                return 1
+            click.echo("exsync is running")
+            for line in stack.describe():
+                click.echo("  " + line)
+            click.echo("  Ctrl-C stops everything." if duration is None else f"  stopping in {duration:g}s.")
+            deadline = None if duration is None else time.monotonic() + duration
+            while not stop.wait(0.5):
+                stack.check()
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+            return 0
+        except GaveUp as exc:
+            log.error("giving up: %s", exc)
+            return 1
+        finally:
+            stack.stop()
