@@ -87,8 +87,8 @@ class Cli:
         return self._runtime
 
     def close(self) -> None:
-        if self._runtime is not None and self._runtime._db is not None:
-            self._runtime._db.dispose()  # Runtime has no close(); its pool is ours to release
+        if self._runtime is not None:
+            self._runtime.close()
 
 
 def require_database(settings: Settings) -> None:

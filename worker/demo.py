@@ -295,8 +295,8 @@ class Demo:
                 self.engine.stop_autopilot()
                 click.echo("stopping …")
                 self.stack.stop()
-                if self.runtime is not None and self.runtime._db is not None:
-                    self.runtime._db.dispose()
+                if self.runtime is not None:
+                    self.runtime.close()
                 self.print_summary()
 
     def loop(self, stop, duration: float | None, total: int, interval: float) -> None:

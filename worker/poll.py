@@ -8,6 +8,7 @@ rate limit, and each answer is reconciled in its own short transaction.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -113,6 +114,7 @@ def poll_due(
     budget_seconds: float = 30.0,
     idle_wait: float | None = None,
     pool: ThreadPoolExecutor | None = None,
+    stop: threading.Event | None = None,
 ) -> PollRound:
     """Poll everything due, batch after batch, for at most ``budget_seconds``.
 
@@ -124,13 +126,13 @@ def poll_due(
     own_pool = pool is None
     pool = pool or ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="poll")
     try:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (stop and stop.is_set()):
             # Small claims keep lag low: a batch is done only when its slowest poll is.
             batch = claim_due(runtime, reconcile.now_utc(), min(runtime.settings.poll_batch, FETCH_THREADS * 4))
             if not batch:
                 if idle_wait is None:
                     break
-                time.sleep(idle_wait)
+                (stop.wait if stop else time.sleep)(idle_wait)
                 continue
             result.claimed += len(batch)
             for changed, failed, lag in pool.map(lambda it: _poll_one(runtime, it), batch):

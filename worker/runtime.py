@@ -64,6 +64,12 @@ class Runtime:
                 self._clients[exchanger] = client
             return client
 
+    def close(self) -> None:
+        """Release the database pool (idempotent)."""
+        if self._db is not None:
+            self._db.dispose()
+            self._db = None
+
     def limiter(self, exchanger: str) -> RateLimiter:
         with self._lock:
             lim = self._limiters.get(exchanger)

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import logging
+import threading
+
+from celery.signals import worker_shutting_down
 
 from worker import inbox, poll
 from worker import runtime as runtime_mod
@@ -10,6 +13,15 @@ from worker.celery_app import app
 from worker.locks import try_lock
 
 log = logging.getLogger("exsync.tasks")
+
+# Set when the worker begins a warm shutdown: a long polling round ends at its next batch instead of
+# holding the shutdown for its whole budget (what it leased is simply polled again after the lease).
+_shutting_down = threading.Event()
+
+
+@worker_shutting_down.connect
+def _on_shutdown(**_):
+    _shutting_down.set()
 
 
 @app.task(name="worker.tasks.process_inbox_event")
@@ -30,7 +42,8 @@ def poll_due() -> dict:
     with try_lock(rt.db.engine, "poll_due") as got:
         if not got:
             return {"skipped": True}
-        r = poll.poll_due(rt, budget_seconds=max(5.0, rt.settings.poll_interval * 10), idle_wait=0.5)
+        r = poll.poll_due(rt, budget_seconds=max(5.0, rt.settings.poll_interval * 10), idle_wait=0.5,
+                        stop=_shutting_down)
         return {"claimed": r.claimed, "changed": r.changed, "errors": r.errors,
                 "max_lag": max(r.lags, default=0.0)}
 

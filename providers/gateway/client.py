@@ -1,0 +1,313 @@
+"""Client of the signed payout/pay-in gateway (seed 003).
+
+Usable as a library on its own::
+
+    from providers.gateway import GatewayClient
+    gw = GatewayClient("https://gateway.example", api_key, secret)
+    payout, created = gw.create_payout("ord-77", Decimal("5000.00"), "RUB", "4111111111111111",
+                                       callback_url="https://exsync.example/hooks/gateway")
+    gw.get_payout("ord-77").status           # created | processing | success | failed | cancelled
+
+Every request is signed (see :mod:`providers.gateway.signing`): a JSON body is serialised ONCE to bytes
+and those exact bytes are signed and sent; the signed path is the request target exactly as it goes on
+the wire (path parameters and the query string are percent-encoded here, so nothing re-encodes them
+later). Amounts go out as decimal strings (``"5000.00"``), never floats.
+
+Creates are idempotent at the gateway by ``external_id``: 201 = created now, 200 = it already existed
+(same parameters; the existing object comes back). So after an :class:`UnknownOutcomeError` (a 5xx or
+a read timeout on a create) ask with ``get_payout(external_id)`` — or simply send the same create again.
+
+Replays: a gateway may refuse a signature it has already seen (the sandbox does). Two identical requests
+signed in the same second would carry the same signature, so the client never reuses one: a repeat
+within the same second is signed with the next second (well inside the window), and a ``Replay`` 401
+(another process sent the same request that second) is re-signed and sent once more — it was refused
+before any processing, so that is safe even for a create.
+"""
+from __future__ import annotations
+
+import json as _json
+import logging
+import threading
+import time
+from dataclasses import dataclass, fields, replace
+from decimal import Decimal
+from typing import Any, Mapping
+from urllib.parse import quote, urlencode
+
+import requests
+
+from providers.errors import ProviderError, UnknownOutcomeError
+from providers.gateway.errors import PROVIDER, BadResponseError, error_for, parse_error_body
+from providers.gateway.signing import DEFAULT_HEADERS, HeaderNames, ReplayError, sign
+from providers.gateway.types import Balance, PayIn, Payout, format_amount
+from providers.http import DEFAULT_POOL_MAXSIZE, HttpResponse, HttpTransport, json_dumps
+
+log = logging.getLogger("providers.gateway")
+
+__all__ = ["GatewayClient", "GatewayPaths", "DEFAULT_PATHS", "mask_key"]
+
+
+@dataclass(frozen=True)
+class GatewayPaths:
+    """Endpoint paths from the site root; ``{external_id}`` is replaced (percent-encoded)."""
+
+    payouts: str = "/api/v1/payouts"
+    payout: str = "/api/v1/payouts/{external_id}"
+    payins: str = "/api/v1/payins"
+    payin: str = "/api/v1/payins/{external_id}"
+    balance: str = "/api/v1/balance"
+
+    @classmethod
+    def of(cls, value: "GatewayPaths | Mapping[str, str] | None") -> "GatewayPaths":
+        if value is None:
+            return DEFAULT_PATHS
+        if isinstance(value, GatewayPaths):
+            return value
+        known = {f.name for f in fields(cls)}
+        unknown = set(value) - known
+        if unknown:
+            raise ValueError(f"unknown path names: {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
+        return replace(DEFAULT_PATHS, **dict(value))
+
+
+DEFAULT_PATHS = GatewayPaths()
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+def mask_key(key: str | None) -> str:
+    """First 4 characters of a key, the rest hidden (for logs and repr)."""
+    return f"{key[:4]}…" if key else "-"
+
+
+def _query(params: Mapping[str, Any] | None) -> str:
+    """``a=1&b=x%20y`` with every reserved character percent-encoded (None values left out)."""
+    if not params:
+        return ""
+    items = []
+    for k, v in params.items():
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        elif isinstance(v, Decimal):
+            v = format(v, "f")
+        items.append((str(k), str(v)))
+    return urlencode(items, quote_via=quote, safe="")
+
+
+class GatewayClient:
+    """One gateway site, one API key. Thread-safe: share one instance across a thread pool.
+
+    ``base_url`` is the site root (``https://host[:port]``). ``shop_code`` (optional) selects the shop
+    scope: sent in create bodies and as a query parameter of reads. ``paths`` overrides endpoint paths
+    (a :class:`GatewayPaths` or a mapping of some of its names); ``header_names`` the signing headers.
+    """
+
+    provider = PROVIDER
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        secret: str,
+        *,
+        timeout: float | tuple[float, float] = 15.0,
+        session: requests.Session | None = None,
+        shop_code: str | None = None,
+        paths: GatewayPaths | Mapping[str, str] | None = None,
+        header_names: HeaderNames = DEFAULT_HEADERS,
+        pool_maxsize: int = DEFAULT_POOL_MAXSIZE,
+    ) -> None:
+        if not base_url or "://" not in base_url:
+            raise ValueError("base_url must be the site root, e.g. https://gateway.example")
+        if not api_key or not secret:
+            raise ValueError("api_key and secret are required")
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self._secret = secret
+        self.shop_code = shop_code
+        self.paths = GatewayPaths.of(paths)
+        self.header_names = header_names
+        self.timeout = timeout
+        self._http = HttpTransport(PROVIDER, timeout=timeout, session=session, pool_maxsize=pool_maxsize)
+        # request fingerprint -> last timestamp signed with it (see "Replays" in the module doc)
+        self._last_ts: dict[tuple[str, str, bytes], int] = {}
+        self._ts_lock = threading.Lock()
+
+    def __repr__(self) -> str:  # never shows the key or the secret
+        return f"GatewayClient({self.base_url!r}, key={mask_key(self.api_key)!r})"
+
+    @property
+    def session(self) -> requests.Session:
+        return self._http.session
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "GatewayClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ signing
+    def _timestamp(self, method: str, target: str, body: bytes, at_least: int = 0) -> int:
+        """Now in unix seconds, moved forward when this exact request was already signed at that second."""
+        now = int(time.time())
+        fp = (method, target, body)
+        with self._ts_lock:
+            ts = max(now, at_least, self._last_ts.get(fp, now - 1) + 1)
+            self._last_ts[fp] = ts
+            if len(self._last_ts) > 4096:  # keep only the fingerprints that can still collide
+                for k in [k for k, v in self._last_ts.items() if v < now - 1]:
+                    del self._last_ts[k]
+        return ts
+
+    def signed_headers(self, method: str, path_with_query: str, body: bytes = b"", *,
+                       timestamp: int | None = None) -> dict[str, str]:
+        """The signing headers for one request (exposed for debugging and for other HTTP stacks)."""
+        method = method.upper()
+        ts = self._timestamp(method, path_with_query, body) if timestamp is None else int(timestamp)
+        h = self.header_names
+        return {h.api_key: self.api_key, h.timestamp: str(ts),
+                h.signature: sign(self._secret, ts, method, path_with_query, body)}
+
+    # ------------------------------------------------------------------ transport
+    def _target(self, path: str, params: Mapping[str, Any] | None) -> str:
+        if not path.startswith("/"):
+            path = "/" + path
+        q = _query(params)
+        if not q:
+            return path
+        return f"{path}{'&' if '?' in path else '?'}{q}"
+
+    def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None,
+              idempotent: bool | None = None, operation: str | None = None, what: str = "") -> tuple[int, Any]:
+        """Send one signed request; returns ``(status, decoded JSON)`` for a 2xx, raises otherwise."""
+        method = method.upper()
+        target = self._target(path, params)
+        raw = json_dumps(body) if body is not None else b""  # serialised once: these bytes are signed and sent
+        if idempotent is None:
+            idempotent = method in _IDEMPOTENT_METHODS
+        what = what or f"{method} {target.split('?', 1)[0]}"
+        started = time.monotonic()
+        outcome = "ok"
+        try:
+            resp = self._send_signed(method, target, raw, what)
+            if resp.status == 401 and _is_replay(resp):
+                # Another sender used this exact signature this second: refused before any processing.
+                resp = self._send_signed(method, target, raw, what, at_least=int(time.time()) + 1)
+            outcome = f"HTTP {resp.status}"
+            return resp.status, self._decode(resp, idempotent=idempotent, operation=operation, what=what)
+        except ProviderError as e:
+            outcome = f"{type(e).__name__}(code={e.code!r})"
+            raise
+        except Exception as e:  # programming errors: logged, never swallowed
+            outcome = f"crash {type(e).__name__}"
+            raise
+        finally:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("gateway %s key=%s %.3fs %s", what, mask_key(self.api_key), time.monotonic() - started,
+                          outcome)
+
+    def _send_signed(self, method: str, target: str, raw: bytes, what: str, at_least: int = 0) -> HttpResponse:
+        ts = self._timestamp(method, target, raw, at_least)
+        headers = self.signed_headers(method, target, raw, timestamp=ts)
+        headers["Accept"] = "application/json"
+        if raw:
+            headers["Content-Type"] = "application/json"
+        return self._http.send(method, self.base_url + target, data=raw or None, headers=headers, what=what)
+
+    def _decode(self, resp: HttpResponse, *, idempotent: bool, operation: str | None, what: str) -> Any:
+        err = error_for(resp.status, resp.content, operation=operation, idempotent=idempotent,
+                        headers=resp.headers, url=resp.url, now=time.time())
+        if err is not None:
+            raise err
+        if resp.status == 204 or not resp.content.strip():
+            return None
+        try:
+            return _json.loads(resp.content.lstrip(b"\xef\xbb\xbf").decode("utf-8"), parse_float=Decimal)
+        except (ValueError, UnicodeDecodeError):
+            msg = (f"{what}: answer from {resp.url} is not JSON (HTTP {resp.status}, "
+                   f"{resp.content_type or 'no content type'}, {len(resp.content)} bytes)")
+            cls = BadResponseError if idempotent else UnknownOutcomeError
+            raise cls(msg, code="bad_response", http_status=resp.status, provider=PROVIDER) from None
+
+    def _object(self, status: int, body: Any, what: str, idempotent: bool) -> Any:
+        if not isinstance(body, Mapping):
+            cls = BadResponseError if idempotent else UnknownOutcomeError
+            raise cls(f"{what}: HTTP {status} answer is not a JSON object", code="bad_response", http_status=status,
+                      provider=PROVIDER)
+        return body
+
+    def _path(self, template: str, external_id: str) -> str:
+        if external_id is None or str(external_id) == "":
+            raise ValueError("external_id is required")
+        return template.replace("{external_id}", quote(str(external_id), safe=""))
+
+    def _scope(self) -> dict[str, str] | None:
+        return {"shop_code": self.shop_code} if self.shop_code else None
+
+    # ------------------------------------------------------------------ API methods
+    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None) -> Any:
+        """A signed call to any path from the site root; returns the decoded JSON body (None when empty).
+
+        Errors are mapped as for the named methods (a 5xx on a POST/PATCH is an UnknownOutcomeError).
+        """
+        _status, body = self._call(method, path, params=params, body=json)
+        return body
+
+    def create_payout(self, external_id: str, amount: Decimal | int | str, currency: str, card_number: str,
+                      callback_url: str | None = None, **extra: Any) -> tuple[Payout, bool]:
+        """Create a payout; ``(payout, created)``: created False when it already existed (HTTP 200).
+
+        ``card_number``: the recipient card, wallet or account. ``extra``: more body fields (None dropped).
+        A 5xx or a read timeout raises UnknownOutcomeError: the payout may exist, ask ``get_payout``.
+        """
+        body = self._create_body(external_id, amount, currency, callback_url, extra, card_number=card_number)
+        status, data = self._call("POST", self.paths.payouts, body=body, idempotent=False, operation="payout",
+                                  what="create_payout")
+        return Payout.from_raw(self._object(status, data, "create_payout", False)), status == 201
+
+    def get_payout(self, external_id: str) -> Payout:
+        """The payout with this external_id; PayoutNotFoundError when the gateway has none."""
+        _status, data = self._call("GET", self._path(self.paths.payout, external_id), params=self._scope(),
+                                   operation="payout", what="get_payout")
+        return Payout.from_raw(self._object(_status, data, "get_payout", True))
+
+    def create_payin(self, external_id: str, amount: Decimal | int | str, currency: str,
+                     callback_url: str | None = None, **extra: Any) -> tuple[PayIn, bool]:
+        """Create a pay-in (money coming in); ``(payin, created)`` as for :meth:`create_payout`."""
+        body = self._create_body(external_id, amount, currency, callback_url, extra)
+        status, data = self._call("POST", self.paths.payins, body=body, idempotent=False, operation="payin",
+                                  what="create_payin")
+        return PayIn.from_raw(self._object(status, data, "create_payin", False)), status == 201
+
+    def get_payin(self, external_id: str) -> PayIn:
+        """The pay-in with this external_id; PayInNotFoundError when the gateway has none."""
+        _status, data = self._call("GET", self._path(self.paths.payin, external_id), params=self._scope(),
+                                   operation="payin", what="get_payin")
+        return PayIn.from_raw(self._object(_status, data, "get_payin", True))
+
+    def balance(self) -> Balance:
+        _status, data = self._call("GET", self.paths.balance, params=self._scope(), what="balance")
+        return Balance.from_raw(self._object(_status, data, "balance", True))
+
+    def _create_body(self, external_id: Any, amount: Any, currency: Any, callback_url: str | None,
+                     extra: Mapping[str, Any], **more: Any) -> dict:
+        body: dict[str, Any] = {"external_id": external_id, "amount": format_amount(amount), "currency": currency}
+        body.update(more)
+        if callback_url is not None:
+            body["callback_url"] = callback_url
+        if self.shop_code:
+            body["shop_code"] = self.shop_code
+        for k, v in extra.items():
+            if v is not None:
+                body[k] = format_amount(v, k) if isinstance(v, Decimal) else v
+        return body
+
+
+def _is_replay(resp: HttpResponse) -> bool:
+    """A 401 whose message is the gateway's replay refusal."""
+    _code, message, _fields = parse_error_body(resp.content)
+    return (message or "").strip().lower().startswith(ReplayError.default_message.lower())

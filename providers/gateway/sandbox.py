@@ -1,0 +1,899 @@
+"""A faithful fake of the signed payout/pay-in gateway (seed 003), for tests, benchmarks and the demo.
+
+It checks every request exactly like the real server is described to (``shared/reference/signed-gateway.md``)
+so any client — ours or someone else's — can talk to it::
+
+    app = create_app()                          # accepts DEFAULT_API_KEY / DEFAULT_SECRET, shop currency RUB
+    srv = serve(app, port=0)                    # threaded werkzeug server in a daemon thread
+    gw = GatewayClient(srv.url, DEFAULT_API_KEY, DEFAULT_SECRET)
+    gw.create_payout("ord-1", "5000.00", "RUB", "4111111111111111", callback_url="http://127.0.0.1:9/cb")
+    app.engine.process_all()                    # created -> processing -> success, signed callbacks go out
+    app.engine.executed("ord-1")                # 1: how many times the money really left
+    srv.shutdown(); app.engine.close()
+
+Nothing here is secret: the sandbox is for LOCAL USE ONLY. Its control API under ``/_sandbox/`` needs no
+key at all — never expose a sandbox port to a network.
+
+API (paths configurable, these are the defaults):
+
+* ``POST /api/v1/payouts`` ``{external_id, amount, currency, card_number, callback_url?, shop_code?, ...}``
+  → 201 + payout (new) or 200 + the same payout (a repeat with the same amount, currency, card_number
+  and callback_url). A repeat with other parameters → 422 ``idempotency_conflict``
+  "Payout with this external_id already exists with different parameters: amount".
+* ``GET /api/v1/payouts/{external_id}`` → 200 payout, 404 ``Payout not found``.
+* ``POST /api/v1/payins`` ``{external_id, amount, currency, callback_url?, ...}``, ``GET /api/v1/payins/{id}``
+  (404 ``PayIn not found``): the same rules; a pay-in that succeeds credits the balance.
+* ``GET /api/v1/balance`` → ``{"balance": "1000000.00", "currency": "RUB", "shop_code": "main"}``.
+
+Checks, in order: signature (:func:`providers.gateway.signing.verify` over the raw path+query and the raw
+body, against the server clock plus the ``clock_skew`` knob; a signature already accepted within the
+window is refused with ``Replay``), shop scope (a ``shop_code`` other than the sandbox's → 403), then
+routing (404 ``Not found`` / 405), the ``error_rate`` fault (500 before anything is committed), JSON
+(422), the field rules in the seed's order and texts (every failing field listed in ``errors``; the
+top ``message`` is the first), idempotency, ``Shop currency mismatch. Expected RUB.`` (422
+``currency_mismatch``), ``Insufficient balance: available X, requested Y`` (422 ``insufficient_balance``).
+Amounts must be JSON strings. Error bodies are the seed's shape; codes other than ``unauthorized`` and
+``validation_error`` (not in the seed) are ``forbidden``, ``not_found``, ``method_not_allowed``,
+``idempotency_conflict``, ``currency_mismatch``, ``insufficient_balance``, ``internal_error``.
+
+The money: ``engine.ledger`` records every movement (``debit`` when a payout is committed, ``refund``
+when it then fails or is cancelled, ``payin`` when a pay-in succeeds); ``engine.executed(id)`` counts
+the debits of a payout — never more than 1 — and ``engine.balance`` is debited once per payout.
+
+Life cycle: ``created`` → ``processing`` → ``success`` (or ``failed`` with a ``failure_reason``, at
+``final_failure_rate``). With ``process_delay`` > 0 each step happens that many seconds after the
+previous one, in a background thread; with 0 nothing moves until ``engine.process_all()`` (or
+``POST /_sandbox/process``, or ``engine.set_status``). Every change after creation sends a callback.
+
+Callbacks: a signed ``POST`` of the JSON object (as ``GET`` returns it at the time of the change) to its
+``callback_url``, with ``X-API-Key``, ``X-Timestamp`` (sandbox clock) and ``X-Signature`` over the
+callback URL's path (and query) and the exact body, with ``callback_secret`` (default: the API secret).
+Any answer but a 2xx is retried, up to ``callback_max_attempts`` tries with ``callback_backoff`` seconds
+doubling between them; each try is signed afresh. Tries are scheduled independently, so a failing older
+callback can arrive after a newer one (as with real gateways). Every try is recorded in
+``engine.callback_log`` as ``{kind, external_id, status, url, attempt, outcome, http_status, at}`` with
+``outcome`` ``delivered`` (2xx), ``failed`` (retried), ``gave_up`` (last try failed), ``dropped``
+(never sent: ``callback_drop_rate``) or ``duplicated`` (a second copy: ``callback_duplicate_rate``).
+``url`` there is without its query string.
+
+Fault knobs (``engine.knobs``, mutable at run time; ``POST /_sandbox/knobs``): ``latency`` (seconds per
+API request), ``error_rate`` (500 before commit), ``fail_after_commit_rate`` (a create is committed,
+then answered 502 — or, when ``hang_seconds`` > 0, answered only after that many seconds, longer than
+a client's read timeout), ``clock_skew`` (seconds added to the server clock), ``replay_protection``,
+``process_delay``, ``final_failure_rate``, ``callback_drop_rate``, ``callback_duplicate_rate``,
+``callback_max_attempts``, ``callback_backoff``, ``callback_timeout``.
+
+Control API (JSON, NO AUTH, local use only): ``GET /_sandbox/state``, ``POST /_sandbox/knobs``,
+``POST /_sandbox/process`` (``{"external_id"?, "kind"?}``; empty = everything), ``GET /_sandbox/payouts/<id>``
+(and ``/payins/<id>``; with ``executed``), ``POST /_sandbox/payouts/<id>/status`` (``{"status",
+"failure_reason"?}``), ``POST /_sandbox/balance`` (``{"balance"}``), ``GET /_sandbox/ledger``,
+``GET /_sandbox/callbacks?last=N``, ``GET /_sandbox/describe``.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import logging
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any, Iterable
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import requests
+from flask import Flask, Response, request
+from requests.utils import requote_uri
+from werkzeug.http import http_date
+from werkzeug.wrappers import Request as _WRequest
+
+from providers.gateway.client import DEFAULT_PATHS, GatewayPaths
+from providers.gateway.signing import (
+    DEFAULT_HEADERS,
+    DEFAULT_WINDOW,
+    HeaderNames,
+    ReplayCache,
+    SignatureError,
+    path_with_query_from_environ,
+    sign,
+    verify,
+)
+from providers.gateway.types import FINAL_STATUSES, PAYOUT_STATUSES, format_amount, mask_account
+from providers.http import safe_url
+from providers.sandbox_server import SandboxServer
+
+__all__ = ["create_app", "serve", "describe", "SandboxEngine", "SandboxServer", "Knobs", "DEFAULT_API_KEY",
+           "DEFAULT_SECRET", "DEFAULT_SHOP_CODE", "FAILURE_REASONS"]
+
+log = logging.getLogger("providers.gateway.sandbox")
+
+DEFAULT_API_KEY = "gw_sandbox_key_0000000000000001"
+DEFAULT_SECRET = "gw_sandbox_secret_000000000000000000000001"
+DEFAULT_SHOP_CODE = "main"
+
+FAILURE_REASONS = ("Card declined by issuer", "Recipient account closed", "Limit exceeded at the recipient bank")
+
+_HTML_502 = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+             "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+
+# Real monotonic clock kept in a tuple: freezegun patches module attributes, not container contents.
+_REAL_CLOCK = (time.monotonic,)
+
+
+def _mono() -> float:
+    return _REAL_CLOCK[0]()
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _json_response(obj: Any, status: int = 200) -> Response:
+    return Response(json.dumps(obj, ensure_ascii=False, separators=(",", ":")), status=status,
+                    mimetype="application/json")
+
+
+def _error_body(message: str, code: str, errors: list[dict] | None = None) -> dict:
+    out: dict[str, Any] = {"message": message, "code": code}
+    if errors is not None:
+        out["errors"] = errors
+    out["error"] = {"code": code, "message": message}
+    return out
+
+
+class _ApiError(Exception):
+    def __init__(self, status: int, message: str, code: str, errors: list[dict] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.errors = status, message, code, errors
+
+    def response(self) -> Response:
+        return _json_response(_error_body(self.message, self.code, self.errors), self.status)
+
+
+# --------------------------------------------------------------------------------------------------
+# Knobs
+# --------------------------------------------------------------------------------------------------
+
+class Knobs:
+    """Fault knobs, changeable at run time as attributes or dict items (``knobs.error_rate = 0.2``)."""
+
+    FIELDS: dict[str, Any] = {
+        "latency": 0.0, "error_rate": 0.0, "fail_after_commit_rate": 0.0, "hang_seconds": 0.0,
+        "clock_skew": 0.0, "replay_protection": True, "process_delay": 0.0, "final_failure_rate": 0.0,
+        "callback_drop_rate": 0.0, "callback_duplicate_rate": 0.0, "callback_max_attempts": 5,
+        "callback_backoff": 0.2, "callback_timeout": 5.0,
+    }
+    _RATES = frozenset({"error_rate", "fail_after_commit_rate", "final_failure_rate", "callback_drop_rate",
+                        "callback_duplicate_rate"})
+
+    def __init__(self, **values: Any) -> None:
+        for k, v in self.FIELDS.items():
+            object.__setattr__(self, k, v)
+        self.update(**values)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in self.FIELDS:
+            raise AttributeError(f"unknown knob {name!r}")
+        object.__setattr__(self, name, self._coerce(name, value))
+
+    def _coerce(self, name: str, value: Any) -> Any:
+        if name == "replay_protection":
+            if isinstance(value, str):
+                return value.strip().lower() not in ("", "0", "false", "off", "no")
+            return bool(value)
+        if name == "callback_max_attempts":
+            value = int(value)
+            if value < 1:
+                raise ValueError("callback_max_attempts must be >= 1")
+            return value
+        value = float(value)
+        if name == "clock_skew":
+            return value
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0")
+        if name in self._RATES and value > 1:
+            raise ValueError(f"{name} must be between 0 and 1")
+        return value
+
+    def update(self, **values: Any) -> "Knobs":
+        for k, v in values.items():
+            setattr(self, k, v)
+        return self
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.FIELDS}
+
+    def __getitem__(self, k: str) -> Any:
+        return getattr(self, k)
+
+    def __setitem__(self, k: str, v: Any) -> None:
+        setattr(self, k, v)
+
+    def __repr__(self) -> str:
+        return f"Knobs({self.as_dict()!r})"
+
+
+# --------------------------------------------------------------------------------------------------
+# Operations (payouts and pay-ins)
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class _Op:
+    kind: str  # "payout" | "payin"
+    id: str
+    external_id: str
+    amount: Decimal
+    currency: str
+    card_number: str | None
+    callback_url: str | None
+    extra: dict
+    status: str
+    created_at: float
+    updated_at: float
+    failure_reason: str | None = None
+    payment_url: str | None = None
+    due: float | None = None  # monotonic time of the next automatic step
+    refunded: bool = False
+
+    def public(self, shop_code: str) -> dict:
+        out: dict[str, Any] = {"id": self.id, "external_id": self.external_id, "status": self.status,
+                               "amount": format_amount(self.amount), "currency": self.currency}
+        if self.kind == "payout":
+            out["card_number"] = mask_account(self.card_number)
+        else:
+            out["payment_url"] = self.payment_url
+        out.update({"failure_reason": self.failure_reason, "callback_url": self.callback_url,
+                    "shop_code": shop_code, "created_at": _iso(self.created_at), "updated_at": _iso(self.updated_at)})
+        return out
+
+    def same_request(self, amount: Decimal, currency: str, card_number: str | None,
+                     callback_url: str | None) -> list[str]:
+        """The parameters of a repeated create that differ from the stored ones."""
+        diff = []
+        if amount != self.amount:
+            diff.append("amount")
+        if currency != self.currency:
+            diff.append("currency")
+        if self.kind == "payout" and card_number != self.card_number:
+            diff.append("card_number")
+        if callback_url != self.callback_url:
+            diff.append("callback_url")
+        return diff
+
+
+# --------------------------------------------------------------------------------------------------
+# Callback sender
+# --------------------------------------------------------------------------------------------------
+
+class _CallbackSender:
+    """One background thread sending signed callbacks from a time-ordered queue, with retries."""
+
+    def __init__(self, engine: "SandboxEngine") -> None:
+        self.e = engine
+        self._cv = threading.Condition()
+        self._heap: list = []
+        self._seq = itertools.count()
+        self._inflight = 0
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._session = requests.Session()
+
+    def enqueue(self, kind: str, external_id: str, status: str, url: str, body: bytes) -> None:
+        k = self.e.knobs
+        with self.e.lock:  # seeded draws, same order for the same sequence of changes
+            r_drop, r_dup = self.e.cb_rng.random(), self.e.cb_rng.random()
+        item = {"kind": kind, "external_id": external_id, "status": status, "url": url, "body": body,
+                "attempt": 0, "duplicate": False}
+        if r_drop < k.callback_drop_rate:
+            self._record(item, "dropped", None)
+            return
+        now = _mono()
+        with self._cv:
+            self._ensure_thread()
+            self._push(now, item)
+            if r_dup < k.callback_duplicate_rate:
+                self._push(now + 0.05, dict(item, duplicate=True))
+            self._cv.notify_all()
+
+    def _push(self, due: float, item: dict) -> None:
+        heapq.heappush(self._heap, (due, next(self._seq), item))
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop = False
+            self._thread = threading.Thread(target=self._run, name="gateway-sandbox-callbacks", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while True:
+                    if self._stop:
+                        return
+                    now = _mono()
+                    if self._heap and self._heap[0][0] <= now:
+                        _, _, item = heapq.heappop(self._heap)
+                        self._inflight += 1
+                        break
+                    self._cv.wait(self._heap[0][0] - now if self._heap else None)
+            try:
+                self._send(item)
+            except Exception:  # never let one callback kill the sender
+                log.exception("gateway sandbox: callback sender crashed on one item")
+            finally:
+                with self._cv:
+                    self._inflight -= 1
+                    self._cv.notify_all()
+
+    def _send(self, item: dict) -> None:
+        k = self.e.knobs
+        item["attempt"] += 1
+        url = requote_uri(item["url"])  # what requests will put on the wire: sign exactly that
+        parts = urlsplit(url)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        ts = int(self.e.now())
+        h = self.e.header_names
+        headers = {h.api_key: self.e.api_key, h.timestamp: str(ts),
+                   h.signature: sign(self.e.callback_secret, ts, "POST", target, item["body"]),
+                   "Content-Type": "application/json", "User-Agent": "gateway-sandbox-callbacks/1"}
+        http_status = None
+        try:
+            r = self._session.post(url, data=item["body"], headers=headers, timeout=k.callback_timeout,
+                                   allow_redirects=False)
+            http_status = r.status_code
+            ok = 200 <= r.status_code < 300
+        except requests.RequestException:
+            ok = False
+        if item["duplicate"]:
+            self._record(item, "duplicated", http_status)
+            return
+        if ok:
+            self._record(item, "delivered", http_status)
+            return
+        if item["attempt"] >= k.callback_max_attempts:
+            self._record(item, "gave_up", http_status)
+            return
+        self._record(item, "failed", http_status)
+        with self._cv:
+            self._push(_mono() + k.callback_backoff * (2 ** (item["attempt"] - 1)), item)
+            self._cv.notify_all()
+
+    def _record(self, item: dict, outcome: str, http_status: int | None) -> None:
+        entry = {"kind": item["kind"], "external_id": item["external_id"], "status": item["status"],
+                 "url": safe_url(item["url"]), "attempt": item["attempt"], "outcome": outcome,
+                 "http_status": http_status, "at": time.time()}
+        self.e.callback_log.append(entry)
+        log.debug("gateway sandbox callback %s %s -> %s attempt %s: %s (HTTP %s)", item["kind"], item["external_id"],
+                  entry["url"], item["attempt"], outcome, http_status)
+
+    def pending(self) -> int:
+        with self._cv:
+            return len(self._heap) + self._inflight
+
+    def flush(self, timeout: float) -> bool:
+        with self._cv:
+            return self._cv.wait_for(lambda: not self._heap and not self._inflight, timeout)
+
+    def close(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        self._session.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# Engine
+# --------------------------------------------------------------------------------------------------
+
+_URL_RE = re.compile(r"^https?://[^\s/?#]+[^\s]*$", re.IGNORECASE)
+
+
+def _valid_url(value: Any) -> bool:
+    if not isinstance(value, str) or not _URL_RE.match(value):
+        return False
+    try:
+        p = urlsplit(value)
+        return bool(p.hostname) and (p.port is None or 0 < p.port < 65536)
+    except ValueError:
+        return False
+
+
+class SandboxEngine:
+    """The gateway's state and its admin side. Thread-safe: one lock guards everything."""
+
+    def __init__(self, *, api_key: str = DEFAULT_API_KEY, secret: str = DEFAULT_SECRET, shop_code: str = DEFAULT_SHOP_CODE,
+                 shop_currency: str = "RUB", balance: Decimal | str | int = Decimal("1000000"),
+                 window: float = DEFAULT_WINDOW, callback_secret: str | None = None, seed: int | None = None,
+                 knobs: Knobs | None = None, paths: GatewayPaths = DEFAULT_PATHS,
+                 header_names: HeaderNames = DEFAULT_HEADERS) -> None:
+        self.lock = threading.RLock()
+        self.api_key = api_key
+        self.secret = secret
+        self.callback_secret = callback_secret or secret
+        self.shop_code = shop_code
+        self.shop_currency = shop_currency.upper()
+        self.balance = Decimal(str(balance))
+        self.window = window
+        self.paths = paths
+        self.header_names = header_names
+        self.knobs = knobs or Knobs()
+        self.seed = seed
+        base = seed if seed is not None else random.randrange(1 << 30)
+        self.rng = random.Random(base)            # outcomes (final_failure_rate, failure reasons)
+        self.fault_rng = random.Random(base + 1)  # error_rate / fail_after_commit_rate draws
+        self.cb_rng = random.Random(base + 2)     # callback drops and duplicates
+        self.ops: dict[str, dict[str, _Op]] = {"payout": {}, "payin": {}}
+        self.ledger: list[dict] = []
+        self.callback_log: list[dict] = []
+        self.requests_served: dict[str, int] = {}
+        self.replay = ReplayCache()
+        self._ids = itertools.count(1)
+        self._sender = _CallbackSender(self)
+        self._proc_cv = threading.Condition(self.lock)
+        self._proc_thread: threading.Thread | None = None
+        self._proc_stop = False
+
+    # ---- clock -------------------------------------------------------------------------------
+    def now(self) -> float:
+        """The sandbox's clock: ``time.time()`` (freezegun-friendly) plus the ``clock_skew`` knob."""
+        return time.time() + self.knobs.clock_skew
+
+    # ---- reading -----------------------------------------------------------------------------
+    def get(self, external_id: str, kind: str = "payout") -> dict | None:
+        """The public object (as the API returns it), or None."""
+        with self.lock:
+            op = self.ops[kind].get(external_id)
+            return op.public(self.shop_code) if op else None
+
+    def executed(self, external_id: str) -> int:
+        """How many times the money of this payout really left (debits in the ledger): never > 1."""
+        with self.lock:
+            return sum(1 for e in self.ledger if e["type"] == "debit" and e["external_id"] == external_id)
+
+    def describe(self) -> dict:
+        return describe(self)
+
+    # ---- creating ----------------------------------------------------------------------------
+    def create(self, kind: str, data: Any, root: str = "") -> tuple[int, dict]:
+        """Validate and create (or find) a payout/pay-in from a decoded body; ``(http status, object)``.
+
+        Raises ``_ApiError`` with the gateway's status, text and code.
+        """
+        if not isinstance(data, dict):
+            raise _ApiError(422, "Request body must be a JSON object", "validation_error",
+                            [{"field": "body", "message": "Request body must be a JSON object"}])
+        errors: list[dict] = []
+
+        ext = data.get("external_id")
+        if isinstance(ext, int) and not isinstance(ext, bool):
+            ext = str(ext)
+        if not isinstance(ext, str) or not ext.strip():
+            errors.append({"field": "external_id", "message": "external_id is required"})
+        amount_raw = data.get("amount")
+        amount: Decimal | None = None
+        if isinstance(amount_raw, str):
+            try:
+                amount = Decimal(amount_raw.strip())
+            except InvalidOperation:
+                amount = None
+            if amount is not None and (not amount.is_finite() or amount <= 0):
+                amount = None
+        if amount is None:
+            errors.append({"field": "amount", "message": "amount must be a positive decimal string"})
+        currency = data.get("currency")
+        if not isinstance(currency, str) or not currency.strip():
+            errors.append({"field": "currency", "message": "currency is required"})
+        card = data.get("card_number")
+        if kind == "payout":
+            if isinstance(card, int) and not isinstance(card, bool):
+                card = str(card)
+            if not isinstance(card, str) or not card.strip():
+                errors.append({"field": "card_number", "message": "card_number is required"})
+        else:
+            card = None
+        cb = data.get("callback_url")
+        if cb is not None and not _valid_url(cb):
+            errors.append({"field": "callback_url", "message": "callback_url must be a valid URL"})
+        if errors:
+            raise _ApiError(422, errors[0]["message"], "validation_error", errors)
+
+        assert isinstance(ext, str) and amount is not None and isinstance(currency, str)
+        currency = currency.strip().upper()
+        extra = {k: v for k, v in data.items()
+                 if k not in ("external_id", "amount", "currency", "card_number", "callback_url", "shop_code")}
+        with self.lock:
+            existing = self.ops[kind].get(ext)
+            if existing is not None:
+                diff = existing.same_request(amount, currency, card, cb)
+                if diff:
+                    what = "Payout" if kind == "payout" else "PayIn"
+                    raise _ApiError(422, f"{what} with this external_id already exists with different parameters: "
+                                         f"{', '.join(diff)}", "idempotency_conflict")
+                return 200, existing.public(self.shop_code)
+            if currency != self.shop_currency:
+                raise _ApiError(422, f"Shop currency mismatch. Expected {self.shop_currency}.", "currency_mismatch")
+            if kind == "payout" and amount > self.balance:
+                raise _ApiError(422, f"Insufficient balance: available {format_amount(self.balance)}, "
+                                     f"requested {format_amount(amount)}", "insufficient_balance")
+            t = time.time()
+            op = _Op(kind=kind, id=f"{'po' if kind == 'payout' else 'pi'}_{next(self._ids):06d}", external_id=ext,
+                     amount=amount, currency=currency, card_number=card, callback_url=cb, extra=extra,
+                     status="created", created_at=t, updated_at=t)
+            if kind == "payin":
+                op.payment_url = f"{root}/pay/{op.id}"
+            self.ops[kind][ext] = op
+            if kind == "payout":
+                self.balance -= amount
+                self._ledger("debit", op, -amount)
+            self._schedule(op)
+            return 201, op.public(self.shop_code)
+
+    def _ledger(self, type_: str, op: _Op, delta: Decimal) -> None:
+        self.ledger.append({"type": type_, "kind": op.kind, "external_id": op.external_id, "amount": delta,
+                            "currency": op.currency, "balance": self.balance, "at": time.time()})
+
+    # ---- life cycle --------------------------------------------------------------------------
+    def _schedule(self, op: _Op) -> None:
+        delay = self.knobs.process_delay
+        if delay <= 0 or op.status in FINAL_STATUSES:
+            op.due = None
+            return
+        op.due = _mono() + delay
+        if self._proc_thread is None or not self._proc_thread.is_alive():
+            self._proc_stop = False
+            self._proc_thread = threading.Thread(target=self._process_loop, name="gateway-sandbox-processor",
+                                                 daemon=True)
+            self._proc_thread.start()
+        self._proc_cv.notify_all()
+
+    def _process_loop(self) -> None:
+        with self.lock:
+            while not self._proc_stop:
+                now = _mono()
+                due = [op for ops in self.ops.values() for op in ops.values() if op.due is not None]
+                for op in due:
+                    if op.due is not None and op.due <= now:
+                        self._step(op)
+                        self._schedule(op)
+                nxt = [op.due for ops in self.ops.values() for op in ops.values() if op.due is not None]
+                self._proc_cv.wait(max(0.005, min(nxt) - _mono()) if nxt else None)
+
+    def _step(self, op: _Op) -> None:
+        """One step along created -> processing -> success | failed (lock held)."""
+        if op.status == "created":
+            self._change(op, "processing")
+        elif op.status == "processing":
+            if self.rng.random() < self.knobs.final_failure_rate:
+                self._change(op, "failed", self.rng.choice(FAILURE_REASONS))
+            else:
+                self._change(op, "success")
+
+    def _change(self, op: _Op, status: str, failure_reason: str | None = None) -> None:
+        """Every status change goes through here (lock held): money, times, callback."""
+        op.status = status
+        op.failure_reason = failure_reason if status in ("failed", "cancelled") else None
+        op.updated_at = max(time.time(), op.updated_at)
+        if status in FINAL_STATUSES:
+            op.due = None
+            if op.kind == "payout" and status in ("failed", "cancelled") and not op.refunded:
+                op.refunded = True
+                self.balance += op.amount
+                self._ledger("refund", op, op.amount)
+            if op.kind == "payin" and status == "success":
+                self.balance += op.amount
+                self._ledger("payin", op, op.amount)
+        if op.callback_url:
+            body = json.dumps(op.public(self.shop_code), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            self._sender.enqueue(op.kind, op.external_id, status, op.callback_url, body)
+
+    def process(self, external_id: str, kind: str = "payout") -> str:
+        """Move one object to a final status now (all remaining steps); returns that status."""
+        with self.lock:
+            op = self.ops[kind][external_id]
+            while op.status not in FINAL_STATUSES:
+                self._step(op)
+            return op.status
+
+    def process_all(self) -> int:
+        """Move every payout and pay-in that is not final to a final status now; returns how many moved."""
+        n = 0
+        with self.lock:
+            for kind, ops in self.ops.items():
+                for ext, op in list(ops.items()):
+                    if op.status not in FINAL_STATUSES:
+                        self.process(ext, kind)
+                        n += 1
+        return n
+
+    def set_status(self, external_id: str, status: str, failure_reason: str | None = None,
+                   kind: str = "payout") -> None:
+        """The admin side: put an object (not yet final) into ``status``. KeyError / ValueError."""
+        if status not in PAYOUT_STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        with self.lock:
+            op = self.ops[kind][external_id]
+            if op.status in FINAL_STATUSES:
+                raise ValueError(f"{kind} {external_id} is already final ({op.status})")
+            if status == op.status:
+                return
+            if status == "failed" and not failure_reason:
+                failure_reason = FAILURE_REASONS[0]
+            self._change(op, status, failure_reason)
+            self._schedule(op)
+
+    def set_balance(self, value: Decimal | str | int) -> None:
+        with self.lock:
+            self.balance = Decimal(str(value))
+
+    # ---- callbacks ---------------------------------------------------------------------------
+    def flush_callbacks(self, timeout: float = 10) -> bool:
+        """Block until no callback is queued, retrying or in flight. False on timeout."""
+        return self._sender.flush(timeout)
+
+    @property
+    def callbacks_pending(self) -> int:
+        return self._sender.pending()
+
+    def close(self) -> None:
+        """Stop the background threads (processor, callback sender)."""
+        with self.lock:
+            self._proc_stop = True
+            self._proc_cv.notify_all()
+        if self._proc_thread is not None:
+            self._proc_thread.join(timeout=2)
+        self._sender.close()
+
+    def state(self) -> dict:
+        with self.lock:
+            return {"shop_code": self.shop_code, "currency": self.shop_currency,
+                    "balance": format_amount(self.balance), "knobs": self.knobs.as_dict(),
+                    "payouts": {k: op.status for k, op in self.ops["payout"].items()},
+                    "payins": {k: op.status for k, op in self.ops["payin"].items()},
+                    "ledger_entries": len(self.ledger), "requests_served": dict(self.requests_served),
+                    "callbacks": {"pending": self.callbacks_pending, "log": len(self.callback_log)}}
+
+
+# --------------------------------------------------------------------------------------------------
+# WSGI app
+# --------------------------------------------------------------------------------------------------
+
+def _route_table(paths: GatewayPaths) -> list[tuple[re.Pattern, str, str]]:
+    """(regex, kind, action) for every endpoint; ``{external_id}`` captures one path segment."""
+    def rx(template: str) -> re.Pattern:
+        return re.compile("^" + re.escape(template).replace(re.escape("{external_id}"), "(?P<external_id>[^/]+)")
+                          + "$")
+    return [(rx(paths.payouts), "payout", "create"), (rx(paths.payout), "payout", "get"),
+            (rx(paths.payins), "payin", "create"), (rx(paths.payin), "payin", "get"),
+            (rx(paths.balance), "", "balance")]
+
+
+_ACTION_METHOD = {"create": "POST", "get": "GET", "balance": "GET"}
+
+
+def create_app(*, api_key: str = DEFAULT_API_KEY, secret: str = DEFAULT_SECRET, shop_currency: str = "RUB",
+               balance: Decimal | str | int = Decimal("1000000"), window: float = DEFAULT_WINDOW,
+               latency: float = 0.0, error_rate: float = 0.0, fail_after_commit_rate: float = 0.0,
+               process_delay: float = 0.0, final_failure_rate: float = 0.0, callback_secret: str | None = None,
+               seed: int | None = None, shop_code: str = DEFAULT_SHOP_CODE, hang_seconds: float = 0.0,
+               callback_drop_rate: float = 0.0, callback_duplicate_rate: float = 0.0,
+               callback_max_attempts: int = 5, callback_backoff: float = 0.2,
+               paths: GatewayPaths | dict | None = None, header_names: HeaderNames = DEFAULT_HEADERS) -> Flask:
+    """The sandbox as a Flask (WSGI) app; ``app.engine`` is its :class:`SandboxEngine`."""
+    knobs = Knobs(latency=latency, error_rate=error_rate, fail_after_commit_rate=fail_after_commit_rate,
+                  hang_seconds=hang_seconds, process_delay=process_delay, final_failure_rate=final_failure_rate,
+                  callback_drop_rate=callback_drop_rate, callback_duplicate_rate=callback_duplicate_rate,
+                  callback_max_attempts=callback_max_attempts, callback_backoff=callback_backoff)
+    engine = SandboxEngine(api_key=api_key, secret=secret, shop_code=shop_code, shop_currency=shop_currency,
+                           balance=balance, window=window, callback_secret=callback_secret, seed=seed, knobs=knobs,
+                           paths=GatewayPaths.of(paths), header_names=header_names)
+    routes = _route_table(engine.paths)
+    app = Flask("gateway_sandbox")
+    app.engine = engine  # type: ignore[attr-defined]
+
+    def fault(rate: float) -> bool:
+        if not rate:
+            return False
+        with engine.lock:
+            return engine.fault_rng.random() < rate
+
+    def api_view(req: _WRequest) -> Response:
+        resp = checked_view(req)
+        resp.headers["Date"] = http_date(engine.now())  # the server's (possibly skewed) clock, like a real one
+        return resp
+
+    def checked_view(req: _WRequest) -> Response:
+        k = engine.knobs
+        target = path_with_query_from_environ(req.environ)
+        path, _, query = target.partition("?")
+        with engine.lock:
+            engine.requests_served[req.method] = engine.requests_served.get(req.method, 0) + 1
+        if k.latency:
+            time.sleep(k.latency)
+        body = req.get_data(cache=True)
+        try:
+            verify(engine.secret, req.headers, req.method, target, body, now=engine.now(), window=engine.window,
+                   seen=engine.replay if k.replay_protection else None, api_key=engine.api_key,
+                   header_names=engine.header_names)
+        except SignatureError as e:
+            return _json_response(e.body(), 401)
+        try:
+            return dispatch(req, path, query, body)
+        except _ApiError as e:
+            return e.response()
+
+    def dispatch(req: _WRequest, path: str, query: str, body: bytes) -> Response:
+        k = engine.knobs
+        scope = (parse_qs(query).get("shop_code") or [None])[0]
+        match = None
+        for rx, kind, action in routes:
+            m = rx.match(path)
+            if m:
+                match = (m, kind, action)
+                if req.method == _ACTION_METHOD[action]:
+                    break
+        if match is None:
+            raise _ApiError(404, "Not found", "not_found")
+        m, kind, action = match
+        if req.method != _ACTION_METHOD[action]:
+            raise _ApiError(405, "Method not allowed", "method_not_allowed")
+        data: Any = None
+        if action == "create":
+            try:
+                data = json.loads(body.decode("utf-8"), parse_float=Decimal) if body.strip() else None
+            except (ValueError, UnicodeDecodeError):
+                raise _ApiError(422, "Request body must be a JSON object", "validation_error",
+                                [{"field": "body", "message": "Request body must be a JSON object"}]) from None
+            if isinstance(data, dict) and data.get("shop_code") is not None:
+                scope = str(data["shop_code"])
+        if scope is not None and scope != engine.shop_code:
+            raise _ApiError(403, "Access denied for this shop_code", "forbidden")
+        if fault(k.error_rate):  # before anything is committed
+            raise _ApiError(500, "Internal server error", "internal_error")
+
+        if action == "balance":
+            with engine.lock:
+                return _json_response({"balance": format_amount(engine.balance), "currency": engine.shop_currency,
+                                       "shop_code": engine.shop_code})
+        if action == "get":
+            obj = engine.get(unquote(m.group("external_id")), kind)
+            if obj is None:
+                raise _ApiError(404, "Payout not found" if kind == "payout" else "PayIn not found", "not_found")
+            return _json_response(obj)
+
+        status, obj = engine.create(kind, data, root=req.host_url.rstrip("/"))
+        if status == 201 and fault(k.fail_after_commit_rate):
+            # Committed, but the answer is lost: a stall past the client's timeout, or a proxy's 502.
+            if k.hang_seconds > 0:
+                time.sleep(k.hang_seconds)
+            else:
+                return Response(_HTML_502, status=502, mimetype="text/html")
+        return _json_response(obj, status)
+
+    flask_wsgi = app.wsgi_app
+
+    def wsgi(environ: dict, start_response: Any) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "").startswith("/_sandbox/"):
+            return flask_wsgi(environ, start_response)
+        return api_view(_WRequest(environ))(environ, start_response)
+
+    app.wsgi_app = wsgi  # type: ignore[method-assign]
+
+    # ---- control API (no auth: local use only) -----------------------------------------------
+
+    def body_json() -> dict:
+        return request.get_json(silent=True, force=True) or {}
+
+    def kind_of(plural: str) -> str:
+        return "payout" if plural == "payouts" else "payin"
+
+    @app.get("/_sandbox/state")
+    def ctl_state() -> Response:
+        return _json_response(engine.state())
+
+    @app.get("/_sandbox/describe")
+    def ctl_describe() -> Response:
+        return _json_response(describe(engine))
+
+    @app.post("/_sandbox/knobs")
+    def ctl_knobs() -> Response:
+        try:
+            engine.knobs.update(**body_json())
+        except (AttributeError, ValueError, TypeError) as exc:
+            return _json_response({"error": str(exc)}, 400)
+        return _json_response(engine.knobs.as_dict())
+
+    @app.post("/_sandbox/process")
+    def ctl_process() -> Response:
+        b = body_json()
+        if b.get("external_id"):
+            try:
+                status = engine.process(str(b["external_id"]), str(b.get("kind") or "payout"))
+            except KeyError:
+                return _json_response({"error": "not found"}, 404)
+            return _json_response({"processed": 1, "status": status})
+        return _json_response({"processed": engine.process_all()})
+
+    @app.get("/_sandbox/<any(payouts, payins):plural>/<path:external_id>")
+    def ctl_get(plural: str, external_id: str) -> Response:
+        obj = engine.get(external_id, kind_of(plural))
+        if obj is None:
+            return _json_response({"error": "not found"}, 404)
+        if plural == "payouts":
+            obj["executed"] = engine.executed(external_id)
+        return _json_response(obj)
+
+    @app.post("/_sandbox/<any(payouts, payins):plural>/<path:external_id>/status")
+    def ctl_status(plural: str, external_id: str) -> Response:
+        b = body_json()
+        try:
+            engine.set_status(external_id, str(b.get("status", "")), b.get("failure_reason"), kind_of(plural))
+        except KeyError:
+            return _json_response({"error": "not found"}, 404)
+        except ValueError as exc:
+            return _json_response({"error": str(exc)}, 400)
+        return _json_response(engine.get(external_id, kind_of(plural)))
+
+    @app.post("/_sandbox/balance")
+    def ctl_balance() -> Response:
+        try:
+            engine.set_balance(str(body_json().get("balance")))
+        except (InvalidOperation, ValueError):
+            return _json_response({"error": "balance must be a decimal string"}, 400)
+        return _json_response({"balance": format_amount(engine.balance)})
+
+    @app.get("/_sandbox/ledger")
+    def ctl_ledger() -> Response:
+        with engine.lock:
+            rows = [dict(e, amount=format_amount(e["amount"]), balance=format_amount(e["balance"]))
+                    for e in engine.ledger]
+        return _json_response(rows)
+
+    @app.get("/_sandbox/callbacks")
+    def ctl_callbacks() -> Response:
+        try:
+            n = int(request.args.get("last", "100"))
+        except ValueError:
+            n = 100
+        return _json_response(engine.callback_log[-max(n, 1):])
+
+    return app
+
+
+def describe(target: Any = None) -> dict:
+    """What a sandbox accepts, for ``exsync sandbox gateway`` to print (defaults when ``target`` is None).
+
+    ``target``: an app from :func:`create_app` or its engine. The values are sandbox credentials, not
+    secrets of anything real.
+    """
+    engine = getattr(target, "engine", target)
+    if engine is None:
+        engine = SandboxEngine()
+        engine._sender.close()
+    h = engine.header_names
+    return {
+        "provider": "gateway",
+        "api_key": engine.api_key,
+        "secret": engine.secret,
+        "callback_secret": engine.callback_secret,
+        "shop_code": engine.shop_code,
+        "shop_currency": engine.shop_currency,
+        "balance": format_amount(engine.balance),
+        "window": engine.window,
+        "headers": {"api_key": h.api_key, "timestamp": h.timestamp, "signature": h.signature},
+        "signature": "lowercase hex HMAC-SHA256(secret, timestamp + METHOD + path_with_query + raw body)",
+        "paths": {"payouts": engine.paths.payouts, "payout": engine.paths.payout, "payins": engine.paths.payins,
+                  "payin": engine.paths.payin, "balance": engine.paths.balance},
+        "control": "/_sandbox/state (no auth: local use only, never expose this port)",
+        "knobs": engine.knobs.as_dict(),
+    }
+
+
+def serve(app: Any, host: str = "127.0.0.1", port: int = 0) -> SandboxServer:
+    """Serve ``app`` (from :func:`create_app`) on ``host:port`` (0 = a free port) in the background."""
+    return SandboxServer(app, host, port)
