@@ -1,0 +1,661 @@
+"""A faithful fake of the ZaleyCash API v2, for tests, benchmarks and ``exsync sandbox zaleycash``.
+
+It follows ``shared/reference/zaleycash.md`` (the seed's auth, envelope and error codes plus the endpoints
+seen in public clients), so any client can talk to it as to ``https://zaleycash.com``::
+
+    app = create_app()                        # accepts DEFAULT_SECRET
+    srv = serve(app, port=0)
+    tok = requests.post(srv.url + "/api/v2/token",
+                        headers={"Authorization": f"Bearer {DEFAULT_SECRET}"}).json()["response"]["access_token"]
+    requests.get(srv.url + "/api/v2/user/balance", headers={"Authorization": f"Bearer {tok}"})
+    app.engine.executed("payout-1")           # the truth: how many times that operation ran (0 or 1)
+    srv.shutdown()
+
+Nothing here is secret: the sandbox is for LOCAL USE ONLY. Its control API under ``/_sandbox/`` needs no
+key at all — never expose a sandbox port to a network. :func:`describe` prints the defaults.
+
+Choices where the reference leaves room (documented so clients know what they are tested against):
+
+* Tokens: ``POST /api/v2/token`` with ``Authorization: Bearer <secret>`` issues a new random token on
+  every call, valid ``token_ttl`` seconds (3600, the documented hour); ``expires_at`` is unix seconds.
+  Earlier tokens stay valid until they expire. Expiry is judged with ``time.time()`` (freezegun works).
+  A missing or non-Bearer header → 401 code 4; an unknown secret → 401 code 2; an unknown or expired
+  token → 401 code 1.
+* Errors are ``{"code", "message"}``; code 10 (invalid request) carries ``detail`` instead of ``message``
+  (the reference's other shape); an unknown route is 404 ``{"detail": "Not Found"}`` with no code, a wrong
+  method 405 ``{"detail": "Method Not Allowed"}``. HTTP statuses: 400 for 10/20/50/51/58/72/80, 401 for
+  1/2/4, 403 for 5/26/54/81,
+  404 for 21 and for 55 on the status endpoint (55 for a malformed operation_id is 400), 500 for 53.
+* Users: the agent (id 1000) and its children. Children 1001 and 1002 are active, 1003 is inactive, 1004
+  is active but not linked to the agent. ``POST user`` registers a new user already linked as a child;
+  ``POST user/children`` links an existing one (linking twice is fine).
+* Currencies (``GET money/currencies``): 1 RUB, 2 USD, 3 EUR, 4 KZT; the agent starts with
+  100000.00 RUB, 5000.00 USD, 0.00 EUR (``balances=`` overrides), nothing in KZT.
+* ``POST money/transfer/internal`` ``{"user_id", "currency", "amount", "operation_id"}``; ``amount`` may be
+  a JSON number or a decimal string, with at most 2 decimals. Checks, in order: fields present and well
+  formed (10; an ``operation_id`` that is not a 1..64 character string: 55) → duplicate ``operation_id``
+  (58) → currency known (80) → user exists (21) → user is a child of the agent (5) → user active (26) →
+  transfers not protected (54, knob) → amount >= ``min_amount`` (50, knob) → balance (51) → commit.
+  The knob ``funds_before_duplicate`` moves the duplicate check after the balance check (a real server
+  may do that: then a repeat can answer 51 although the first transfer was recorded).
+  Success: ``{"operation_id", "transaction_id", "user_id", "currency", "amount", "status": "done"}``.
+* Transfer status: ``GET <status_path>?operation_id=`` (default ``/api/v2/money/transfer/status``; the real
+  name is not public; ``status_path=None`` switches it off) → the ledger entry, or 404 code 55.
+* Amounts are JSON numbers written from Decimal digits (``100000.00``), never floats.
+
+Fault knobs (``app.engine.knobs``, changeable at run time, or ``POST /_sandbox/knobs``):
+
+``latency``            seconds added to every API answer
+``error_rate``         share of API calls answered HTTP 500 BEFORE anything runs: ``{"code": 53, "message":
+                       "Transaction processing error"}`` on money endpoints, ``{"detail": "Internal Server
+                       Error"}`` elsewhere
+``rate_limit_rate``    share of API calls answered HTTP 429 ``Retry-After: 1``
+``fail_after_commit_rate``  share of transfers that are COMMITTED and then answered badly, per
+                       ``fail_after_commit_mode``: ``"hang"`` (sleep ``hang_seconds`` before answering, longer
+                       than the client's timeout), ``"502"`` (an nginx 502 page), ``"close"`` (the connection
+                       is closed without an answer). A client sees an unknown outcome each time.
+``hang_seconds``       see above (default 30)
+``reject_tokens``      every access token is refused with code 1 (a token call still succeeds)
+``agent_disabled``     every call, the token call included, answers 403 code 81
+``transfers_protected``  transfers answer 403 code 54
+``min_amount``         transfers below it answer code 50 (default 0: off)
+``funds_before_duplicate``  see the check order above
+``clock_skew``         seconds the server's clock runs ahead of the caller's (negative: behind); tokens
+                       are issued and expired on the server's clock, so a client trusting ``expires_at``
+                       meets code 1 near the end of a token's life
+
+Control API (JSON, no auth): ``GET /_sandbox/state`` (users, balances, ledger, knobs, counters),
+``POST /_sandbox/knobs``, ``POST /_sandbox/users`` (``{"email", "name"?, "is_active"?, "linked"?}`` →
+``{"id"}``), ``POST /_sandbox/balance`` (``{"currency", "balance", "user_id"?}``), ``POST
+/_sandbox/tokens/revoke``, ``GET /_sandbox/ledger``. Bad input: 400.
+"""
+from __future__ import annotations
+
+import collections
+import random
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Mapping
+
+from flask import Flask, Response, request
+
+from providers.zaleycash.wire import dumps, loads
+
+__all__ = ["create_app", "serve", "describe", "SandboxEngine", "Knobs", "DEFAULT_SECRET", "DEFAULT_STATUS_PATH",
+           "AGENT_ID", "CURRENCIES", "DEFAULT_BALANCES", "API_PATH"]
+
+DEFAULT_SECRET = "zcSandboxSecretKey000000000000000000001"  # not a secret: local sandbox only
+DEFAULT_STATUS_PATH = "/api/v2/money/transfer/status"
+API_PATH = "/api/v2/"
+AGENT_ID = 1000
+CURRENCIES = {1: ("RUB", "Russian rouble"), 2: ("USD", "US dollar"), 3: ("EUR", "Euro"), 4: ("KZT", "Tenge")}
+DEFAULT_BALANCES = {1: Decimal("100000.00"), 2: Decimal("5000.00"), 3: Decimal("0.00")}
+
+_HTTP = {1: 401, 2: 401, 3: 401, 4: 401, 5: 403, 10: 400, 20: 400, 21: 404, 22: 404, 26: 403, 50: 400, 51: 400,
+         53: 500, 54: 403, 55: 404, 58: 400, 72: 400, 80: 400, 81: 403}
+_HTML_502 = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+             "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+
+
+class _Refusal(Exception):
+    """An API error answer: ``code``, text, optional extra body fields; ``detail`` picks the other shape."""
+
+    def __init__(self, code: int, message: str, *, detail: bool = False, http: int | None = None,
+                 **extra: Any) -> None:
+        super().__init__(message)
+        self.code, self.message, self.detail, self.extra = code, message, detail, extra
+        self.http = http or _HTTP.get(code, 400)
+
+
+# --------------------------------------------------------------------------------------------------
+# Knobs, users, ledger
+# --------------------------------------------------------------------------------------------------
+
+class Knobs:
+    """Fault knobs, changeable at run time as attributes or dict items (``knobs.error_rate = 0.2``)."""
+
+    FIELDS: dict[str, Any] = {
+        "latency": 0.0, "error_rate": 0.0, "rate_limit_rate": 0.0, "fail_after_commit_rate": 0.0,
+        "fail_after_commit_mode": "hang", "hang_seconds": 30.0, "reject_tokens": False, "agent_disabled": False,
+        "transfers_protected": False, "min_amount": Decimal("0"), "funds_before_duplicate": False,
+        "clock_skew": 0.0,
+    }
+    _BOOLS = frozenset({"reject_tokens", "agent_disabled", "transfers_protected", "funds_before_duplicate"})
+    _RATES = frozenset({"error_rate", "rate_limit_rate", "fail_after_commit_rate"})
+    MODES = ("hang", "502", "close")
+
+    def __init__(self, **values: Any) -> None:
+        for k, v in self.FIELDS.items():
+            object.__setattr__(self, k, v)
+        self.update(**values)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in self.FIELDS:
+            raise AttributeError(f"unknown knob {name!r}")
+        object.__setattr__(self, name, self._coerce(name, value))
+
+    def _coerce(self, name: str, value: Any) -> Any:
+        if name in self._BOOLS:
+            if isinstance(value, str):
+                return value.strip().lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if name == "fail_after_commit_mode":
+            if str(value) not in self.MODES:
+                raise ValueError(f"fail_after_commit_mode must be one of {', '.join(self.MODES)}")
+            return str(value)
+        if name == "min_amount":
+            d = Decimal(str(value))
+            if not d.is_finite() or d < 0:
+                raise ValueError("min_amount must be >= 0")
+            return d
+        v = float(value)
+        if name == "clock_skew":
+            return v
+        if v < 0 or (name in self._RATES and v > 1):
+            raise ValueError(f"{name} must be {'0..1' if name in self._RATES else '>= 0'}")
+        return v
+
+    def update(self, **values: Any) -> "Knobs":
+        for k, v in values.items():
+            setattr(self, k, v)
+        return self
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.FIELDS}
+
+    def __getitem__(self, k: str) -> Any:
+        return getattr(self, k)
+
+    def __setitem__(self, k: str, v: Any) -> None:
+        setattr(self, k, v)
+
+    def __repr__(self) -> str:
+        return f"Knobs({self.as_dict()!r})"
+
+
+@dataclass
+class SandboxUser:
+    id: int
+    email: str
+    name: str
+    is_active: bool = True
+    parent_id: int | None = None  # AGENT_ID when linked as a child of the agent
+    password: str = field(default="", repr=False)
+
+    def as_json(self) -> dict:
+        return {"id": self.id, "email": self.email, "name": self.name, "is_active": self.is_active}
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    operation_id: str
+    transaction_id: str
+    user_id: int
+    currency: int
+    amount: Decimal
+    at: float
+
+    def as_json(self) -> dict:
+        return {"operation_id": self.operation_id, "transaction_id": self.transaction_id, "user_id": self.user_id,
+                "currency": self.currency, "amount": self.amount, "status": "done", "created_at": int(self.at)}
+
+
+class SandboxEngine:
+    """The sandbox's state and rules. Every change happens under ``lock``; the HTTP layer only adds faults."""
+
+    def __init__(self, secret_key: str = DEFAULT_SECRET, *, token_ttl: float = 3600,
+                 balances: Mapping[int, Any] | None = None, knobs: Knobs | None = None, seed: int | None = None,
+                 status_path: str | None = DEFAULT_STATUS_PATH) -> None:
+        self.lock = threading.RLock()
+        self.secret_keys = {secret_key}
+        self.token_ttl = float(token_ttl)
+        self.knobs = knobs or Knobs()
+        self.status_path = status_path
+        self.fault_rng = random.Random(seed)
+        self.tokens: dict[str, float] = {}  # access token -> expires_at (unix seconds)
+        self.tokens_issued = 0
+        self.issued_tokens: list[str] = []  # every token ever issued (tests check none of them leaks)
+        self.requests_served: collections.Counter[str] = collections.Counter()
+        self.users: dict[int, SandboxUser] = {}
+        self.balances: dict[int, dict[int, Decimal]] = collections.defaultdict(dict)
+        self.ledger: dict[str, LedgerEntry] = {}
+        self._executions: collections.Counter[str] = collections.Counter()
+        self._next_user = AGENT_ID
+        self._next_tx = 500_000
+        self._add_user_locked("agent@sandbox.zaleycash.local", "Sandbox agent", True, linked=False)
+        self._add_user_locked("child1@sandbox.zaleycash.local", "Child one", True, linked=True)
+        self._add_user_locked("child2@sandbox.zaleycash.local", "Child two", True, linked=True)
+        self._add_user_locked("inactive@sandbox.zaleycash.local", "Inactive child", False, linked=True)
+        self._add_user_locked("stranger@sandbox.zaleycash.local", "Not a child", True, linked=False)
+        for cur, amount in (DEFAULT_BALANCES if balances is None else balances).items():
+            self.set_balance(int(cur), amount)
+
+    # ---- admin side ------------------------------------------------------------------------------
+    def _add_user_locked(self, email: str, name: str, is_active: bool, *, linked: bool,
+                         password: str = "") -> int:
+        uid = self._next_user
+        self._next_user += 1
+        self.users[uid] = SandboxUser(uid, email, name, is_active, AGENT_ID if linked else None, password)
+        return uid
+
+    def add_user(self, email: str, name: str | None = None, *, is_active: bool = True, linked: bool = True) -> int:
+        with self.lock:
+            if any(u.email.lower() == email.lower() for u in self.users.values()):
+                raise ValueError("email already exists")
+            return self._add_user_locked(email, name or email.split("@")[0], bool(is_active), linked=bool(linked))
+
+    def set_balance(self, currency: int, balance: Any, user_id: int = AGENT_ID) -> None:
+        d = Decimal(str(balance))
+        if not d.is_finite():
+            raise ValueError("balance must be finite")
+        with self.lock:
+            if user_id not in self.users:
+                raise ValueError("no such user")
+            self.balances[user_id][int(currency)] = d
+
+    def balance_of(self, currency: int, user_id: int = AGENT_ID) -> Decimal:
+        with self.lock:
+            return self.balances[user_id].get(currency, Decimal("0"))
+
+    def revoke_tokens(self) -> None:
+        """Forget every issued token: the next call with any of them answers code 1."""
+        with self.lock:
+            self.tokens.clear()
+
+    def executed(self, operation_id: str) -> int:
+        """How many times the transfer ``operation_id`` was executed (the invariant: never more than 1)."""
+        with self.lock:
+            return self._executions[operation_id]
+
+    def state(self) -> dict:
+        with self.lock:
+            return {
+                "users": [{**u.as_json(), "parent_id": u.parent_id} for u in self.users.values()],
+                "balances": {str(uid): {str(c): b for c, b in bs.items()} for uid, bs in self.balances.items()},
+                "ledger": [e.as_json() for e in self.ledger.values()],
+                "knobs": self.knobs.as_dict(),
+                "tokens_issued": self.tokens_issued,
+                "tokens_live": sum(1 for exp in self.tokens.values() if exp > self.now()),
+                "requests_served": dict(self.requests_served),
+                "status_path": self.status_path,
+            }
+
+    def close(self) -> None:
+        """Nothing runs in the background; present so callers can treat every sandbox alike."""
+
+    # ---- faults ----------------------------------------------------------------------------------
+    def roll(self, rate: float) -> bool:
+        if rate <= 0:
+            return False
+        with self.lock:
+            return self.fault_rng.random() < rate
+
+    # ---- API side --------------------------------------------------------------------------------
+    def now(self) -> float:
+        """The server's clock: ``time.time()`` (freezegun-friendly) plus the ``clock_skew`` knob."""
+        return time.time() + self.knobs.clock_skew
+
+    def issue_token(self, secret: str) -> dict:
+        with self.lock:
+            if secret not in self.secret_keys:
+                raise _Refusal(2, "Wrong secret key")
+            token = secrets.token_urlsafe(32)
+            expires_at = int(self.now() + self.token_ttl)
+            self.tokens[token] = expires_at
+            self.tokens_issued += 1
+            self.issued_tokens.append(token)
+            return {"access_token": token, "expires_at": expires_at}
+
+    def check_token(self, token: str) -> None:
+        with self.lock:
+            exp = self.tokens.get(token)
+            if exp is None or self.now() >= exp or self.knobs.reject_tokens:
+                raise _Refusal(1, "Invalid access token")
+
+    def _user_or_21(self, uid: int) -> SandboxUser:
+        u = self.users.get(uid)
+        if u is None:
+            raise _Refusal(21, "User does not exist")
+        return u
+
+    def find_user(self, email: str | None) -> dict:
+        if not email:
+            raise _Refusal(10, "Invalid request: email is required", detail=True)
+        with self.lock:
+            for u in self.users.values():
+                if u.email.lower() == email.strip().lower():
+                    return {"user": u.as_json()}
+        raise _Refusal(21, "User does not exist")
+
+    def register(self, body: Any) -> dict:
+        if not isinstance(body, Mapping):
+            raise _Refusal(10, "Invalid request: a JSON object is required", detail=True)
+        errors: dict[str, str] = {}
+        name, email, password = body.get("name"), body.get("email"), body.get("plainPassword")
+        if not isinstance(name, str) or not name.strip():
+            errors["name"] = "This value should not be blank."
+        if not isinstance(email, str) or "@" not in email or email.strip() != email:
+            errors["email"] = "This value is not a valid email address."
+        if not isinstance(password, str) or len(password) < 6:
+            errors["plainPassword"] = "This value is too short. It should have 6 characters or more."
+        if errors:
+            raise _Refusal(20, "Registration errors", errors=errors)
+        with self.lock:
+            if any(u.email.lower() == email.lower() for u in self.users.values()):
+                raise _Refusal(72, "Email already exist")
+            uid = self._add_user_locked(email, name.strip(), True, linked=True, password=password)
+            return {"user": self.users[uid].as_json()}
+
+    def link_child(self, body: Any) -> dict:
+        uid = _as_int(body.get("user")) if isinstance(body, Mapping) else None
+        if uid is None:
+            raise _Refusal(10, "Invalid request: user must be a user id", detail=True)
+        with self.lock:
+            u = self._user_or_21(uid)
+            if uid == AGENT_ID:
+                raise _Refusal(5, "Access is denied for user")
+            if not u.is_active:
+                raise _Refusal(26, "User inactive. Operations are protected")
+            u.parent_id = AGENT_ID
+            return {"user": u.as_json()}
+
+    def balance(self) -> dict:
+        with self.lock:
+            agent = self.users[AGENT_ID]
+            rows = [{"currency": c, "balance": b, "creditLimit": Decimal("0.00"), "originalBalance": b}
+                    for c, b in sorted(self.balances[AGENT_ID].items())]
+            return {"user": agent.as_json(), "balances": rows}
+
+    @staticmethod
+    def currencies() -> list:
+        return [{"id": i, "code": code, "name": name} for i, (code, name) in CURRENCIES.items()]
+
+    @staticmethod
+    def services() -> list:
+        return [{"name": "VK Ads", "alias": "vk", "need_oauth": False},
+                {"name": "Yandex Direct", "alias": "yandex", "need_oauth": True},
+                {"name": "myTarget", "alias": "mytarget", "need_oauth": False}]
+
+    def transfer(self, body: Any, fail_after_commit: bool = False) -> dict:
+        """Validate, check and commit one internal transfer (see the module text for the order)."""
+        uid, cur, amount, op = _transfer_fields(body)
+        k = self.knobs
+        with self.lock:
+            if op in self.ledger and not k.funds_before_duplicate:
+                raise _Refusal(58, "Duplicate operation_id")
+            if cur not in CURRENCIES:
+                raise _Refusal(80, "Wrong currency")
+            user = self._user_or_21(uid)
+            if user.parent_id != AGENT_ID:
+                raise _Refusal(5, "Access is denied for user")
+            if not user.is_active:
+                raise _Refusal(26, "User inactive. Operations are protected")
+            if k.transfers_protected:
+                raise _Refusal(54, "Financial operations are protected for account agent")
+            if k.min_amount and amount < k.min_amount:
+                raise _Refusal(50, "Not enough money or your amount is less then set limit")
+            have = self.balances[AGENT_ID].get(cur, Decimal("0"))
+            if have < amount:
+                raise _Refusal(51, "Not enough money")
+            if op in self.ledger:  # funds_before_duplicate: the duplicate check comes last
+                raise _Refusal(58, "Duplicate operation_id")
+            # commit
+            self.balances[AGENT_ID][cur] = have - amount
+            self.balances[uid][cur] = self.balances[uid].get(cur, Decimal("0")) + amount
+            self._next_tx += 1
+            entry = LedgerEntry(op, str(self._next_tx), uid, cur, amount, self.now())
+            self.ledger[op] = entry
+            self._executions[op] += 1
+            return entry.as_json()
+
+    def transfer_status(self, operation_id: str | None) -> dict:
+        if not operation_id:
+            raise _Refusal(10, "Invalid request: operation_id is required", detail=True)
+        with self.lock:
+            entry = self.ledger.get(operation_id)
+            if entry is None:
+                raise _Refusal(55, "Wrong operation_id")
+            return entry.as_json()
+
+
+def _as_int(v: Any) -> int | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str) and v.strip().isdigit():
+        return int(v.strip())
+    return None
+
+
+def _transfer_fields(body: Any) -> tuple[int, int, Decimal, str]:
+    """The four fields of a transfer, or code 10 (55 for a malformed operation_id)."""
+    if not isinstance(body, Mapping):
+        raise _Refusal(10, "Invalid request: a JSON object is required", detail=True)
+    missing = [f for f in ("user_id", "currency", "amount", "operation_id") if body.get(f) in (None, "")]
+    if missing:
+        raise _Refusal(10, f"Invalid request: {', '.join(missing)} required", detail=True)
+    uid, cur = _as_int(body["user_id"]), _as_int(body["currency"])
+    if uid is None or cur is None:
+        raise _Refusal(10, "Invalid request: user_id and currency must be integers", detail=True)
+    raw = body["amount"]
+    try:
+        if isinstance(raw, bool) or not isinstance(raw, (int, Decimal, str)):
+            raise InvalidOperation
+        amount = Decimal(str(raw).strip())
+    except InvalidOperation:
+        raise _Refusal(10, "Invalid request: amount must be a number", detail=True) from None
+    if not amount.is_finite() or amount <= 0:
+        raise _Refusal(10, "Invalid request: amount must be positive", detail=True)
+    if amount.as_tuple().exponent < -2:  # type: ignore[operator]
+        raise _Refusal(10, "Invalid request: amount has more than 2 decimals", detail=True)
+    op = body["operation_id"]
+    if not isinstance(op, str) or not 1 <= len(op) <= 64:
+        raise _Refusal(55, "Wrong operation_id", http=400)
+    return uid, cur, amount, op
+
+
+# --------------------------------------------------------------------------------------------------
+# The WSGI app
+# --------------------------------------------------------------------------------------------------
+
+def _json(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(dumps(obj), status=status, mimetype="application/json", headers=dict(headers or {}))
+
+
+def _ok(payload: Any) -> Response:
+    return _json({"code": 200, "message": "OK", "response": payload})
+
+
+def _refused(r: _Refusal) -> Response:
+    body: dict[str, Any] = {"code": r.code, ("detail" if r.detail else "message"): r.message, **r.extra}
+    return _json(body, r.http)
+
+
+def _bearer() -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None when the header is unusable."""
+    h = request.headers.get("Authorization", "")
+    scheme, _, value = h.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def _drop_connection() -> Response:
+    """Close the client's connection without an answer (werkzeug then drops the response silently)."""
+    sock = request.environ.get("werkzeug.socket")
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    return Response(b"", status=500)
+
+
+def create_app(*, secret_key: str = DEFAULT_SECRET, token_ttl: float = 3600, balances: Mapping[int, Any] | None = None,
+               latency: float = 0.0, error_rate: float = 0.0, fail_after_commit_rate: float = 0.0,
+               fail_after_commit_mode: str = "hang", hang_seconds: float = 30.0, rate_limit_rate: float = 0.0,
+               seed: int | None = None, status_path: str | None = DEFAULT_STATUS_PATH) -> Flask:
+    """The sandbox as a Flask (WSGI) app; ``app.engine`` is its :class:`SandboxEngine`."""
+    knobs = Knobs(latency=latency, error_rate=error_rate, fail_after_commit_rate=fail_after_commit_rate,
+                  fail_after_commit_mode=fail_after_commit_mode, hang_seconds=hang_seconds,
+                  rate_limit_rate=rate_limit_rate)
+    engine = SandboxEngine(secret_key, token_ttl=token_ttl, balances=balances, knobs=knobs, seed=seed,
+                           status_path=status_path)
+    app = Flask("zaleycash_sandbox")
+    app.engine = engine  # type: ignore[attr-defined]
+
+    def body() -> Any:
+        try:
+            return loads(request.get_data())
+        except ValueError:
+            raise _Refusal(10, "Invalid request: the body is not JSON", detail=True) from None
+
+    # (method, path after /api/v2/) -> handler returning the response payload
+    def routes() -> dict[tuple[str, str], Any]:
+        r = {
+            ("GET", "services"): lambda: engine.services(),
+            ("GET", "user"): lambda: engine.find_user(request.args.get("email")),
+            ("POST", "user"): lambda: engine.register(body()),
+            ("POST", "user/children"): lambda: engine.link_child(body()),
+            ("GET", "user/balance"): lambda: engine.balance(),
+            ("GET", "money/currencies"): lambda: engine.currencies(),
+        }
+        sp = engine.status_path
+        if sp and sp.startswith(API_PATH):
+            r[("GET", sp[len(API_PATH):])] = lambda: engine.transfer_status(request.args.get("operation_id"))
+        return r
+
+    @app.route(API_PATH + "<path:sub>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    def api(sub: str) -> Response:
+        k = engine.knobs
+        with engine.lock:
+            engine.requests_served[sub] += 1
+        if k.latency:
+            time.sleep(k.latency)
+        if engine.roll(k.rate_limit_rate):
+            return _json({"code": 429, "message": "Too Many Requests"}, 429, {"Retry-After": "1"})
+        money = sub.startswith("money/")
+        if engine.roll(k.error_rate):  # before anything runs
+            if money:
+                return _refused(_Refusal(53, "Transaction processing error"))
+            return _json({"detail": "Internal Server Error"}, 500)
+        try:
+            if k.agent_disabled:
+                raise _Refusal(81, "Agent account is disabled")
+            bearer = _bearer()
+            if bearer is None:
+                raise _Refusal(4, "Wrong Authorization header")
+            if sub == "token":
+                if request.method != "POST":
+                    return _json({"detail": "Method Not Allowed"}, 405)
+                return _ok(engine.issue_token(bearer))
+            engine.check_token(bearer)
+            if sub == "money/transfer/internal":
+                if request.method != "POST":
+                    return _json({"detail": "Method Not Allowed"}, 405)
+                return transfer()
+            table = routes()
+            handler = table.get((request.method, sub))
+            if handler is None:
+                if any(p == sub for _, p in table):
+                    return _json({"detail": "Method Not Allowed"}, 405)
+                return _json({"detail": "Not Found"}, 404)
+            return _ok(handler())
+        except _Refusal as r:
+            return _refused(r)
+
+    def transfer() -> Response:
+        k = engine.knobs
+        fail = engine.roll(k.fail_after_commit_rate)
+        result = engine.transfer(body())  # raises _Refusal; commits otherwise
+        if fail:  # committed: now lose the answer
+            if k.fail_after_commit_mode == "502":
+                return Response(_HTML_502, status=502, mimetype="text/html")
+            if k.fail_after_commit_mode == "close":
+                return _drop_connection()
+            time.sleep(k.hang_seconds)  # "hang": the client gives up first
+        return _ok(result)
+
+    # ---- control API (no auth: local use only) -----------------------------------------------
+
+    def ctl_body() -> dict:
+        b = request.get_json(silent=True, force=True)
+        return b if isinstance(b, dict) else {}
+
+    @app.get("/_sandbox/state")
+    def ctl_state() -> Response:
+        return _json(engine.state())
+
+    @app.post("/_sandbox/knobs")
+    def ctl_knobs() -> Response:
+        try:
+            engine.knobs.update(**ctl_body())
+        except (AttributeError, ValueError, TypeError, ArithmeticError) as exc:
+            return _json({"error": str(exc)}, 400)
+        return _json(engine.knobs.as_dict())
+
+    @app.post("/_sandbox/users")
+    def ctl_users() -> Response:
+        b = ctl_body()
+        try:
+            uid = engine.add_user(str(b["email"]), b.get("name"), is_active=b.get("is_active", True),
+                                  linked=b.get("linked", True))
+        except (KeyError, ValueError) as exc:
+            return _json({"error": str(exc) or "email is required"}, 400)
+        return _json({"id": uid})
+
+    @app.post("/_sandbox/balance")
+    def ctl_balance() -> Response:
+        b = ctl_body()
+        try:
+            engine.set_balance(int(b["currency"]), b["balance"], int(b.get("user_id", AGENT_ID)))
+        except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
+            return _json({"error": str(exc) or "currency and balance are required"}, 400)
+        return _json({"ok": True})
+
+    @app.post("/_sandbox/tokens/revoke")
+    def ctl_revoke() -> Response:
+        engine.revoke_tokens()
+        return _json({"ok": True})
+
+    @app.get("/_sandbox/ledger")
+    def ctl_ledger() -> Response:
+        with engine.lock:
+            return _json([e.as_json() for e in engine.ledger.values()])
+
+    return app
+
+
+def describe(url: str | None = None, *, secret_key: str = DEFAULT_SECRET,
+             status_path: str | None = DEFAULT_STATUS_PATH) -> str:
+    """What ``exsync sandbox zaleycash`` prints on start: where it listens, what it accepts, what it holds."""
+    root = url or "http://127.0.0.1:<port>"
+    cur = ", ".join(f"{i} {code}" for i, (code, _) in CURRENCIES.items())
+    bal = ", ".join(f"{b} {CURRENCIES[c][0]}" for c, b in DEFAULT_BALANCES.items())
+    return "\n".join([
+        f"zaleycash sandbox at {root}  (LOCAL USE ONLY: the control API has no auth)",
+        f"  base_url:    {root}   (API under /api/v2/)",
+        f"  secret key:  {secret_key}",
+        f"  token:       POST {root}/api/v2/token with 'Authorization: Bearer <secret key>' (valid 1 hour)",
+        f"  agent:       user {AGENT_ID}; children 1001, 1002 (active), 1003 (inactive); 1004 not a child",
+        f"  currencies:  {cur}; agent balances: {bal}",
+        f"  status path: {status_path or 'off'}",
+        f"  control:     {root}/_sandbox/state, POST /_sandbox/knobs, /_sandbox/users, /_sandbox/balance",
+    ])
+
+
+# --------------------------------------------------------------------------------------------------
+# Server
+# --------------------------------------------------------------------------------------------------
+
+from providers.sandbox_server import SandboxServer  # noqa: E402  (shared by every sandbox)
+
+
+def serve(app: Any, host: str = "127.0.0.1", port: int = 0) -> SandboxServer:
+    """Serve ``app`` (from :func:`create_app`) on ``host:port`` (0 = a free port) in the background."""
+    return SandboxServer(app, host, port)
