@@ -390,3 +390,21 @@ def test_sandbox_command_serves_and_prints_its_credentials(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.parametrize("provider", ["premium", "zaleycash", "gateway", "paysera"])
+def test_every_sandbox_builds_and_says_what_it_accepts(provider):
+    from worker import sandboxes
+
+    app = sandboxes.build(provider, latency=0.0, error_rate=0.0, fail_after_commit_rate=0.0, seed=1)
+    try:
+        lines = sandboxes.banner(provider, app, "http://127.0.0.1:9999")
+    finally:
+        sandboxes.close(app)
+    assert lines and "127.0.0.1:9999" in lines[0]
+    assert len(lines) >= 3  # at least where it listens plus the credentials it accepts
+
+
+def test_sandbox_refuses_an_unknown_provider():
+    result = CliRunner().invoke(cli, ["sandbox", "stripe", "--port", "0"])
+    assert result.exit_code == 2 and "stripe" in result.output

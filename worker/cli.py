@@ -21,8 +21,9 @@ import click
 
 from worker.config import ConfigError, Settings, load_settings
 
-SUPPORTED_SANDBOXES = ("premium",)
 WEB_THREADS = 8  # per gunicorn worker; see `web` for why gthread
+
+from worker.sandboxes import PROVIDERS as SANDBOX_PROVIDERS  # noqa: E402
 
 
 class ConfigFailure(click.ClickException):
@@ -253,7 +254,7 @@ def migrate(state: Cli) -> None:
 
 
 @cli.command()
-@click.argument("provider", type=click.Choice(SUPPORTED_SANDBOXES), metavar="PROVIDER")
+@click.argument("provider", type=click.Choice(SANDBOX_PROVIDERS), metavar="PROVIDER")
 @click.option("--port", type=click.IntRange(0, 65535), required=True, help="0 picks a free port.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--login", default=None, help="API-LOGIN it accepts (default: the sandbox's documented one).")
@@ -270,30 +271,35 @@ def migrate(state: Cli) -> None:
 @click.option("--maintenance", type=click.Choice(["off", "method", "api"]), default="off", show_default=True)
 @click.option("--autopilot", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
               help="Move bids through their statuses every SECONDS (0: off).")
+@click.option("--fail-after-commit-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Payout sandboxes: share of money calls that commit, then lose their answer.")
 @click.option("--seed", type=int, default=None, help="Seed for ids and faults (repeatable runs).")
 def sandbox(provider: str, port: int, host: str, login: str | None, key: str | None, latency: float,
             error_rate: float, drop_rate: float, duplicate_rate: float, reorder_rate: float, maintenance: str,
-            autopilot: float, seed: int | None) -> None:
-    """Serve a provider sandbox (a faithful fake of its API) until Ctrl-C. LOCAL USE ONLY."""
-    from providers.premium import sandbox as sb
+            autopilot: float, fail_after_commit_rate: float, seed: int | None) -> None:
+    """Serve a provider sandbox (a faithful fake of its API) until Ctrl-C. LOCAL USE ONLY.
 
-    app = sb.create_app(
-        login or sb.DEFAULT_LOGIN, key or sb.DEFAULT_KEY, latency=latency, error_rate=error_rate,
-        maintenance=False if maintenance == "off" else maintenance, callback_drop_rate=drop_rate,
-        callback_duplicate_rate=duplicate_rate, callback_reorder_rate=reorder_rate, seed=seed,
-    )
-    server = sb.serve(app, host=host, port=port)
-    if autopilot:
+    The callback and maintenance options are the Premium sandbox's; --fail-after-commit-rate is the
+    payout sandboxes' (zaleycash, gateway, paysera).
+    """
+    from providers.sandbox_server import serve
+    from worker import sandboxes
+
+    premium = dict(login=login, key=key, maintenance=False if maintenance == "off" else maintenance,
+                   callback_drop_rate=drop_rate, callback_duplicate_rate=duplicate_rate,
+                   callback_reorder_rate=reorder_rate)
+    app = sandboxes.build(provider, latency=latency, error_rate=error_rate,
+                          fail_after_commit_rate=fail_after_commit_rate, seed=seed, premium=premium)
+    server = serve(app, host=host, port=port)
+    if autopilot and provider == "premium":
         app.engine.start_autopilot(autopilot)
-    click.echo(f"{provider} sandbox listening on {server.url}")
-    click.echo(f"  API-LOGIN: {login or sb.DEFAULT_LOGIN}")
-    click.echo(f"  API-KEY:   {key or sb.DEFAULT_KEY}")
-    click.echo(f"  control:   {server.url}/_sandbox/state  (no auth: never expose this port)")
+    for line in sandboxes.banner(provider, app, server.url):
+        click.echo(line)
     try:
         _wait_for_signal()
     finally:
         server.shutdown()
-        app.engine.close()
+        sandboxes.close(app)
 
 
 def _wait_for_signal() -> None:
