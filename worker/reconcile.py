@@ -310,8 +310,8 @@ def apply_batch(
 ) -> BatchResult:
     """Apply a page of observations in three statements, under the same rules as ``apply_snapshot``.
 
-    1. lock the existing rows (ordered by remote_id, so concurrent sweeps cannot deadlock);
-    2. decide per bid in Python with the same pure rules;
+    1. read the existing rows, then lock those that will be written (ordered by remote_id);
+    2. decide per bid in Python with the same pure rules, on the locked values;
     3. one statement for new bids and one for applied observations, each writing its history and poll
        rows server-side.
     """
@@ -330,12 +330,16 @@ def apply_batch(
     cur = session.connection().connection.dbapi_connection.cursor()
     try:
         ids = sorted(by_id)
-        cur.execute(
-            "SELECT id, remote_id, status, observed_at, remote_changed_at, archived_at, first_seen_at "
-            "FROM bids WHERE exchanger = %s AND remote_id = ANY(%s::bigint[]) ORDER BY remote_id FOR UPDATE",
-            (exchanger, ids),
-        )
-        existing = {row[1]: row for row in cur.fetchall()}
+        # Read without locks first: in a steady-state sweep almost every row is unchanged, and locking
+        # rows we will not write would cost WAL and an fsync per page. Rows we will write are then locked
+        # (ordered by remote_id, so concurrent sweeps cannot deadlock) and decided again on fresh values.
+        existing = _rows(cur, exchanger, ids, lock=False)
+        decisions = {rid: _decide(row, by_id[rid]) for rid, row in existing.items()}
+        to_write = [rid for rid in ids if decisions.get(rid) == "write"]
+        if to_write:
+            locked = _rows(cur, exchanger, to_write, lock=True)
+            existing.update(locked)
+            decisions.update({rid: _decide(row, by_id[rid]) for rid, row in locked.items()})
 
         new_rows, updates = [], []
         for rid in ids:
@@ -347,16 +351,11 @@ def apply_batch(
                 new_rows.append(tuple([rid, s.status, _iso(s.observed_at), _iso(s.remote_changed_at)]
                                       + data + [None if state == "done" else state, _iso(next_at)]))
                 continue
+            decision = decisions[rid]
+            if decision != "write":
+                setattr(res, decision, getattr(res, decision) + 1)
+                continue
             bid_id, _, status, observed_at, remote_changed_at, archived_at, first_seen = row
-            if not rules.should_apply(rules.Observation(status, observed_at, remote_changed_at), s.observation()):
-                res.stale += 1
-                continue
-            if (archived_at is None and status == s.status and remote_changed_at is not None
-                    and remote_changed_at == s.remote_changed_at):
-                # The engine says nothing changed since the change we stored: nothing to write. (A read
-                # that started earlier cannot know of a newer change, so skipping cannot let one win.)
-                res.unchanged += 1
-                continue
             changed = status != s.status or archived_at is not None
             state, next_at = rules.next_poll(s.status, 0, now, first_seen or now, ladder, give_up)
             updates.append(tuple(
@@ -384,6 +383,29 @@ def apply_batch(
         cur.close()
     res.changed = len(res.changes)
     return res
+
+
+def _rows(cur, exchanger: str, ids: list[int], *, lock: bool) -> dict[int, tuple]:
+    cur.execute(
+        "SELECT id, remote_id, status, observed_at, remote_changed_at, archived_at, first_seen_at "
+        "FROM bids WHERE exchanger = %s AND remote_id = ANY(%s::bigint[]) ORDER BY remote_id"
+        + (" FOR UPDATE" if lock else ""),
+        (exchanger, ids),
+    )
+    return {row[1]: row for row in cur.fetchall()}
+
+
+def _decide(row: tuple, s: Snapshot) -> str:
+    """"stale" (an older read), "unchanged" (the engine reports no change since ours) or "write"."""
+    _, _, status, observed_at, remote_changed_at, archived_at, _ = row
+    if not rules.should_apply(rules.Observation(status, observed_at, remote_changed_at), s.observation()):
+        return "stale"
+    if (archived_at is None and status == s.status and remote_changed_at is not None
+            and remote_changed_at == s.remote_changed_at):
+        # Nothing changed since the change we stored; a read that started earlier cannot know of a
+        # newer change, so skipping the write cannot let an older observation win later.
+        return "unchanged"
+    return "write"
 
 
 def _exec_fetch(cur, sql: str, rows: list[tuple], template: str, params: dict, *, fetch: bool = True):
