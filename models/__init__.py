@@ -1,5 +1,6 @@
 """SQLAlchemy models, the engine/session, the status rules and the queries that claim work."""
 from models.base import Base  # noqa: F401
 from models.tables import Bid, BidPoll, BidStatusChange, InboxEvent, SweepCursor  # noqa: F401
+from models.payouts import Payout, PayoutAttempt  # noqa: F401
 
-__all__ = ["Base", "Bid", "BidPoll", "BidStatusChange", "InboxEvent", "SweepCursor"]
+__all__ = ["Base", "Bid", "BidPoll", "BidStatusChange", "InboxEvent", "SweepCursor", "Payout", "PayoutAttempt"]

@@ -10,6 +10,7 @@ from datetime import timedelta
 from worker.config import Settings
 
 INBOX_SWEEP_SECONDS = 30
+PAYOUTS_TICK_SECONDS = 5
 
 
 def schedule(settings: Settings) -> dict:
@@ -28,5 +29,10 @@ def schedule(settings: Settings) -> dict:
             "task": "worker.tasks.requeue_inbox",
             "schedule": timedelta(seconds=INBOX_SWEEP_SECONDS),
             "options": {"expires": INBOX_SWEEP_SECONDS},
+        },
+        "payouts-tick": {
+            "task": "worker.tasks.payouts_tick",
+            "schedule": timedelta(seconds=PAYOUTS_TICK_SECONDS),
+            "options": {"expires": PAYOUTS_TICK_SECONDS},
         },
     }

@@ -43,6 +43,10 @@ class Runtime:
     _clients: dict = field(default_factory=dict)
     _limiters: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Payouts: the parsed [payouts]/[providers]/[routes] config (read from EXSYNC_CONFIG on first use
+    # unless handed in) and the PayoutRail objects built from it (worker.payouts.rails).
+    payout_config: object | None = None
+    _rails: dict = field(default_factory=dict)
 
     @property
     def db(self) -> Database:
@@ -63,6 +67,15 @@ class Runtime:
                 client = PremiumClient(ex.base_url, ex.api_login, ex.api_key, lang=ex.lang, timeout=ex.timeout)
                 self._clients[exchanger] = client
             return client
+
+    def payouts(self):
+        """The PayoutConfig (worker.payout_config), loaded once from the environment's EXSYNC_CONFIG."""
+        with self._lock:
+            if self.payout_config is None:
+                from worker.payout_config import load_payout_config_from_env
+
+                self.payout_config = load_payout_config_from_env()
+            return self.payout_config
 
     def close(self) -> None:
         """Release the database pool (idempotent)."""

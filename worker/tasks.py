@@ -71,3 +71,20 @@ def requeue_inbox() -> int:
     if ids:
         log.info("re-enqueued %s inbox events", len(ids))
     return len(ids)
+
+
+@app.task(name="worker.tasks.payouts_tick")
+def payouts_tick() -> dict:
+    """Create due payouts, reap lost calls, submit/check due payouts, complete bids (worker.payouts.engine).
+
+    Claims use SKIP LOCKED with leases, so concurrent ticks are safe; the lock keeps ticks from stacking.
+    """
+    from worker.payouts import engine as payout_engine
+
+    rt = runtime_mod.get()
+    if not rt.payouts().routes:
+        return {"skipped": True}
+    with try_lock(rt.db.engine, "payouts_tick") as got:
+        if not got:
+            return {"skipped": True}
+        return payout_engine.tick(rt)

@@ -1,0 +1,91 @@
+"""Payout tables: one ``payouts`` row per bid (exactly once), one ``payout_attempts`` row per provider call.
+
+States of a payout (see docs/payouts.md)::
+
+    pending ─► submitting ─► submitted ─► succeeded
+       ▲            │            └──────► failed
+       │            ├──► succeeded | failed | pending (retry ladder) | parked (no money)
+       │            └──► unknown ──(find first)──► …
+    needs_review (a person decides: approve / retry / cancel) · cancelled
+
+``submitting`` means "a call to the provider may be in flight": it is only left by the worker holding
+the lease (``lease_until`` is its fencing token) or by the reaper after the lease expired (→ unknown).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, Numeric, Text, func, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base
+
+MONEY = Numeric(38, 18)
+TS = DateTime(timezone=True)
+
+STATES = ("pending", "submitting", "submitted", "succeeded", "failed", "unknown", "needs_review",
+          "cancelled", "parked")
+ATTEMPT_KINDS = ("submit", "find", "complete")
+
+
+class Payout(Base):
+    __tablename__ = "payouts"
+    __table_args__ = (
+        Index("ix_payouts_due", "next_attempt_at",
+              postgresql_where=text("state IN ('pending', 'unknown', 'parked', 'submitted')")),
+        Index("ix_payouts_submitting", "lease_until", postgresql_where=text("state = 'submitting'")),
+        Index("ix_payouts_completion", "next_completion_at",
+              postgresql_where=text("state = 'succeeded' AND bid_completed_at IS NULL")),
+        Index("ix_payouts_state", "state", "exchanger"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    exchanger: Mapped[str] = mapped_column(Text, nullable=False)
+    bid_id: Mapped[int] = mapped_column(ForeignKey("bids.id", ondelete="RESTRICT"), nullable=False, unique=True)
+    remote_id: Mapped[int] = mapped_column(BigInteger, nullable=False)  # the bid's id on the exchanger
+    idempotency_key: Mapped[str] = mapped_column(Text, nullable=False, unique=True)  # ≤ 64 chars
+    provider: Mapped[str | None] = mapped_column(Text)  # None: no route rule matched (needs_review)
+    amount: Mapped[Decimal | None] = mapped_column(MONEY)
+    currency: Mapped[str | None] = mapped_column(Text)
+    destination: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(Text, nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")  # send calls
+    checks: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")  # find calls
+    # True once a send may have reached the provider: later sends are preceded by find().
+    maybe_sent: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(TS)
+    lease_until: Mapped[datetime | None] = mapped_column(TS)
+    provider_ref: Mapped[str | None] = mapped_column(Text)
+    provider_status: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)  # also the reason of needs_review
+    approved_by: Mapped[str | None] = mapped_column(Text)
+    approved_at: Mapped[datetime | None] = mapped_column(TS)
+    created_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
+    completed_at: Mapped[datetime | None] = mapped_column(TS)  # reached succeeded/failed/cancelled
+    # Completion on the exchanger (success_bid), after the payout succeeded.
+    bid_completed_at: Mapped[datetime | None] = mapped_column(TS)
+    next_completion_at: Mapped[datetime | None] = mapped_column(TS)
+    completion_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    completion_error: Mapped[str | None] = mapped_column(Text)
+
+
+class PayoutAttempt(Base):
+    """One call to a provider (send/find) or to the exchanger (complete), with what came back."""
+
+    __tablename__ = "payout_attempts"
+    __table_args__ = (Index("ix_payout_attempts_payout", "payout_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id", ondelete="CASCADE"), nullable=False)
+    n: Mapped[int] = mapped_column(Integer, nullable=False)  # 1, 2, … per payout
+    kind: Mapped[str] = mapped_column(Text, nullable=False)  # submit | find | complete
+    started_at: Mapped[datetime] = mapped_column(TS, nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(TS)
+    # started (call in flight or worker lost) | succeeded | pending | failed | not_found | retryable |
+    # unknown | insufficient_funds | permanent | auth | error | lost
+    outcome: Mapped[str] = mapped_column(Text, nullable=False, server_default="started")
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    provider_code: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str | None] = mapped_column(Text)
