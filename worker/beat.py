@@ -11,6 +11,7 @@ from worker.config import Settings
 
 INBOX_SWEEP_SECONDS = 30
 PAYOUTS_TICK_SECONDS = 5
+PARTNER_SYNC_FACTOR = 5  # partner money moves slowly: every 5 sweep intervals
 
 
 def schedule(settings: Settings) -> dict:
@@ -34,5 +35,10 @@ def schedule(settings: Settings) -> dict:
             "task": "worker.tasks.payouts_tick",
             "schedule": timedelta(seconds=PAYOUTS_TICK_SECONDS),
             "options": {"expires": PAYOUTS_TICK_SECONDS},
+        },
+        "partner-sync": {
+            "task": "worker.tasks.partner_sync",
+            "schedule": timedelta(seconds=settings.sweep_interval * PARTNER_SYNC_FACTOR),
+            "options": {"expires": settings.sweep_interval * PARTNER_SYNC_FACTOR},
         },
     }

@@ -88,3 +88,28 @@ def payouts_tick() -> dict:
         if not got:
             return {"skipped": True}
         return payout_engine.tick(rt)
+
+
+@app.task(name="worker.tasks.partner_sync")
+def partner_sync(exchanger: str | None = None) -> dict:
+    """Mirror partner info, exchanges and payouts (worker.partner) of one exchanger, or of every enabled one.
+
+    Each exchanger is synced under its own advisory lock; one that has no partner program is recorded
+    (``partner_accounts.last_error``) and skipped, and does not stop the others.
+    """
+    from worker import partner as partner_mod
+
+    rt = runtime_mod.get()
+    names = [exchanger] if exchanger else [n for n, ex in rt.settings.exchangers.items() if ex.enabled]
+    out: dict = {}
+    for name in names:
+        try:
+            r = partner_mod.sync_partner(rt, name)
+        except Exception as exc:  # noqa: BLE001 — stored as last_error; the next beat tries again
+            log.warning("partner sync %s failed: %s", name, exc)
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            continue
+        out[name] = {"skipped": r.skipped, "reason": r.reason, "exchanges_inserted": r.exchanges_inserted,
+                     "exchanges_changed": r.exchanges_changed, "payouts_inserted": r.payouts_inserted,
+                     "payouts_changed": r.payouts_changed}
+    return out
