@@ -5,6 +5,7 @@ import logging
 import textwrap
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -408,3 +409,113 @@ def test_every_sandbox_builds_and_says_what_it_accepts(provider):
 def test_sandbox_refuses_an_unknown_provider():
     result = CliRunner().invoke(cli, ["sandbox", "stripe", "--port", "0"])
     assert result.exit_code == 2 and "stripe" in result.output
+
+
+# -- check-config: the payout sections ---------------------------------------------------------------
+
+PAYOUT_SECRETS = {"EXSYNC_T_ZC_SECRET": "zc-secret-0123456789abcdef", "EXSYNC_T_GW_KEY": "gw-key-0123456789abcdef",
+                  "EXSYNC_T_GW_SECRET": "gw-secret-0123456789abcdef"}
+PAYOUT_TOML = """
+[payouts]
+max_attempts = 4
+retry_ladder = [10, 60]
+
+[providers.zc]
+type = "zaleycash"
+base_url = "https://zc.example"
+secret_key_env = "EXSYNC_T_ZC_SECRET"
+
+[providers.gw]
+type = "gateway"
+base_url = "https://gw.example"
+api_key_env = "EXSYNC_T_GW_KEY"
+secret_env = "EXSYNC_T_GW_SECRET"
+
+[routes.main]
+trigger_statuses = ["realpay"]
+auto_pay_ceiling = "500"
+
+[[routes.main.rules]]
+currency = "RUB"
+psys_get = "ZaleyCash"
+provider = "zc"
+min_amount = "1"
+max_amount = "100000"
+
+[[routes.main.rules]]
+currency = "RUB"
+provider = "gw"
+"""
+
+
+@pytest.fixture
+def payout_env(tmp_path, premium_sandbox, database_url):
+    path = write_config(tmp_path, premium_sandbox.url, extra=PAYOUT_TOML)
+    return make_env(path, database_url, None, **PAYOUT_SECRETS)
+
+
+def with_payout_toml(env: dict, tmp_path, toml: str) -> dict:
+    path = tmp_path / "payout-variant.toml"
+    path.write_text(Path(env["EXSYNC_CONFIG"]).read_text().replace(PAYOUT_TOML, toml))
+    return dict(env, EXSYNC_CONFIG=str(path))
+
+
+def test_check_config_summarises_providers_and_routes_without_secrets(payout_env):
+    result = invoke(["check-config"], payout_env)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "config OK" in out
+    assert "providers     2" in out and "zc (zaleycash)" in out and "gw (gateway)" in out
+    assert "https://zc.example" in out and "secret_key ***" in out and "api_key ***, secret ***" in out
+    assert "routes        1" in out and "main: on realpay; auto-pay up to 500; 2 rule(s)" in out
+    assert "[0] RUB via ZaleyCash → zc to account2, amount 1..100000" in out
+    assert "[1] RUB → gw to account2" in out
+    assert "4 attempts (retry 10,60)" in out
+    for secret in PAYOUT_SECRETS.values():
+        assert secret not in result.output
+    assert_no_secret(result, payout_env)
+
+
+def test_check_config_without_payout_sections_says_none(env):
+    result = invoke(["check-config"], env)
+    assert result.exit_code == 0
+    assert "providers     none" in result.stdout and "routes        none" in result.stdout
+
+
+@pytest.mark.parametrize("old, new, key", [
+    ('type = "zaleycash"', 'type = "bank"', "providers.zc.type"),
+    ('base_url = "https://zc.example"\n', "", "providers.zc.base_url"),
+    ('provider = "gw"', 'provider = "nope"', "routes.main.rules[1].provider"),
+    ('max_amount = "100000"', 'max_amount = "lots"', "routes.main.rules[0].max_amount"),
+    ('min_amount = "1"', 'min_amount = "200000"', "routes.main.rules[0].max_amount"),
+    ('trigger_statuses = ["realpay"]', 'trigger_statuses = ["paid!"]', "routes.main.trigger_statuses[0]"),
+    ('auto_pay_ceiling = "500"', 'auto_pay_ceiling = "500"\ncolour = "red"', "routes.main.colour"),
+    ("max_attempts = 4", "max_attempts = 0", "payouts.max_attempts"),
+])
+def test_check_config_bad_payout_value_names_the_key(payout_env, tmp_path, old, new, key):
+    assert old in PAYOUT_TOML
+    result = invoke(["check-config"], with_payout_toml(payout_env, tmp_path, PAYOUT_TOML.replace(old, new, 1)))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"config error: {key}: "), result.stderr
+    assert "Traceback" not in result.output and "config OK" not in result.stdout
+    for secret in PAYOUT_SECRETS.values():
+        assert secret not in result.output
+
+
+def test_check_config_missing_payout_secret_is_named(payout_env):
+    env = {k: v for k, v in payout_env.items() if k != "EXSYNC_T_GW_SECRET"}
+    result = invoke(["check-config"], env)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("config error: EXSYNC_T_GW_SECRET: is not set")
+    assert "providers.gw.secret_env" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["run", "--for", "0"], ["worker"], ["beat"], ["web"], ["payouts", "list"]])
+def test_process_commands_fail_fast_on_a_bad_payout_config(payout_env, tmp_path, redis_url, args):
+    """The payout config is validated where every command loads its settings: nothing starts."""
+    env = with_payout_toml(payout_env, tmp_path, PAYOUT_TOML.replace('provider = "gw"', 'provider = "nope"'))
+    env["EXSYNC_REDIS_URL"] = redis_url
+    result = invoke(args, env)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().startswith("config error: routes.main.rules[1].provider: ")
+    assert "Traceback" not in result.output

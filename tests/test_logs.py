@@ -128,3 +128,22 @@ def test_without_secrets_lines_are_untouched():
     buf = capture(Settings())
     logging.getLogger("exsync.test").info("%d%% done, 100%% sure", 50)
     assert "50% done, 100% sure" in buf.getvalue()
+
+
+def test_payout_provider_secrets_named_in_the_config_are_redacted_too(tmp_path):
+    from worker.config import load_settings
+
+    cfg = tmp_path / "exsync.toml"
+    cfg.write_text('[providers.zc]\ntype = "zaleycash"\nbase_url = "https://zaleycash.example"\n'
+                   'secret_key_env = "MY_ZC_SECRET"\n'
+                   '[providers.gw]\ntype = "gateway"\napi_key_env = "MY_GW_KEY"\nsecret_env = "MY_GW_SECRET"\n')
+    env = {"EXSYNC_CONFIG": str(cfg), "MY_ZC_SECRET": "zc-" + "q" * 20, "MY_GW_KEY": "gwkey-" + "w" * 20,
+           "MY_GW_SECRET": "gwsec-" + "e" * 20}
+    s = load_settings(env)
+    buf = capture(s)
+    logging.getLogger("exsync.payouts").warning("calling with %s / %s / %s", env["MY_ZC_SECRET"], env["MY_GW_KEY"],
+                                                env["MY_GW_SECRET"])
+    out = buf.getvalue()
+    assert "calling with" in out
+    for var in ("MY_ZC_SECRET", "MY_GW_KEY", "MY_GW_SECRET"):
+        assert env[var] not in out

@@ -102,23 +102,40 @@ def test_run_embedded_stack_restarts_children_and_stops_cleanly(tmp_path):
     assert not healthz(url)
 
 
-def test_demo_creates_bids_through_exsync_and_the_mirror_catches_up(tmp_path):
-    """`exsync demo` end to end, in its plain (CI) mode: faulty callbacks, yet every bid ends in sync."""
+def _figure(out: str, label: str) -> int:
+    return int(out.split(label, 1)[1].split()[0])
+
+
+def test_demo_creates_bids_through_exsync_the_mirror_catches_up_and_bids_are_paid_once(tmp_path):
+    """`exsync demo` end to end, in its plain (CI) mode: faulty callbacks and faulty payout sandboxes, yet
+    every bid ends in sync, bids reaching realpay are paid and marked success, and the sandboxes' ledgers
+    show no payout executed twice."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXSYNC_")}
     env.update(CI="true", EXSYNC_DATA_DIR=str(tmp_path / "data"), EXSYNC_WEB_BIND=f"127.0.0.1:{free_port()}")
-    result = subprocess.run([sys.executable, "-m", "worker.cli", "demo", "--duration", "12", "--bids", "4",
-                             "--interval", "1"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=110)
+    result = subprocess.run([sys.executable, "-m", "worker.cli", "demo", "--duration", "14", "--bids", "6",
+                             "--interval", "0.5"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=110)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
-    assert "bids created through exsync: 4\n" in out
-    assert "mirrored in Postgres:        4\n" in out
-    assert "in sync with the sandbox:    4\n" in out
-    history = int(out.split("history rows:")[1].split()[0])
-    assert history >= 4
+    assert "bids created through exsync: 6\n" in out
+    assert "mirrored in Postgres:        6\n" in out
+    assert "in sync with the sandbox:    6\n" in out
+    assert _figure(out, "history rows:") >= 6
+    # Payouts: some succeeded and completed their bids on the exchanger, which the mirror shows.
+    assert "payouts: " in out  # the plain mode's periodic payout line
+    assert _figure(out, "  succeeded:") >= 1, out
+    assert _figure(out, "  bids marked success:") >= 1, out
+    assert _figure(out, "bids in success (mirror):") >= 1, out
+    assert _figure(out, "  still moving:") == 0, out
+    assert "executed twice: none\n" in out
+    assert "ledger check: OK, no payout executed twice" in out
     demo_dir = tmp_path / "data" / "demo"
-    assert (demo_dir / "exsync.toml").exists() and (demo_dir / "secrets.env").stat().st_mode & 0o077 == 0
+    config = (demo_dir / "exsync.toml").read_text()
+    assert "[routes.demo]" in config and "[providers.zc]" in config and "[providers.gw]" in config
+    assert (demo_dir / "secrets.env").stat().st_mode & 0o077 == 0
     secrets = [line.split("=", 1)[1] for line in (demo_dir / "secrets.env").read_text().splitlines()]
+    assert any(line.startswith("EXSYNC_DEMO_ZC_SECRET=") for line in (demo_dir / "secrets.env").read_text().splitlines())
     log = (demo_dir / "exsync.log").read_text()
     for secret in secrets:
-        assert secret not in out and secret not in log
+        assert secret not in out and secret not in log and secret not in config
+    assert "Traceback" not in out + result.stderr
     assert processes_using(str(tmp_path / "data")) == []

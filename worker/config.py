@@ -113,6 +113,8 @@ class Settings:
     inbox_max_attempts: int = 10
     webhook_max_body: int = 64 * 1024
     exchangers: Mapping[str, ExchangerConfig] = field(default_factory=dict)
+    # Values of the variables named by `*_env` keys of [providers.*]: payout credentials, redacted too.
+    provider_secrets: tuple[str, ...] = field(default=(), repr=False)
 
     def exchanger(self, name: str) -> ExchangerConfig:
         try:
@@ -129,6 +131,7 @@ class Settings:
         out = [self.api_token] if self.api_token else []
         for ex in self.exchangers.values():
             out += [ex.api_key, ex.webhook_token]
+        out += list(self.provider_secrets)
         return [s for s in out if s]
 
 
@@ -364,4 +367,22 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not isinstance(exchangers_raw, Mapping):
         raise ConfigError("exchangers", "must be a table of [exchangers.<name>] tables")
     kw["exchangers"] = {name: _exchanger(name, ex, env) for name, ex in exchangers_raw.items()}
+    kw["provider_secrets"] = _provider_secrets(doc.get("providers"), env)
     return Settings(**kw)
+
+
+def _provider_secrets(providers: Any, env: Mapping[str, str]) -> tuple[str, ...]:
+    """Every secret a payout provider table points at (its `*_env` keys), for redaction everywhere.
+
+    Validation of these tables belongs to worker.payout_config; here we only collect what must never be
+    printed, so a log line can never leak a payout credential.
+    """
+    if not isinstance(providers, Mapping):
+        return ()
+    out = []
+    for table in providers.values():
+        if isinstance(table, Mapping):
+            for key, var in table.items():
+                if key.endswith("_env") and isinstance(var, str) and env.get(var, "").strip():
+                    out.append(env[var].strip())
+    return tuple(out)

@@ -59,6 +59,7 @@ import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from models import statuses
 from worker.config import NAME_RE, ConfigError, _float, _http_url, _int, _secret, _str, _bool
@@ -228,7 +229,11 @@ def _provider(name: str, raw: Any, env: Mapping[str, str]) -> ProviderConfig:
         if "shop_code" in raw:
             options["shop_code"] = _str(f"{key}.shop_code", raw["shop_code"])
         if "callback_url" in raw:
-            options["callback_url"] = _str(f"{key}.callback_url", raw["callback_url"])
+            cb = _str(f"{key}.callback_url", raw["callback_url"])
+            parts = urlsplit(cb)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"{key}.callback_url", f"must be an http(s) URL, got {cb!r}")
+            options["callback_url"] = cb
     else:  # paysera
         options["mac_id"] = _str(f"{key}.mac_id", _required(key, raw, "mac_id"))
         secrets["mac_key"] = _secret(f"{key}.mac_key_env", env, _env_name(key, raw, "mac_key_env"))
@@ -242,6 +247,8 @@ def _provider(name: str, raw: Any, env: Mapping[str, str]) -> ProviderConfig:
                           options=options)
 
 
+_CURRENCY_RE = re.compile(r"^[A-Z0-9]{2,10}$")
+_FIELD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _ROUTE_KEYS = {"enabled", "trigger_statuses", "auto_pay_ceiling", "rules"}
 _RULE_KEYS = {"currency", "provider", "destination_field", "min_amount", "max_amount", "psys_get"}
 
@@ -250,10 +257,18 @@ def _rule(key: str, raw: Any, providers: Mapping[str, ProviderConfig]) -> RouteR
     raw = _table(key, raw)
     _known(key, raw, _RULE_KEYS)
     currency = _str(f"{key}.currency", _required(key, raw, "currency")).upper()
+    if not _CURRENCY_RE.match(currency):
+        raise ConfigError(f"{key}.currency", f"must be a currency code such as \"RUB\", got {currency!r}")
     provider = _str(f"{key}.provider", _required(key, raw, "provider"))
     if provider not in providers:
         raise ConfigError(f"{key}.provider", f"names no configured provider: {provider!r} (add [providers.{provider}])")
+    known = providers[provider].options.get("currencies")
+    if providers[provider].type == "zaleycash" and known is not None and currency not in known:
+        raise ConfigError(f"{key}.currency", f"provider {provider!r} has no ZaleyCash currency code for {currency!r} "
+                                             f"(add it to providers.{provider}.currencies)")
     dest = _str(f"{key}.destination_field", raw.get("destination_field", "account2"))
+    if not _FIELD_RE.match(dest):
+        raise ConfigError(f"{key}.destination_field", f"must name a bid field such as \"account2\" or \"cf6\", got {dest!r}")
     lo = _decimal(f"{key}.min_amount", raw["min_amount"]) if "min_amount" in raw else None
     hi = _decimal(f"{key}.max_amount", raw["max_amount"]) if "max_amount" in raw else None
     if lo is not None and hi is not None and lo > hi:
