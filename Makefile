@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.sweep
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.poll
+	$(BIN)/python -m bench.payouts
 
 clean:
 	rm -rf $(VENV) .exsync-data

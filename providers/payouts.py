@@ -50,8 +50,13 @@ class PayoutResult:
     code: Any = None  # provider's status or failure code
     message: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
+    # PENDING only: the provider holds the payout but no money has moved, and ``send()`` with the same key
+    # continues it (e.g. a Paysera draft whose create answer was lost: send signs it).
+    unsent: bool = False
 
     def __post_init__(self) -> None:
+        if self.unsent and self.state != PENDING:
+            raise ValueError("only a pending payout can be unsent")
         if self.state not in STATES:
             raise ValueError(f"unknown payout state {self.state!r}")
 

@@ -81,7 +81,7 @@ def result_for(t: Transfer) -> PayoutResult:
     if status in DRAFT_STATUSES:
         return PayoutResult(PENDING, provider_ref=t.id, code=status,
                             message="draft: not signed, nothing was paid; send() with the same key signs it",
-                            raw=t.raw)
+                            raw=t.raw, unsent=True)
     return PayoutResult(PENDING, provider_ref=t.id, code=status or None, raw=t.raw)
 
 

@@ -240,6 +240,14 @@ def _find_then_send(runtime: Runtime, c: Claimed, rail) -> str:
         _finish(runtime, c, aid, outcome=t.outcome, state=t.state, delay=t.delay, error=t.reason, exc=exc)
         return t.state
     if result is not None:
+        if result.unsent:
+            # Found, but it moved no money and send() with the same key continues it (e.g. signs a draft).
+            with runtime.db.session() as s:
+                s.execute(text("""UPDATE payout_attempts SET finished_at = :now, outcome = 'pending',
+                                  provider_code = :code, message = :m WHERE id = :aid"""),
+                          {"now": reconcile.now_utc(), "code": str(result.code), "aid": aid,
+                           "m": f"unsigned draft {result.provider_ref} found by key: nothing was paid; sending it"})
+            return _send(runtime, c, rail)
         return _after_result(runtime, c, aid, result, checks)
     if c.prior == rules.SUBMITTED:
         # The provider accepted it once and now does not know it: a person must look.
