@@ -24,6 +24,11 @@ from worker.migrate import upgrade
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def results_dir() -> Path:
+    """bench/results, or EXSYNC_BENCH_RESULTS (the smoke tests keep the full-size figures untouched)."""
+    return Path(os.environ.get("EXSYNC_BENCH_RESULTS") or RESULTS)
+
+
 @contextmanager
 def database() -> Iterator[str]:
     """A fresh migrated database on EXSYNC_BENCH_DATABASE_URL's server, or on an embedded Postgres."""
@@ -101,8 +106,9 @@ def report(name: str, rows: list[tuple[str, object]], checks: list[tuple[str, bo
         print(f"  {k:<{width}}  {v}")
     for k, ok in checks:
         print(f"  {k:<{width}}  {'PASS' if ok else 'FAIL'}")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(
+    out = results_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(
         {"rows": {k: str(v) for k, v in rows}, "checks": {k: ok for k, ok in checks},
          "python": sys.version.split()[0]}, indent=2))
     return 0 if all(ok for _, ok in checks) else 1

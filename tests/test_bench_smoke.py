@@ -11,13 +11,12 @@ import json
 
 import pytest
 
-import bench.common
 
 
 @pytest.fixture
 def bench_env(pg_admin_url, tmp_path, monkeypatch):
     monkeypatch.setenv("EXSYNC_BENCH_DATABASE_URL", pg_admin_url)
-    monkeypatch.setattr(bench.common, "RESULTS", tmp_path)
+    monkeypatch.setenv("EXSYNC_BENCH_RESULTS", str(tmp_path))
     yield tmp_path
     from worker import runtime as runtime_mod
 
