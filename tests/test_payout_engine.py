@@ -246,3 +246,31 @@ def test_review_reasons_and_approval(runtime, premium_sandbox, zc_sandbox):
         assert queries.approve(s, by_rid[big].id, "alice", reconcile.now_utc()) == "pending"
     assert engine.submit_due(runtime) == {"succeeded": 1}
     assert zc_sandbox.engine.executed(by_rid[big].idempotency_key) == 1
+
+
+def test_bid_that_left_its_payout_status_is_held_for_a_person_before_any_money_moves(
+        runtime, premium_sandbox, zc_sandbox):
+    install_payouts(runtime, payout_toml(zc_sandbox.url))
+    rid = mirror_bid(runtime, premium_sandbox)
+    assert engine.create_due_payouts(runtime) == 1
+    # Before the first send, an operator cancels the bid on the exchanger and the mirror learns it.
+    premium_sandbox.engine.set_status(rid, "cancel")
+    from worker.poll import refresh
+
+    refresh(runtime, "main", rid, "poll")
+    assert engine.submit_due(runtime) == {"needs_review": 1}
+    (p,) = payouts(runtime)
+    assert p.state == "needs_review" and "'cancel'" in p.last_error
+    assert zc_sandbox.engine.executed(p.idempotency_key) == 0
+    assert attempts(runtime, p.id) == []  # no provider call was made
+
+
+def test_switched_off_route_pauses_payouts_without_flagging_them(runtime, premium_sandbox, zc_sandbox):
+    install_payouts(runtime, payout_toml(zc_sandbox.url))
+    mirror_bid(runtime, premium_sandbox)
+    assert engine.create_due_payouts(runtime) == 1
+    install_payouts(runtime, payout_toml(zc_sandbox.url).replace("enabled = true", "enabled = false"))
+    assert engine.submit_due(runtime) == {"pending": 1}
+    (p,) = payouts(runtime)
+    assert p.state == "pending" and "switched off" in p.last_error and p.next_attempt_at > later(60)
+    assert zc_sandbox.engine.executed(p.idempotency_key) == 0

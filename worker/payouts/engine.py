@@ -276,7 +276,45 @@ def process(runtime: Runtime, c: Claimed) -> str:
         return rules.NEEDS_REVIEW
     if c.row.maybe_sent or c.prior in (rules.UNKNOWN, rules.SUBMITTED):
         return _find_then_send(runtime, c, rail)
+    hold = _hold_before_first_send(runtime, c)
+    if hold is not None:
+        return hold
     return _send(runtime, c, rail)
+
+
+ROUTE_OFF_RETRY = 300  # seconds: a payout of a switched-off route waits, and is looked at again later
+
+
+def _hold_before_first_send(runtime: Runtime, c: Claimed) -> str | None:
+    """Nothing has been sent yet: check again, on the mirror as it is now, that paying is still right.
+
+    The bid may have left its payout status since the payout was created (an operator cancelled it, the
+    engine archived it), or the route may have been switched off. Money must not leave on an old decision.
+    Returns the state the payout was put in, or None to go ahead.
+    """
+    with runtime.db.session() as s:
+        bid = s.execute(text("""SELECT b.exchanger, b.status, b.archived_at FROM payouts p JOIN bids b ON b.id = p.bid_id
+                                WHERE p.id = :id"""), {"id": c.id}).first()
+    route = runtime.payouts().routes.get(bid.exchanger) if bid is not None else None
+    if route is not None and not route.enabled:
+        state, delay, reason = rules.PENDING, ROUTE_OFF_RETRY, "payouts are switched off for this exchanger"
+    elif bid is None or route is None:
+        state, delay, reason = rules.NEEDS_REVIEW, None, "no payout route for this exchanger any more"
+    elif bid.archived_at is not None:
+        state, delay, reason = rules.NEEDS_REVIEW, None, "the bid was archived on the exchanger before payment"
+    elif bid.status not in route.trigger_statuses:
+        state, delay, reason = (rules.NEEDS_REVIEW, None,
+                                f"the bid is now {bid.status!r}, no longer a payout status: a person must decide")
+    else:
+        return None
+    with runtime.db.session() as s:
+        s.execute(text("""UPDATE payouts SET state = :state, lease_until = NULL, updated_at = :now, last_error = :e,
+                                 next_attempt_at = :next_at
+                          WHERE id = :id AND state = 'submitting' AND lease_until = :lease"""),
+                  {"state": state, "now": reconcile.now_utc(), "e": reason, "id": c.id, "lease": c.lease,
+                   "next_at": reconcile.now_utc() + timedelta(seconds=delay) if delay else None})
+    log.warning("payout %s held before its first send: %s", c.id, reason)
+    return state
 
 
 def submit_due(runtime: Runtime, now: datetime | None = None, *, pool: ThreadPoolExecutor | None = None) -> dict:
