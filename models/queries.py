@@ -18,9 +18,8 @@ from models.tables import Bid, BidPoll, BidStatusChange, InboxEvent, SweepCursor
 UNPROCESSED_GRACE = timedelta(minutes=5)
 # A poll row this far past its due time means beat or the workers are not keeping up.
 OVERDUE_GRACE = timedelta(minutes=5)
-# Rejected (malformed) callbacks are shown for this long, then they are history.
-REJECTED_WINDOW = timedelta(hours=24)
 TOP_ROWS = 20
+MAX_REMOTE_ID = 2**63 - 1  # bigint
 
 BID_COLUMNS = (
     "id", "exchanger", "remote_id", "api_id", "hash", "status", "status_title", "psys_give", "psys_get",
@@ -78,10 +77,11 @@ def get_bid(session: Session, exchanger: str, remote_id: int) -> dict[str, Any] 
 
 
 def get_bid_by_api_id(session: Session, exchanger: str, api_id: str) -> dict[str, Any] | None:
-    bid = session.execute(
-        select(Bid).where(Bid.exchanger == exchanger, Bid.api_id == api_id)
+    """Like ``get_bid``, found by our own api_id (unique per exchanger)."""
+    remote_id = session.execute(
+        select(Bid.remote_id).where(Bid.exchanger == exchanger, Bid.api_id == api_id)
     ).scalar_one_or_none()
-    return bid_dict(bid) if bid is not None else None
+    return get_bid(session, exchanger, remote_id) if remote_id is not None else None
 
 
 def list_inbox(session: Session, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
@@ -122,10 +122,6 @@ def stuck_report(
         session, InboxEvent,
         [InboxEvent.state == "received", InboxEvent.received_at < now - UNPROCESSED_GRACE],
         InboxEvent.received_at, INBOX_COLUMNS)
-    report["inbox_rejected"] = _section(
-        session, InboxEvent,
-        [InboxEvent.state == "rejected", InboxEvent.received_at >= now - REJECTED_WINDOW],
-        InboxEvent.received_at.desc(), INBOX_COLUMNS)
     report["polls_gave_up"] = _poll_section(session, [BidPoll.state == "gave_up"], BidPoll.gave_up_at)
     report["polls_overdue"] = _poll_section(
         session, [BidPoll.state == "active", BidPoll.next_poll_at < now - OVERDUE_GRACE], BidPoll.next_poll_at)
@@ -148,7 +144,7 @@ def stuck_report(
         lagging.append({"exchanger": name, "cursor_time": None, "last_started_at": None, "last_finished_at": None,
                         "last_seen": 0, "last_changed": 0, "last_error": "never swept"})
     report["sweeps_lagging"] = {"count": len(lagging), "rows": lagging}
-    report["total"] = sum(v["count"] for k, v in report.items() if isinstance(v, dict) and k != "inbox_rejected")
+    report["total"] = sum(v["count"] for v in report.values() if isinstance(v, dict))
     return report
 
 

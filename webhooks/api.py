@@ -1,0 +1,160 @@
+"""The bid API: ``/api/v1/bids``. Bearer ``EXSYNC_API_TOKEN``; without a token configured: 404.
+
+POST /api/v1/bids   {"exchanger", "direction_id", "calc_amount", "calc_action"?, "api_id"?, "fields"?}
+  201 {"bid": …, "created": true}            the bid was created now
+  200 {"bid": …, "created": false}           it already existed under this api_id
+  400 {"error": "bad_request", "fields"?}    not a JSON object, or a value of the wrong type
+  401 unauthorized   404 unknown_exchanger / direction_not_found / api_disabled
+  409 api_id_conflict                         the engine knows the api_id but does not show its bid
+  422 {"error": "validation", "fields": {name: message}}   the engine's error_fields, or our own checks
+  502 provider_auth / provider_error          the exchanger refused us (key, IP, method): an operator acts
+  503 provider_unavailable + Retry-After      maintenance, 5xx, connection failed: retry with the api_id
+  503 storage_unavailable + Retry-After       Postgres down (the bid may exist): retry with the api_id
+  504 outcome_unknown                         no answer and not found: retry with the api_id
+Every answer to a create carries the ``api_id`` (generated when none was sent), so a client can always
+retry safely. Amounts are strings, times ISO 8601.
+
+GET /api/v1/bids?exchanger=&status=&limit=&offset=   the mirror, newest first
+GET /api/v1/bids/<exchanger>/<remote_id>             one bid, with its status history and poll schedule
+"""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from models import queries
+from providers.errors import AuthError, ProviderError, RetryableError, ValidationError
+from providers.premium.errors import DirectionNotFoundError
+from webhooks.auth import require_api_token
+from worker import bids
+from worker.config import ConfigError
+from worker.reconcile import InvalidObservation
+
+log = logging.getLogger("exsync.api")
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+MAX_LIMIT = 500
+DEFAULT_RETRY_AFTER = 30
+
+
+def jsonable(value: Any) -> Any:
+    """Decimal → string (never a float), datetime → ISO 8601, recursively."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def _answer(status: int, **body: Any):
+    resp = jsonify(jsonable(body))
+    resp.status_code = status
+    return resp
+
+
+def _runtime():
+    return current_app.extensions["exsync.runtime"]
+
+
+def _safe(text: str) -> str:
+    return current_app.extensions["exsync.redactor"].redact(text)
+
+
+@bp.post("/bids")
+@require_api_token
+def create():
+    try:
+        body = json.loads(request.get_data(cache=False) or b"null", parse_float=Decimal)
+    except (ValueError, RecursionError):
+        return _answer(400, error="bad_request", message="the body is not valid JSON")
+    if not isinstance(body, dict):
+        return _answer(400, error="bad_request", message="the body must be a JSON object")
+    exchanger = body.get("exchanger")
+    if not isinstance(exchanger, str) or exchanger not in _runtime().settings.exchangers:
+        if not isinstance(exchanger, str):
+            return _answer(400, error="bad_request", fields={"exchanger": "must be the name of an exchanger"})
+        return _answer(404, error="unknown_exchanger")
+    api_id = body.get("api_id")
+    if api_id is None:
+        api_id = bids.new_api_id()  # generated here so every answer, errors included, can return it
+    try:
+        row, created = bids.create_bid(
+            _runtime(), exchanger,
+            direction_id=body.get("direction_id"), calc_amount=body.get("calc_amount"),
+            calc_action=body.get("calc_action", 1), api_id=api_id, fields=body.get("fields"))
+    except bids.FieldError as exc:
+        return _answer(422, error="validation", fields=exc.fields, api_id=api_id)
+    except bids.RequestError as exc:
+        return _answer(400, error="bad_request", fields=exc.fields)
+    except ConfigError:
+        return _answer(404, error="unknown_exchanger")
+    except DirectionNotFoundError as exc:
+        return _answer(404, error="direction_not_found", message=_safe(exc.message), api_id=api_id)
+    except ValidationError as exc:
+        return _answer(422, error="validation", fields=exc.fields or {"_": _safe(exc.message)},
+                       message=_safe(exc.message), api_id=api_id)
+    except bids.OutcomeUnknown as exc:
+        return _answer(504, error="outcome_unknown", message=_safe(str(exc)), api_id=api_id)
+    except bids.LookupFailed as exc:
+        return _answer(409, error="api_id_conflict", message=_safe(str(exc)), api_id=api_id)
+    except RetryableError as exc:
+        resp = _answer(503, error="provider_unavailable", message=_safe(str(exc)), api_id=api_id)
+        resp.headers["Retry-After"] = str(int(exc.retry_after or DEFAULT_RETRY_AFTER))
+        return resp
+    except AuthError as exc:
+        log.error("exchanger %s refused our credentials: %s", exchanger, type(exc).__name__)
+        return _answer(502, error="provider_auth", message=_safe(str(exc)), api_id=api_id)
+    except (ProviderError, InvalidObservation) as exc:
+        return _answer(502, error="provider_error", message=_safe(str(exc)), api_id=api_id)
+    except (OperationalError, InterfaceError, PoolTimeoutError):
+        # The engine may hold the bid already: the retry with this api_id finds it and stores its fields.
+        resp = _answer(503, error="storage_unavailable", api_id=api_id)
+        resp.headers["Retry-After"] = str(DEFAULT_RETRY_AFTER)
+        return resp
+    return _answer(201 if created else 200, bid=row, created=created, api_id=api_id)
+
+
+def _int_arg(name: str, default: int, maximum: int | None = None) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or (maximum is not None and int(raw) > maximum):
+        raise bids.RequestError({name: f"must be a whole number{f' up to {maximum}' if maximum else ''}"})
+    return int(raw)
+
+
+@bp.get("/bids")
+@require_api_token
+def list_():
+    try:
+        limit = _int_arg("limit", 50, MAX_LIMIT)
+        offset = _int_arg("offset", 0)
+    except bids.RequestError as exc:
+        return _answer(400, error="bad_request", fields=exc.fields)
+    with _runtime().db.session() as session:
+        rows = queries.list_bids(session, exchanger=request.args.get("exchanger") or None,
+                                 status=request.args.get("status") or None, limit=limit, offset=offset)
+    return _answer(200, bids=rows, limit=limit, offset=offset)
+
+
+@bp.get("/bids/<exchanger>/<int:remote_id>")
+@require_api_token
+def detail(exchanger: str, remote_id: int):
+    if remote_id > queries.MAX_REMOTE_ID:
+        return _answer(404, error="not_found")
+    with _runtime().db.session() as session:
+        row = queries.get_bid(session, exchanger, remote_id)
+    if row is None:
+        return _answer(404, error="not_found")
+    return _answer(200, bid=row)

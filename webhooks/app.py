@@ -1,0 +1,100 @@
+"""The Flask app factory: one blueprint per concern, JSON answers only.
+
+``create_app(runtime)`` wires the receivers (``webhooks.premium``), the bid API (``webhooks.api``),
+health and metrics (``webhooks.health``) and the operator page (``webhooks.stuck``). Every error,
+expected or not, is answered in JSON: an unexpected exception becomes ``500 {"error": "internal"}``,
+logged by type and redacted message only; a database that cannot be reached becomes
+``503 {"error": "storage_unavailable"}``.
+
+``EXSYNC_TRUSTED_PROXIES`` (whole number, default 0): how many reverse proxies in front of us append to
+``X-Forwarded-For``. With 0 the source IP is the TCP peer and forwarded headers are ignored, so nobody
+can fake an allowed IP by sending the header themselves.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Mapping
+
+from flask import Flask, jsonify, request
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from webhooks.inbox import Inbox
+from worker.config import ConfigError
+from worker.logs import redactor
+
+log = logging.getLogger("exsync.webhooks")
+
+MAX_REQUEST_BYTES = 1024 * 1024  # any route; the receivers apply settings.webhook_max_body on top
+_WORDS = re.compile(r"[^a-z0-9]+")
+
+
+def trusted_proxies(env: Mapping[str, str]) -> int:
+    raw = env.get("EXSYNC_TRUSTED_PROXIES", "0").strip() or "0"
+    if not raw.isdigit() or int(raw) > 10:
+        raise ConfigError("EXSYNC_TRUSTED_PROXIES", f"must be a whole number from 0 to 10, got {raw!r}")
+    return int(raw)
+
+
+def _error_name(exc: HTTPException) -> str:
+    """'Request Entity Too Large' → 'too_large', 'Method Not Allowed' → 'method_not_allowed'."""
+    if exc.code == 413:
+        return "too_large"
+    return _WORDS.sub("_", (exc.name or "error").lower()).strip("_")
+
+
+def create_app(runtime=None, env: Mapping[str, str] | None = None) -> Flask:
+    from worker import runtime as runtime_mod
+
+    rt = runtime if runtime is not None else runtime_mod.get()
+    proxies = trusted_proxies(os.environ if env is None else env)
+
+    app = Flask("exsync")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    app.json.sort_keys = False
+    app.extensions["exsync.runtime"] = rt
+    app.extensions["exsync.inbox"] = Inbox(rt.db.engine, rt.settings.redis_url)
+    app.extensions["exsync.redactor"] = redactor(rt.settings)
+    if proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=0, x_port=0, x_prefix=0)
+
+    from webhooks import api, health, premium, stuck
+
+    for module in (premium, api, health, stuck):
+        app.register_blueprint(module.bp)
+
+    redact = app.extensions["exsync.redactor"].redact
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        resp = jsonify(error=_error_name(exc))
+        resp.status_code = exc.code or 500
+        if exc.code == 405 and exc.valid_methods:
+            resp.headers["Allow"] = ", ".join(exc.valid_methods)
+        return resp
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(DisconnectionError)
+    @app.errorhandler(PoolTimeoutError)
+    def storage_error(exc: Exception):
+        log.warning("database unavailable on %s %s: %s", request.method, redact(request.path), type(exc).__name__)
+        resp = jsonify(error="storage_unavailable")
+        resp.status_code = 503
+        resp.headers["Retry-After"] = "10"
+        return resp
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        # Type and redacted message only: a message or a path may hold a token.
+        log.error("unhandled %s on %s %s: %s", type(exc).__name__, request.method,
+                  redact(request.path), redact(str(exc))[:500])
+        resp = jsonify(error="internal")
+        resp.status_code = 500
+        return resp
+
+    return app

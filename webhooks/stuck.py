@@ -1,0 +1,112 @@
+"""The operator's page: everything stuck, in one place. ``GET /stuck`` (HTML) and ``GET /stuck.json``.
+
+Same token as the API: ``Authorization: Bearer <token>``, or HTTP Basic with any user name and the token
+as password (so a browser can open it). 404 when no API token is configured.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from flask import Blueprint, Response, current_app, render_template_string
+
+from models.queries import TOP_ROWS, stuck_report
+from webhooks.api import jsonable
+from webhooks.auth import require_api_token
+from worker.reconcile import now_utc
+
+bp = Blueprint("stuck", __name__)
+
+STALE_AFTER = timedelta(hours=1)
+
+# (key in the report, title, what it means, columns shown)
+SECTIONS = [
+    ("inbox_failed", "Inbox events failed or dead",
+     "Callbacks whose processing failed (retried with back-off) or that are dead: attempts ran out, or the "
+     "callback was malformed. Replay dead ones with <code>exsync inbox replay</code> once the cause is fixed.",
+     ["id", "endpoint", "received_at", "state", "attempts", "last_error", "payload"]),
+    ("inbox_unprocessed", "Inbox events not processed after 5 minutes",
+     "Received but never handled: is a worker running, is the broker up?",
+     ["id", "endpoint", "received_at", "attempts", "next_attempt_at", "payload"]),
+    ("polls_gave_up", "Polls that gave up",
+     "Bids still live after the give-up time: nobody re-reads them any more.",
+     ["exchanger", "remote_id", "status", "polls", "last_polled_at", "gave_up_at", "last_error"]),
+    ("polls_overdue", "Polls overdue by more than 5 minutes",
+     "Beat or the workers are not keeping up.",
+     ["exchanger", "remote_id", "status", "next_poll_at", "polls", "last_error"]),
+    ("bids_stale", "Live bids not observed for an hour",
+     "No callback, poll or sweep has seen them lately.",
+     ["exchanger", "remote_id", "status", "observed_at", "updated_at"]),
+    ("sweeps_lagging", "Sweeps lagging or failing",
+     "No finished sweep within three sweep intervals, or the last one failed.",
+     ["exchanger", "last_finished_at", "cursor_time", "last_seen", "last_error"]),
+]
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="refresh" content="10">
+<title>exsync — {{ total }} stuck</title>
+<style>
+ body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
+ h1 { font-size: 1.4em; } h2 { font-size: 1.1em; margin-top: 2em; }
+ .count { display: inline-block; min-width: 2em; padding: 0 .4em; border-radius: .8em; text-align: center;
+          background: #2e7d32; color: #fff; } .bad .count { background: #c62828; }
+ p.help { color: #666; margin: .2em 0 .6em; }
+ table { border-collapse: collapse; width: 100%; } th, td { border-bottom: 1px solid #ddd; padding: .3em .5em;
+ text-align: left; vertical-align: top; font-size: .92em; } th { background: #f5f5f5; }
+ td.err { color: #c62828; max-width: 40em; word-break: break-word; } .more { color: #666; }
+ code { font-size: .95em; }
+</style></head><body>
+<h1>exsync: {% if total %}{{ total }} thing{{ "s" if total != 1 }} need{{ "" if total != 1 else "s" }} a look
+{% else %}nothing stuck{% endif %}</h1>
+<p class="help">Generated {{ generated_at | cell }} · refreshes every 10 s · <a href="stuck.json">JSON</a></p>
+{% for key, title, help, columns in sections %}{% set sec = report[key] %}
+<h2 class="{{ 'bad' if sec.count else '' }}"><span class="count">{{ sec.count }}</span> {{ title }}</h2>
+<p class="help">{{ help | safe }}</p>
+{% if sec.rows %}<table><tr>{% for c in columns %}<th>{{ c }}</th>{% endfor %}</tr>
+{% for row in sec.rows %}<tr>{% for c in columns %}
+<td class="{{ 'err' if c == 'last_error' else '' }}">{% if c == 'remote_id' and row.exchanger %}
+<a href="api/v1/bids/{{ row.exchanger }}/{{ row.remote_id }}">{{ row.remote_id }}</a>
+{% else %}{{ row[c] | cell }}{% endif %}</td>{% endfor %}</tr>{% endfor %}
+</table>{% if sec.count > top %}<p class="more">… and {{ sec.count - top }} more</p>{% endif %}{% endif %}
+{% endfor %}
+</body></html>
+"""
+
+
+def cell(value: Any) -> str:
+    """One table cell as text (Jinja escapes it): UTC times to the second, objects as JSON."""
+    if value is None:
+        return "–"
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str, sort_keys=True)
+    return str(value)
+
+
+bp.add_app_template_filter(cell, "cell")
+
+
+def _report() -> dict:
+    rt = current_app.extensions["exsync.runtime"]
+    with rt.db.session() as session:
+        return stuck_report(session, now_utc(), stale_after=STALE_AFTER,
+                            sweep_interval=rt.settings.sweep_interval, exchangers=rt.settings.exchangers)
+
+
+@bp.get("/stuck")
+@require_api_token
+def page():
+    report = _report()
+    html = render_template_string(PAGE, report=report, sections=SECTIONS, total=report["total"],
+                                  generated_at=report["generated_at"], top=TOP_ROWS)
+    return Response(html, content_type="text/html; charset=utf-8",
+                    headers={"Cache-Control": "no-store"})
+
+
+@bp.get("/stuck.json")
+@require_api_token
+def as_json():
+    return jsonable(_report())
