@@ -67,6 +67,11 @@ def create_app(runtime=None, env: Mapping[str, str] | None = None) -> Flask:
     for module in (premium, api, health, stuck):
         app.register_blueprint(module.bp)
 
+    from webhooks import gateway, paysera  # payout callbacks: POST /webhooks/gateway|paysera/<provider>
+
+    for module in (gateway, paysera):
+        app.register_blueprint(module.bp)
+
     redact = app.extensions["exsync.redactor"].redact
 
     @app.errorhandler(HTTPException)

@@ -35,6 +35,8 @@ Layout::
     mac_id = "…"
     mac_key_env = "EXSYNC_PS_MAC_KEY"
     beneficiary_type = "paysera"                  # or "bank"
+    callback_public_key_file = "/etc/exsync/paysera.pem"  # or callback_public_key_pem = "-----BEGIN…";
+                                                  # verifies callbacks at POST /webhooks/paysera/ps
 
     [routes.main]                    # one per exchanger
     enabled = true
@@ -196,7 +198,8 @@ _COMMON = {"type", "base_url", "timeout"}
 _PROVIDER_KEYS = {
     "zaleycash": _COMMON | {"secret_key_env", "status_path", "currencies"},
     "gateway": _COMMON | {"api_key_env", "secret_env", "shop_code", "callback_url"},
-    "paysera": _COMMON | {"mac_id", "mac_key_env", "payer_account", "beneficiary_type"},
+    "paysera": _COMMON | {"mac_id", "mac_key_env", "payer_account", "beneficiary_type",
+                          "callback_public_key_pem", "callback_public_key_file"},
 }
 
 
@@ -243,8 +246,37 @@ def _provider(name: str, raw: Any, env: Mapping[str, str]) -> ProviderConfig:
         if bt not in ("paysera", "bank"):
             raise ConfigError(f"{key}.beneficiary_type", f"must be \"paysera\" or \"bank\", got {bt!r}")
         options["beneficiary_type"] = bt
+        pem = _callback_key(key, raw)
+        if pem is not None:
+            options["callback_public_key_pem"] = pem
     return ProviderConfig(name=name, type=kind, base_url=base_url, timeout=timeout, secrets=secrets,
                           options=options)
+
+
+def _callback_key(key: str, raw: Mapping[str, Any]) -> str | None:
+    """Paysera's callback public key (PEM key or certificate), inline or from a file; checked at load."""
+    from providers.paysera.callbacks import load_public_key
+
+    if "callback_public_key_pem" in raw and "callback_public_key_file" in raw:
+        raise ConfigError(f"{key}.callback_public_key_file", "give callback_public_key_pem or _file, not both")
+    if "callback_public_key_pem" in raw:
+        name = "callback_public_key_pem"
+        pem = _str(f"{key}.{name}", raw[name])
+    elif "callback_public_key_file" in raw:
+        name = "callback_public_key_file"
+        path = _str(f"{key}.{name}", raw[name])
+        try:
+            with open(path, "r", encoding="ascii") as fh:
+                pem = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{key}.{name}", f"cannot read {path}: {type(exc).__name__}") from None
+    else:
+        return None
+    try:
+        load_public_key(pem)
+    except ValueError as exc:
+        raise ConfigError(f"{key}.{name}", str(exc)) from None
+    return pem
 
 
 _CURRENCY_RE = re.compile(r"^[A-Z0-9]{2,10}$")

@@ -7,6 +7,7 @@ import threading
 from celery.signals import worker_shutting_down
 
 from worker import inbox, poll
+from worker import payout_callbacks  # noqa: F401  (registers the gateway and paysera inbox handlers)
 from worker import runtime as runtime_mod
 from worker import sweep as sweep_mod
 from worker.celery_app import app
