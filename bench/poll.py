@@ -3,19 +3,24 @@ latency per call. Target (issue 2): 10,000 bids with a p99 poll lag under 5 s.
 
 The lag of a poll is how late it ran after its row became due. Bids start spread evenly over one ladder
 step (a steady state: bids arrive over time), then the worker polls for ``--seconds`` of real time.
-The baseline in the same run is the sandbox's own floor: the same number of bid_info calls made
-back-to-back by the same threads without any database work.
+The sandbox runs in a process of its own (`exsync sandbox premium`), as the real engine is another server.
+The baseline in the same run is the sandbox's own floor: bid_info calls made back-to-back by the same
+number of threads, without any database work.
 
     python -m bench.poll [--bids 10000] [--ladder 60] [--seconds 150] [--latency 0.02]
 """
 from __future__ import annotations
 
 import argparse
+import socket
 import statistics
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import requests
 from sqlalchemy import text
 
 from bench.common import database, report, runtime_for, settings_for
@@ -30,37 +35,42 @@ def percentile(values, q):
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bids", type=int, default=10_000)
-    ap.add_argument("--ladder", type=int, default=60)
-    ap.add_argument("--seconds", type=float, default=150.0)
-    ap.add_argument("--latency", type=float, default=0.02)
-    args = ap.parse_args(argv)
+def start_sandbox() -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).parent / "exsync"
+    proc = subprocess.Popen([str(exe), "sandbox", "premium", "--port", str(port), "--seed", "3"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(150):
+        try:
+            requests.get(f"{url}/_sandbox/state", timeout=1)
+            return proc, url
+        except requests.RequestException:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the sandbox did not start")
 
-    from providers.premium.sandbox import create_app
-    from providers.sandbox_server import serve
 
-    app = create_app(seed=3)
-    app.engine.bulk_add(args.bids, spread_seconds=600, statuses=["new"])
-    srv = serve(app)
-    with database() as url:
+def measure(args, url: str, ids: list[int]) -> tuple[float, list[float], int, int, int]:
+    with database() as db_url:
         ladder = f"[settings.poll_ladder]\ndefault = [{args.ladder}]\nnew = [{args.ladder}]"
-        rt = runtime_for(settings_for(srv.url, url, extra_settings=f"poll_batch = 500\n{ladder}", rate_limit=5000))
+        rt = runtime_for(settings_for(url, db_url, extra_settings=f"poll_batch = 500\n{ladder}", rate_limit=5000))
         sweep_exchanger(rt, "main")
-        with rt.db.engine.begin() as conn:  # steady state: due times spread over one ladder step
-            conn.execute(text("UPDATE bid_polls SET next_poll_at = now() + random() * make_interval(secs => :s)"),
-                         {"s": args.ladder})
-        app.engine.knobs.latency = args.latency
+        requests.post(f"{url}/_sandbox/knobs", json={"latency": args.latency}, timeout=10)
 
         # Baseline: the engine's floor, bid_info calls only, same thread count.
         client = rt.premium("main")
-        ids = list(app.engine.truth())[: min(2000, args.bids)]
+        sample = ids[: min(2000, len(ids))]
         with ThreadPoolExecutor(poll.FETCH_THREADS) as pool:
             t0 = time.perf_counter()
-            list(pool.map(lambda i: client.bid_info(id=i), ids))
-            floor_rate = len(ids) / (time.perf_counter() - t0)
+            list(pool.map(lambda i: client.bid_info(id=i), sample))
+            floor_rate = len(sample) / (time.perf_counter() - t0)
 
+        with rt.db.engine.begin() as conn:  # steady state: due times spread over one ladder step
+            conn.execute(text("UPDATE bid_polls SET next_poll_at = now() + random() * make_interval(secs => :s)"),
+                         {"s": args.ladder})
         lags, claimed, errors = [], 0, 0
         deadline = time.monotonic() + args.seconds
         with ThreadPoolExecutor(poll.FETCH_THREADS, thread_name_prefix="poll") as pool:
@@ -73,14 +83,33 @@ def main(argv=None) -> int:
             overdue = conn.execute(text(
                 "SELECT count(*) FROM bid_polls WHERE state = 'active' AND next_poll_at < now() - interval '5 seconds'"
             )).scalar()
-    srv.shutdown()
+        rt.close()
+    return floor_rate, lags, claimed, errors, overdue
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bids", type=int, default=10_000)
+    ap.add_argument("--ladder", type=int, default=60)
+    ap.add_argument("--seconds", type=float, default=150.0)
+    ap.add_argument("--latency", type=float, default=0.02)
+    args = ap.parse_args(argv)
+
+    sandbox, url = start_sandbox()
+    try:
+        ids = requests.post(f"{url}/_sandbox/bids/bulk", json={"n": args.bids, "spread_seconds": 600,
+                                                                "statuses": ["new"]}, timeout=60).json()["ids"]
+        floor_rate, lags, claimed, errors, overdue = measure(args, url, ids)
+    finally:
+        sandbox.terminate()
+        sandbox.wait(10)
 
     needed = args.bids / args.ladder
     achieved = claimed / args.seconds
     p50, p99, worst = percentile(lags, 0.5), percentile(lags, 0.99), max(lags, default=0.0)
     rows = [
         ("live bids / ladder", f"{args.bids} / {args.ladder} s (needs {needed:,.0f} polls/s)"),
-        ("sandbox latency", f"{args.latency * 1000:.0f} ms"),
+        ("sandbox latency", f"{args.latency * 1000:.0f} ms (sandbox in its own process)"),
         ("polls made", f"{claimed} in {args.seconds:.0f} s = {achieved:,.0f}/s, errors {errors}"),
         ("baseline: bare bid_info calls", f"{floor_rate:,.0f}/s with {poll.FETCH_THREADS} threads"),
         ("headroom: baseline / needed", f"{floor_rate / needed:.1f}x"),

@@ -65,46 +65,59 @@ def refresh(runtime: Runtime, exchanger: str, remote_id: int, source: str = "pol
         return reconcile.apply_snapshot(session, runtime.settings, exchanger, snap, source)
 
 
-def _after_poll(runtime: Runtime, bid_id: int, step: int, error: str | None) -> None:
+def _after_poll(runtime: Runtime, session, bid_id: int, step: int, error: str | None) -> None:
     """Unchanged status: the next step of the ladder. (A change already restarted the ladder.)"""
     now = reconcile.now_utc()
-    with runtime.db.session() as session:
-        row = session.execute(text(
-            "SELECT b.status, b.first_seen_at, b.archived_at, p.ladder_status FROM bids b "
-            "JOIN bid_polls p ON p.bid_id = b.id WHERE b.id = :id FOR UPDATE OF p"), {"id": bid_id}).first()
-        if row is None:
-            return
-        status, first_seen, archived_at, ladder_status = row
-        next_step = step + 1 if ladder_status == status else 0
-        state, next_at = rules.next_poll(status, next_step, now, first_seen, runtime.settings.poll_ladder,
-                                         runtime.settings.poll_give_up_after)
-        if archived_at is not None:
-            state, next_at = "done", None
-        session.execute(text("""
-            UPDATE bid_polls SET state = :state, next_poll_at = :next_at, step = :step, ladder_status = :status,
-                   polls = polls + 1, last_polled_at = :now, last_error = :error,
-                   gave_up_at = CASE WHEN :state = 'gave_up' THEN :now ELSE gave_up_at END
-            WHERE bid_id = :id"""),
-            {"state": state, "next_at": next_at, "step": next_step, "status": status, "now": now,
-             "error": error, "id": bid_id})
-        if state == "gave_up":
-            log.warning("bid %s still %s after %ss: polling gave up (see /stuck)",
-                        bid_id, status, runtime.settings.poll_give_up_after)
+    row = session.execute(text(
+        "SELECT b.status, b.first_seen_at, b.archived_at, p.ladder_status FROM bids b "
+        "JOIN bid_polls p ON p.bid_id = b.id WHERE b.id = :id FOR UPDATE OF p"), {"id": bid_id}).first()
+    if row is None:
+        return
+    status, first_seen, archived_at, ladder_status = row
+    next_step = step + 1 if ladder_status == status else 0
+    state, next_at = rules.next_poll(status, next_step, now, first_seen, runtime.settings.poll_ladder,
+                                     runtime.settings.poll_give_up_after)
+    if archived_at is not None:
+        state, next_at = "done", None
+    session.execute(text("""
+        UPDATE bid_polls SET state = :state, next_poll_at = :next_at, step = :step, ladder_status = :status,
+               polls = polls + 1, last_polled_at = :now, last_error = :error,
+               gave_up_at = CASE WHEN :state = 'gave_up' THEN :now ELSE gave_up_at END
+        WHERE bid_id = :id"""),
+        {"state": state, "next_at": next_at, "step": next_step, "status": status, "now": now,
+         "error": error, "id": bid_id})
+    if state == "gave_up":
+        log.warning("bid %s still %s after %ss: polling gave up (see /stuck)",
+                    bid_id, status, runtime.settings.poll_give_up_after)
 
 
 def _poll_one(runtime: Runtime, item) -> tuple[bool, bool, float]:
+    """One poll: bid_info, then one transaction that reconciles the answer and schedules the next poll."""
     bid_id, exchanger, remote_id, status, step, due_at = item
     lag = (reconcile.now_utc() - due_at).total_seconds()
-    error = None
-    changed = False
+    error, bid, vanished = None, None, False
+    runtime.limiter(exchanger).acquire()
+    observed_at = reconcile.now_utc()
     try:
-        out = refresh(runtime, exchanger, remote_id, "poll")
-        changed = bool(out and out.changed)
-    except (ProviderError, reconcile.InvalidObservation) as exc:
+        bid = runtime.premium(exchanger).bid_info(id=remote_id)
+    except NotFoundError:
+        vanished = True
+    except ProviderError as exc:
         error = f"{type(exc).__name__}: {exc}"[:1000]
         log.info("poll of %s/%s failed: %s", exchanger, remote_id, error)
-    if not changed:
-        _after_poll(runtime, bid_id, step, error)
+    changed = False
+    with runtime.db.session() as session:
+        if vanished:
+            out = reconcile.mark_vanished(session, runtime.settings, exchanger, remote_id, observed_at, "poll")
+            changed = bool(out and out.changed)
+        elif bid is not None:
+            try:
+                snap = reconcile.Snapshot.from_provider(bid, observed_at)
+                changed = reconcile.apply_snapshot(session, runtime.settings, exchanger, snap, "poll").changed
+            except reconcile.InvalidObservation as exc:
+                error = f"InvalidObservation: {exc}"[:1000]
+        if not changed:
+            _after_poll(runtime, session, bid_id, step, error)
     return changed, error is not None, lag
 
 

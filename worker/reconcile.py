@@ -143,27 +143,34 @@ def apply_snapshot(
         raise ValueError(f"unknown source {source!r}")
     now = now_utc()
     data = {k: getattr(snap, k) for k in DATA_FIELDS}
-    # Insert-or-get that never raises on a concurrent duplicate (two callbacks for one new bid).
-    inserted = session.execute(
-        pg_insert(Bid)
-        .values(
-            exchanger=exchanger,
-            remote_id=snap.remote_id,
-            status=snap.status,
-            observed_at=snap.observed_at,
-            remote_changed_at=snap.remote_changed_at,
-            request_fields=dict(request_fields) if request_fields else None,
-            created_via=created_via or source,
-            first_seen_at=now,
-            updated_at=now,
-            **data,
-        )
-        .on_conflict_do_nothing(index_elements=[Bid.exchanger, Bid.remote_id])
-        .returning(Bid.id)
-    ).scalar_one_or_none()
-    bid = session.execute(
-        select(Bid).where(Bid.exchanger == exchanger, Bid.remote_id == snap.remote_id).with_for_update()
-    ).scalar_one()
+    def locked_row() -> Bid | None:
+        return session.execute(
+            select(Bid).where(Bid.exchanger == exchanger, Bid.remote_id == snap.remote_id).with_for_update()
+        ).scalar_one_or_none()
+
+    # Most observations are of bids we already have: look first. Otherwise insert-or-get, which never
+    # raises on a concurrent duplicate (two callbacks for one new bid).
+    inserted = None
+    bid = locked_row()
+    if bid is None:
+        inserted = session.execute(
+            pg_insert(Bid)
+            .values(
+                exchanger=exchanger,
+                remote_id=snap.remote_id,
+                status=snap.status,
+                observed_at=snap.observed_at,
+                remote_changed_at=snap.remote_changed_at,
+                request_fields=dict(request_fields) if request_fields else None,
+                created_via=created_via or source,
+                first_seen_at=now,
+                updated_at=now,
+                **data,
+            )
+            .on_conflict_do_nothing(index_elements=[Bid.exchanger, Bid.remote_id])
+            .returning(Bid.id)
+        ).scalar_one_or_none()
+        bid = locked_row()
     if inserted is not None:
         session.add(BidStatusChange(
             bid_id=bid.id, from_status=None, to_status=snap.status, source=source,

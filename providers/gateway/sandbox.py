@@ -91,6 +91,7 @@ from requests.utils import requote_uri
 from werkzeug.http import http_date
 from werkzeug.wrappers import Request as _WRequest
 
+from providers.sandbox_knobs import SandboxKnobs
 from providers.gateway.client import DEFAULT_PATHS, GatewayPaths
 from providers.gateway.signing import (
     DEFAULT_HEADERS,
@@ -158,7 +159,7 @@ class _ApiError(Exception):
 # Knobs
 # --------------------------------------------------------------------------------------------------
 
-class Knobs:
+class Knobs(SandboxKnobs):
     """Fault knobs, changeable at run time as attributes or dict items (``knobs.error_rate = 0.2``)."""
 
     FIELDS: dict[str, Any] = {
@@ -167,18 +168,6 @@ class Knobs:
         "callback_drop_rate": 0.0, "callback_duplicate_rate": 0.0, "callback_max_attempts": 5,
         "callback_backoff": 0.2, "callback_timeout": 5.0,
     }
-    _RATES = frozenset({"error_rate", "fail_after_commit_rate", "final_failure_rate", "callback_drop_rate",
-                        "callback_duplicate_rate"})
-
-    def __init__(self, **values: Any) -> None:
-        for k, v in self.FIELDS.items():
-            object.__setattr__(self, k, v)
-        self.update(**values)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name not in self.FIELDS:
-            raise AttributeError(f"unknown knob {name!r}")
-        object.__setattr__(self, name, self._coerce(name, value))
 
     def _coerce(self, name: str, value: Any) -> Any:
         if name == "replay_protection":
@@ -190,31 +179,8 @@ class Knobs:
             if value < 1:
                 raise ValueError("callback_max_attempts must be >= 1")
             return value
-        value = float(value)
-        if name == "clock_skew":
-            return value
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0")
-        if name in self._RATES and value > 1:
-            raise ValueError(f"{name} must be between 0 and 1")
-        return value
+        return super()._coerce(name, value)
 
-    def update(self, **values: Any) -> "Knobs":
-        for k, v in values.items():
-            setattr(self, k, v)
-        return self
-
-    def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.FIELDS}
-
-    def __getitem__(self, k: str) -> Any:
-        return getattr(self, k)
-
-    def __setitem__(self, k: str, v: Any) -> None:
-        setattr(self, k, v)
-
-    def __repr__(self) -> str:
-        return f"Knobs({self.as_dict()!r})"
 
 
 # --------------------------------------------------------------------------------------------------

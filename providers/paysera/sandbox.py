@@ -93,6 +93,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask, Response, request
 
+from providers.sandbox_knobs import SandboxKnobs
 from providers.paysera.callbacks import sign_event
 from providers.paysera.mac import MacError, NonceCache, split_host_port, verify
 from providers.sandbox_server import SandboxServer
@@ -120,7 +121,7 @@ _CENT = Decimal("0.01")
 # Knobs
 # --------------------------------------------------------------------------------------------------
 
-class Knobs:
+class Knobs(SandboxKnobs):
     """Fault knobs, changeable at run time as attributes or items (``knobs.error_rate = 0.5``)."""
 
     FIELDS: dict[str, Any] = {
@@ -129,18 +130,7 @@ class Knobs:
         "callback_attempts": 4, "callback_retry_delay": 0.1,
     }
 
-    def __init__(self, **values: Any) -> None:
-        for k, v in self.FIELDS.items():
-            object.__setattr__(self, k, v)
-        self.update(**values)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name not in self.FIELDS:
-            raise AttributeError(f"unknown knob {name!r}")
-        object.__setattr__(self, name, self._coerce(name, value))
-
-    @staticmethod
-    def _coerce(name: str, value: Any) -> Any:
+    def _coerce(self, name: str, value: Any) -> Any:
         if name == "fault_match":
             value = "" if value is None else str(value)
             re.compile(value)  # raises re.error (a ValueError) for a bad pattern
@@ -150,31 +140,8 @@ class Knobs:
             if value < 1:
                 raise ValueError("callback_attempts must be >= 1")
             return value
-        value = float(value)
-        if name == "clock_skew":
-            return value
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0")
-        if name.endswith("_rate") and value > 1:
-            raise ValueError(f"{name} must be within 0..1")
-        return value
+        return super()._coerce(name, value)
 
-    def update(self, **values: Any) -> "Knobs":
-        for k, v in values.items():
-            setattr(self, k, v)
-        return self
-
-    def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.FIELDS}
-
-    def __getitem__(self, k: str) -> Any:
-        return getattr(self, k)
-
-    def __setitem__(self, k: str, v: Any) -> None:
-        setattr(self, k, v)
-
-    def __repr__(self) -> str:
-        return f"Knobs({self.as_dict()!r})"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -87,6 +87,8 @@ import requests
 from flask import Flask, Response, request
 from werkzeug.wrappers import Request as _WRequest
 
+from providers.sandbox_knobs import SandboxKnobs
+
 __all__ = ["create_app", "serve", "SandboxEngine", "SandboxServer", "Knobs", "DEFAULT_LOGIN", "DEFAULT_KEY",
            "API_PATH", "ALL_METHODS", "STATUSES"]
 
@@ -281,7 +283,7 @@ def _catalogue() -> tuple[dict[int, _Currency], dict[int, _Direction]]:
 # Knobs, bids
 # --------------------------------------------------------------------------------------------------
 
-class Knobs:
+class Knobs(SandboxKnobs):
     """Fault knobs, changeable at run time as attributes or dict items (``knobs.latency = 0.2``)."""
 
     FIELDS = {
@@ -290,18 +292,7 @@ class Knobs:
         "callback_delay": 0.0, "partner_program": True,
     }
 
-    def __init__(self, **values: Any) -> None:
-        for k, v in self.FIELDS.items():
-            object.__setattr__(self, k, v)
-        self.update(**values)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name not in self.FIELDS:
-            raise AttributeError(f"unknown knob {name!r}")
-        object.__setattr__(self, name, self._coerce(name, value))
-
-    @staticmethod
-    def _coerce(name: str, value: Any) -> Any:
+    def _coerce(self, name: str, value: Any) -> Any:
         if name == "maintenance":
             if value in (None, False, 0, "", "0", "false", "off"):
                 return False
@@ -312,27 +303,8 @@ class Knobs:
             raise ValueError("maintenance must be False, True/'method' or 'api'")
         if name == "partner_program":
             return bool(value)
-        value = float(value)
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0")
-        return value
+        return super()._coerce(name, value)
 
-    def update(self, **values: Any) -> "Knobs":
-        for k, v in values.items():
-            setattr(self, k, v)
-        return self
-
-    def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.FIELDS}
-
-    def __getitem__(self, k: str) -> Any:
-        return getattr(self, k)
-
-    def __setitem__(self, k: str, v: Any) -> None:
-        setattr(self, k, v)
-
-    def __repr__(self) -> str:
-        return f"Knobs({self.as_dict()!r})"
 
 
 class _Bid:

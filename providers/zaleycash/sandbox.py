@@ -83,6 +83,7 @@ from typing import Any, Mapping
 
 from flask import Flask, Response, request
 
+from providers.sandbox_knobs import SandboxKnobs
 from providers.zaleycash.wire import dumps, loads
 
 __all__ = ["create_app", "serve", "describe", "SandboxEngine", "Knobs", "DEFAULT_SECRET", "DEFAULT_STATUS_PATH",
@@ -115,7 +116,7 @@ class _Refusal(Exception):
 # Knobs, users, ledger
 # --------------------------------------------------------------------------------------------------
 
-class Knobs:
+class Knobs(SandboxKnobs):
     """Fault knobs, changeable at run time as attributes or dict items (``knobs.error_rate = 0.2``)."""
 
     FIELDS: dict[str, Any] = {
@@ -125,18 +126,7 @@ class Knobs:
         "clock_skew": 0.0,
     }
     _BOOLS = frozenset({"reject_tokens", "agent_disabled", "transfers_protected", "funds_before_duplicate"})
-    _RATES = frozenset({"error_rate", "rate_limit_rate", "fail_after_commit_rate"})
     MODES = ("hang", "502", "close")
-
-    def __init__(self, **values: Any) -> None:
-        for k, v in self.FIELDS.items():
-            object.__setattr__(self, k, v)
-        self.update(**values)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name not in self.FIELDS:
-            raise AttributeError(f"unknown knob {name!r}")
-        object.__setattr__(self, name, self._coerce(name, value))
 
     def _coerce(self, name: str, value: Any) -> Any:
         if name in self._BOOLS:
@@ -152,29 +142,8 @@ class Knobs:
             if not d.is_finite() or d < 0:
                 raise ValueError("min_amount must be >= 0")
             return d
-        v = float(value)
-        if name == "clock_skew":
-            return v
-        if v < 0 or (name in self._RATES and v > 1):
-            raise ValueError(f"{name} must be {'0..1' if name in self._RATES else '>= 0'}")
-        return v
+        return super()._coerce(name, value)
 
-    def update(self, **values: Any) -> "Knobs":
-        for k, v in values.items():
-            setattr(self, k, v)
-        return self
-
-    def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.FIELDS}
-
-    def __getitem__(self, k: str) -> Any:
-        return getattr(self, k)
-
-    def __setitem__(self, k: str, v: Any) -> None:
-        setattr(self, k, v)
-
-    def __repr__(self) -> str:
-        return f"Knobs({self.as_dict()!r})"
 
 
 @dataclass
