@@ -141,6 +141,12 @@ def settings(tmp_path, premium_sandbox, database_url, redis_url):
 
 @pytest.fixture
 def runtime(settings, db):
+    # Each test starts with no webhook failures counted against any source (see webhooks/throttle.py).
+    from worker.redis_url import client as redis_client
+
+    r = redis_client(settings.redis_url)
+    for key in r.scan_iter("exsync:webhook-failures:*"):
+        r.delete(key)
     rt = runtime_mod.Runtime(settings, _db=db)
     runtime_mod.install(rt)
     yield rt

@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from webhooks.inbox import Inbox
+from webhooks.throttle import FAILURE_STATUSES, FailureThrottle
 from worker.config import ConfigError
 from worker.logs import redactor
 
@@ -73,6 +74,26 @@ def create_app(runtime=None, env: Mapping[str, str] | None = None) -> Flask:
         app.register_blueprint(module.bp)
 
     redact = app.extensions["exsync.redactor"].redact
+    throttle = FailureThrottle(rt.settings.redis_url, limit=rt.settings.webhook_fail_limit,
+                               window=rt.settings.webhook_fail_window)
+    app.extensions["exsync.throttle"] = throttle
+
+    @app.before_request
+    def refuse_failing_sources():
+        if request.path.startswith("/webhooks/"):
+            wait = throttle.retry_after(request.remote_addr)
+            if wait is not None:
+                resp = jsonify(error="too_many_failures")
+                resp.status_code = 429
+                resp.headers["Retry-After"] = str(wait)
+                return resp
+        return None
+
+    @app.after_request
+    def count_failures(resp):
+        if resp.status_code in FAILURE_STATUSES and request.path.startswith("/webhooks/"):
+            throttle.record_failure(request.remote_addr)
+        return resp
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

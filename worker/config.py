@@ -112,6 +112,8 @@ class Settings:
     inbox_retry_after: int = 60
     inbox_max_attempts: int = 10
     webhook_max_body: int = 64 * 1024
+    webhook_fail_limit: int = 20  # failed authentications from one source within the window → 429
+    webhook_fail_window: int = 60  # seconds
     exchangers: Mapping[str, ExchangerConfig] = field(default_factory=dict)
     # Values of the variables named by `*_env` keys of [providers.*]: payout credentials, redacted too.
     provider_secrets: tuple[str, ...] = field(default=(), repr=False)
@@ -292,6 +294,7 @@ def _exchanger(name: str, raw: Any, env: Mapping[str, str]) -> ExchangerConfig:
 _SETTING_KEYS = {
     "public_url", "sweep_interval", "sweep_overlap", "sweep_page_size", "poll_interval", "poll_batch",
     "poll_give_up_after", "poll_ladder", "inbox_retry_after", "inbox_max_attempts", "webhook_max_body",
+    "webhook_fail_limit", "webhook_fail_window",
 }
 
 
@@ -333,6 +336,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ("poll_interval", 1, None), ("poll_batch", 1, 10_000), ("poll_give_up_after", 60, None),
         ("inbox_retry_after", 1, None), ("inbox_max_attempts", 1, None),
         ("webhook_max_body", 256, 16 * 1024 * 1024), ("web_workers", 1, 64), ("worker_concurrency", 1, 256),
+        ("webhook_fail_limit", 1, 1_000_000), ("webhook_fail_window", 1, 86_400),
     ]:
         key, value = pick(name, getattr(Settings, name))
         kw[name] = _int(key, value, minimum=minimum, maximum=maximum)
