@@ -56,6 +56,7 @@ USER_AGENT = "exsync/0.1 (+providers.http)"
 
 __all__ = [
     "HttpTransport",
+    "TransportClient",
     "HttpResponse",
     "make_session",
     "map_transport_error",
@@ -310,3 +311,22 @@ class HttpTransport:
     def close(self) -> None:
         if self._own_session:
             self.session.close()
+
+
+class TransportClient:
+    """Base of every provider client: owns ``self._http`` (an HttpTransport) and closes it."""
+
+    _http: HttpTransport
+
+    @property
+    def session(self) -> requests.Session:
+        return self._http.session
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

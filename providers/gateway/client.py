@@ -40,7 +40,7 @@ from providers.errors import ProviderError, UnknownOutcomeError
 from providers.gateway.errors import PROVIDER, BadResponseError, error_for, parse_error_body
 from providers.gateway.signing import DEFAULT_HEADERS, HeaderNames, ReplayError, sign
 from providers.gateway.types import Balance, PayIn, Payout, format_amount
-from providers.http import DEFAULT_POOL_MAXSIZE, HttpResponse, HttpTransport, json_dumps
+from providers.http import DEFAULT_POOL_MAXSIZE, HttpResponse, HttpTransport, json_dumps, TransportClient
 
 log = logging.getLogger("providers.gateway")
 
@@ -95,7 +95,7 @@ def _query(params: Mapping[str, Any] | None) -> str:
     return urlencode(items, quote_via=quote, safe="")
 
 
-class GatewayClient:
+class GatewayClient(TransportClient):
     """One gateway site, one API key. Thread-safe: share one instance across a thread pool.
 
     ``base_url`` is the site root (``https://host[:port]``). ``shop_code`` (optional) selects the shop
@@ -137,18 +137,6 @@ class GatewayClient:
     def __repr__(self) -> str:  # never shows the key or the secret
         return f"GatewayClient({self.base_url!r}, key={mask_key(self.api_key)!r})"
 
-    @property
-    def session(self) -> requests.Session:
-        return self._http.session
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> "GatewayClient":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ signing
     def _timestamp(self, method: str, target: str, body: bytes, at_least: int = 0) -> int:

@@ -40,6 +40,7 @@ import requests
 
 from providers.errors import ProviderError, RetryableError
 from providers.http import (
+    TransportClient,
     DEFAULT_POOL_MAXSIZE,
     HttpResponse,
     HttpTransport,
@@ -114,7 +115,7 @@ def _seg(value: Any) -> str:
     return quote(s, safe="")
 
 
-class PayseraClient:
+class PayseraClient(TransportClient):
     """One Paysera API client (MAC credentials). Thread-safe: share one instance across a thread pool.
 
     ``base_url`` is the site root (``https://wallet.paysera.com``); paths start at that root.
@@ -159,18 +160,6 @@ class PayseraClient:
     def __repr__(self) -> str:  # never shows the key
         return f"PayseraClient({self.base_url!r}, mac_id={mask(self.mac_id)!r})"
 
-    @property
-    def session(self) -> requests.Session:
-        return self._http.session
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> "PayseraClient":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ clock
     @property

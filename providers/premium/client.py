@@ -24,7 +24,7 @@ from typing import Any, Iterator, Mapping
 import requests
 
 from providers.errors import ProviderError, RetryableError, UnknownOutcomeError
-from providers.http import DEFAULT_POOL_MAXSIZE, HttpResponse, HttpTransport, parse_retry_after
+from providers.http import DEFAULT_POOL_MAXSIZE, HttpResponse, HttpTransport, parse_retry_after, TransportClient
 from providers.premium.errors import PROVIDER, BadResponseError, check_envelope
 from providers.premium.types import (
     Bid,
@@ -125,7 +125,7 @@ def decode_body(content: bytes) -> Any:
     raise ValueError("not JSON")
 
 
-class PremiumClient:
+class PremiumClient(TransportClient):
     """One exchanger site, one API login. Thread-safe: share one instance across a thread pool.
 
     Methods are named as the API names them and take the API's own parameter names; each returns a typed
@@ -158,18 +158,6 @@ class PremiumClient:
     def __repr__(self) -> str:  # never shows the key
         return f"PremiumClient({self.base_url!r}, login={mask(self.api_login)!r})"
 
-    @property
-    def session(self) -> requests.Session:
-        return self._http.session
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> "PremiumClient":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ transport
     def _headers(self) -> dict[str, str]:

@@ -31,7 +31,7 @@ from urllib.parse import quote
 import requests
 
 from providers.errors import ProviderError
-from providers.http import DEFAULT_POOL_MAXSIZE, HttpResponse, HttpTransport, parse_retry_after
+from providers.http import DEFAULT_POOL_MAXSIZE, HttpResponse, HttpTransport, parse_retry_after, TransportClient
 from providers.zaleycash.errors import (
     PROVIDER,
     BadResponseError,
@@ -90,7 +90,7 @@ def _int_id(value: Any, name: str) -> int:
     raise ValueError(f"{name} must be an integer id")
 
 
-class ZaleyCashClient:
+class ZaleyCashClient(TransportClient):
     """One ZaleyCash agent account (one secret key). Thread-safe: share one instance across a thread pool.
 
     Methods are named after the endpoints and take the API's own parameter names; each returns a typed
@@ -135,18 +135,6 @@ class ZaleyCashClient:
     def __repr__(self) -> str:  # never shows the key or the token
         return f"ZaleyCashClient({self.base_url!r})"
 
-    @property
-    def session(self) -> requests.Session:
-        return self._http.session
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> "ZaleyCashClient":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ token
     def token(self) -> Token:
