@@ -222,3 +222,67 @@ def test_postgres_down_is_503_with_the_api_id(settings):
         assert resp.get_json()["error"] == "storage_unavailable" and resp.get_json()["api_id"].startswith("exs-")
     finally:
         dead_db.dispose()
+
+
+# -- hardened edges (issue 6): each input once made a 500, a lost field or a broken retry ---------------
+
+@pytest.mark.parametrize("raw, field", [
+    ('{"exchanger": "main", "direction_id": 1, "calc_amount": "1", "fields": {"account2": "a\\u0000b"}}',
+     "body.fields.account2"),
+    ('{"exchanger": "main", "direction_id": 1, "calc_amount": "1", "fields": {"account2": "\\ud800"}}',
+     "body.fields.account2"),
+    ('{"exchanger": "main\\u0000", "direction_id": 1, "calc_amount": "1"}', "body.exchanger"),
+    ('{"exchanger": "main", "direction_id": 1, "calc_amount": 1e99999999}', "calc_amount"),
+    ('{"exchanger": "main", "direction_id": 1, "calc_amount": 1e999999999999999999}', "calc_amount"),
+    ('{"exchanger": "main", "direction_id": 1, "calc_amount": "1e99999999"}', "calc_amount"),
+    ('{"exchanger": "main", "direction_id": 1, "calc_amount": NaN}', "body"),
+    ('{"exchanger": "main", "direction_id": 1, "calc_amount": "1", "calc_action": 1.0}', "calc_action"),
+    ('{"exchanger": "main", "direction_id": 1, "calc_amount": "1", "api_id": "order-7\\n"}', "api_id"),
+    ('{"exchanger": "main", "direction_id": ' + "9" * 5000 + ', "calc_amount": "1"}', "body"),
+])
+def test_hostile_create_requests_are_400_and_reach_no_engine(client, db, premium_sandbox, raw, field):
+    resp = create(client, raw.encode())
+    assert resp.status_code == 400, resp.get_json()
+    assert field in resp.get_json()["fields"]
+    assert premium_sandbox.engine.truth() == {}
+
+
+def test_field_name_with_a_trailing_newline_is_refused(client, db, premium_sandbox):
+    resp = create(client, good(fields={"account2\n": USDT}))
+    assert resp.status_code == 422 and "account2\n" in resp.get_json()["fields"]
+    assert premium_sandbox.engine.truth() == {}
+
+
+def test_same_api_id_with_other_fields_is_a_conflict(client, db, premium_sandbox):
+    assert create(client, good(api_id="order-77")).status_code == 201
+    again = create(client, good(api_id="order-77", fields={"account2": "another-wallet"}))
+    assert again.status_code == 409 and again.get_json()["error"] == "api_id_conflict"
+    assert len(premium_sandbox.engine.truth()) == 1
+
+
+def test_retry_after_a_sweep_mirrored_the_bid_stores_its_fields(client, db, premium_sandbox, runtime):
+    # The engine created the bid but storing our answer failed (Postgres was down); a sweep then mirrored
+    # it without our request fields. The caller's retry with the same api_id must not lose them.
+    from worker import sweep
+
+    premium_sandbox.engine.add_bid(api_id="order-88", fields=good()["fields"])
+    sweep.sweep_exchanger(runtime, "main")
+    with db.session() as s:
+        assert s.execute(select(Bid.request_fields).where(Bid.api_id == "order-88")).scalar_one() is None
+    resp = create(client, good(api_id="order-88"))
+    assert resp.status_code == 200 and resp.get_json()["created"] is False
+    assert resp.get_json()["bid"]["request_fields"] == good()["fields"]
+
+
+@pytest.mark.parametrize("query", ["limit=²", "limit=٣", "limit=0", "offset=99999999999999999999",
+                                   "offset=-1", "status=a%00b", "exchanger=%00", "limit=1%00"])
+def test_list_query_values_are_checked(client, db, query):
+    resp = client.get(f"/api/v1/bids?{query}", headers=AUTH)
+    assert resp.status_code == 400, (query, resp.get_json())
+    assert resp.get_json()["error"] == "bad_request"
+
+
+@pytest.mark.parametrize("path", ["main%00/1", "main/1%00", "main/²", "main/0", f"main/{2**63}"])
+def test_detail_paths_that_name_no_bid_are_404(client, db, path):
+    resp = client.get(f"/api/v1/bids/{path}", headers=AUTH)
+    assert resp.status_code == 404 and resp.get_json() == {"error": "not_found"}

@@ -159,17 +159,23 @@ def test_gateway_refusals_store_nothing(runtime, db, broker):
     assert replay.status_code == 401
     assert len(events(db)) == 1
 
-    assert c.post("/webhooks/gateway/nope", data=body, headers=signed(body, path="/webhooks/gateway/nope")
-                  ).get_json() == {"error": "unknown_provider"}
-    assert c.post("/webhooks/gateway/zc", data=body).status_code == 404  # configured, but not a gateway
+    # An unknown name (or one that is not a gateway) answers exactly as a wrong key: names cannot be probed.
+    wrong_key = c.post(GW_PATH, data=body, headers={**signed(body), "X-API-Key": "not-the-key"})
+    for name in ("nope", "zc"):
+        r = c.post(f"/webhooks/gateway/{name}", data=body, headers=signed(body, path=f"/webhooks/gateway/{name}"))
+        assert (r.status_code, r.get_json()) == (wrong_key.status_code, wrong_key.get_json())
+        assert r.status_code == 401
     assert c.get(GW_PATH).status_code == 405
     big = b"{" + b" " * runtime.settings.webhook_max_body + b"}"
     assert c.post(GW_PATH, data=big, headers=signed(big)).status_code == 413
-    # Signed, but not a payout object: 400, kept dead for a person, never processed.
+    # Signed, but not a payout object: kept dead for a person, never processed, and acknowledged (the
+    # gateway retries until 2xx: a 4xx would bring the same unusable event back forever).
     junk = b"[1, 2]"
     bad = c.post(GW_PATH, data=junk, headers=signed(junk))
-    assert bad.status_code == 400 and bad.get_json()["error"] == "bad_request"
+    assert bad.status_code == 202 and bad.get_json()["state"] == "dead"
+    assert "not a JSON object" in bad.get_json()["message"]
     assert [e.state for e in events(db)] == ["received", "dead"]
+    assert events(db)[-1].body == junk
 
 
 def test_gateway_unknown_key_is_processed_with_a_note(runtime, db, broker):
@@ -284,14 +290,19 @@ def test_paysera_refusals_store_nothing(runtime, db, broker, ps_sandbox):
     assert c.post(url, data={"event": event, "sign": "%%%"}).status_code == 401
     r = c.post(url, data={"event": event})
     assert r.status_code == 400 and r.get_json()["field"] == "sign"
-    assert c.post("/webhooks/paysera/nope", data={"event": event, "sign": good}).status_code == 404
+    # An unknown name answers exactly as a wrong key: names cannot be probed.
+    assert c.post("/webhooks/paysera/nope", data={"event": event, "sign": good}).get_json() == {
+        "error": "bad_signature"}
     assert events(db) == []
     assert c.post(url, data={"event": event, "sign": good}).status_code == 200
     assert len(events(db)) == 1
     assert inbox.process_event(runtime, events(db)[0].id) == "no payout for transfer 1 (ignored)"
 
     install_paysera(runtime, ps_sandbox.url, None)
-    assert c.post(url, data={"event": event, "sign": good}).get_json() == {"error": "callbacks_not_configured"}
+    # No callback key configured: refused like a bad signature (logged for the operator), nothing stored.
+    r = c.post(url, data={"event": event, "sign": good})
+    assert (r.status_code, r.get_json()) == (401, {"error": "bad_signature"})
+    assert len(events(db)) == 1
 
 
 def test_paysera_callback_key_config(tmp_path, ps_sandbox):
@@ -318,3 +329,59 @@ mac_key_env = "K"
         load(f'callback_public_key_file = "{tmp_path}/missing.pem"')
     with pytest.raises(ConfigError, match="not both"):
         load(f"callback_public_key_file = \"{pem_file}\"\ncallback_public_key_pem = '''{_pem(ps_sandbox)}'''")
+
+
+# -- hardened edges (issue 6): hostile input once made a 500 or a 503 while Postgres was up --------------
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (b'{"external_id": "exsync-main-1", "status": "success", "updated_at": 9223372036854775807}', "updated_at"),
+    (b'{"external_id": "exsync-main-1", "status": "success", "updated_at": "9999-12-31T23:59:59-23:59"}',
+     "updated_at"),
+    (b'{"external_id": "exsync-main-1", "status": "success", "updated_at": 1e999999999}', "updated_at"),
+    (b'{"external_id": "exsync-\\u0000", "status": "success"}', "external_id"),
+    (b'{"external_id": "exsync-main-1", "status": "\\ud800"}', "status"),
+    (b'{"external_id": "exsync-main-1", "status": "success", "failure_reason": "a\\u0000b"}', "failure_reason"),
+    (b'{"external_id": "exsync-main-1", "status": "succ\\ness"}', "status"),
+    (b"[" * 5000 + b"]" * 5000, "not JSON"),
+    (b'{"status": "success"}', "external_id"),
+])
+def test_gateway_signed_but_unusable_is_kept_dead_and_acknowledged(runtime, db, broker, raw, reason):
+    install_payouts(runtime, gw_toml("http://127.0.0.1:9"))
+    c = create_app(runtime, env={}).test_client()
+    resp = c.post(GW_PATH, data=raw, headers=signed(raw))
+    assert resp.status_code == 202, resp.get_json()
+    assert resp.get_json()["state"] == "dead" and reason in resp.get_json()["message"]
+    (ev,) = events(db)
+    assert (ev.state, ev.payload, ev.body) == ("dead", None, raw)
+    assert reason in ev.last_error
+    assert broker.llen("exsync") == 0  # nothing to process: not enqueued
+
+
+def test_paysera_lone_surrogate_is_400_before_any_signature_check(runtime, db, broker, ps_sandbox):
+    install_paysera(runtime, ps_sandbox.url, _pem(ps_sandbox))
+    c = create_app(runtime, env={}).test_client()
+    for name in ("ps", "nope"):
+        r = c.post(f"/webhooks/paysera/{name}", data=b'{"event":"\\ud800","sign":"AAAA"}',
+                   content_type="application/json")
+        assert r.status_code == 400 and r.get_json()["field"] == "event", r.get_json()
+        r = c.post(f"/webhooks/paysera/{name}", data={"event": "a\x00b", "sign": "AAAA"})
+        assert r.status_code == 400 and r.get_json()["field"] == "event"
+    assert events(db) == []
+
+
+@pytest.mark.parametrize("event", [
+    '{"type": "done", "object": "transfer", "data": {"id": "1\\u0000", "status": "done"}}',
+    '{"type": "done", "object": "transfer", "data": {"id": "1", "status": "\\udfff"}}',
+    '{"type": "\\u0000", "object": "transfer", "data": {}}',
+    "[1, 2]",
+])
+def test_paysera_signed_but_unusable_is_kept_dead_with_ok(runtime, db, broker, ps_sandbox, event):
+    install_paysera(runtime, ps_sandbox.url, _pem(ps_sandbox))
+    c = create_app(runtime, env={}).test_client()
+    r = c.post("/webhooks/paysera/ps", data={"event": event, "sign": ps_sandbox.engine.sign_event(event)})
+    assert (r.status_code, r.get_data()) == (200, b"OK")
+    (ev,) = events(db)
+    assert ev.state == "dead" and ev.payload is None and ev.last_error
+    assert event.encode() in ev.body or b"event=" in ev.body
+    assert broker.llen("exsync") == 0

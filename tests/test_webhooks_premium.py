@@ -122,10 +122,12 @@ def test_wrong_token_is_403_and_not_stored(client, db, broker):
     assert events(db) == []
 
 
-def test_unknown_exchanger_is_404(client, db, broker):
-    resp = post(client, url=f"/webhooks/premium/other/{WEBHOOK_TOKEN}")
-    assert resp.status_code == 404
-    assert resp.get_json() == {"error": "unknown_exchanger"}
+def test_unknown_exchanger_answers_like_a_wrong_token(client, db, broker):
+    # A stranger must not learn which exchanger names exist: the same 403 as a wrong token.
+    unknown = post(client, url=f"/webhooks/premium/other/{WEBHOOK_TOKEN}")
+    wrong = post(client, url="/webhooks/premium/main/" + "x" * len(WEBHOOK_TOKEN))
+    assert (unknown.status_code, unknown.get_json()) == (wrong.status_code, wrong.get_json()) == (
+        403, {"error": "forbidden"})
     assert events(db) == []
 
 
@@ -194,6 +196,17 @@ def test_too_large_is_413(client, runtime, db, broker):
     (b'{"bid_id": true, "status": "new"}', "application/json", "bid_id"),
     (b'{"bid_id": 3, "status": 5}', "application/json", "status"),
     (b"<xml/>", "text/xml", "content_type"),
+    # Hardened edges (issue 6): each of these once reached Postgres or int() and made a 500.
+    (b"bid_id=12&status=new%00", "application/x-www-form-urlencoded", "status"),
+    (b"bid_id=%C2%B2&status=new", "application/x-www-form-urlencoded", "bid_id"),
+    (b"bid_id=12&status=n%0Aew", "application/x-www-form-urlencoded", "status"),
+    (b"bid_id=12&st%00atus=new", "application/x-www-form-urlencoded", "body"),
+    (b'{"bid_id": 3, "status": "\ud800"}', "application/json", "status"),
+    (b'{"bid_id": 3, "status": "new", "x": {"y": "\u0000"}}', "application/json", "x.y"),
+    (b'{"bid_id": 1e999999999, "status": "new"}', "application/json", "bid_id"),
+    (b'{"bid_id": NaN, "status": "new"}', "application/json", "body"),
+    (b'{"bid_id": ' + b"9" * 5000 + b', "status": "new"}', "application/json", "body"),
+    (b"[" * 5000 + b"]" * 5000, "application/json", "body"),
 ])
 def test_malformed_body_is_400_naming_the_field_and_kept_dead(client, db, broker, body, content_type, field):
     resp = post(client, body, content_type=content_type)

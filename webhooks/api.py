@@ -3,9 +3,12 @@
 POST /api/v1/bids   {"exchanger", "direction_id", "calc_amount", "calc_action"?, "api_id"?, "fields"?}
   201 {"bid": …, "created": true}            the bid was created now
   200 {"bid": …, "created": false}           it already existed under this api_id
-  400 {"error": "bad_request", "fields"?}    not a JSON object, or a value of the wrong type
+  400 {"error": "bad_request", "fields": {name: message}, "field"?, "message"?}   not a JSON object, a
+                                              value of the wrong type or out of bounds, text with NUL or
+                                              a lone surrogate (webhooks.inputs): nothing was sent
   401 unauthorized   404 unknown_exchanger / direction_not_found / api_disabled
-  409 api_id_conflict                         the engine knows the api_id but does not show its bid
+  409 api_id_conflict                         the engine knows the api_id but does not show its bid, or
+                                              the api_id names a bid created with other fields
   422 {"error": "validation", "fields": {name: message}}   the engine's error_fields, or our own checks
   502 provider_auth / provider_error          the exchanger refused us (key, IP, method): an operator acts
   503 provider_unavailable + Retry-After      maintenance, 5xx, connection failed: retry with the api_id
@@ -14,12 +17,13 @@ POST /api/v1/bids   {"exchanger", "direction_id", "calc_amount", "calc_action"?,
 Every answer to a create carries the ``api_id`` (generated when none was sent), so a client can always
 retry safely. Amounts are strings, times ISO 8601.
 
-GET /api/v1/bids?exchanger=&status=&limit=&offset=   the mirror, newest first
+GET /api/v1/bids?exchanger=&status=&limit=&offset=   the mirror, newest first (limit 1–500, offset ≤ 10⁹)
 GET /api/v1/bids/<exchanger>/<remote_id>             one bid, with its status history and poll schedule
+Query and path values are checked by ``webhooks.inputs`` (ASCII digits within bounds, text without NUL):
+a bad one is 400 naming it. The OpenAPI document of all of this is ``GET /api/v1/openapi.json``.
 """
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime
 from decimal import Decimal
@@ -32,7 +36,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from models import queries
 from providers.errors import AuthError, ProviderError, RetryableError, ValidationError
 from providers.premium.errors import DirectionNotFoundError
+from providers.values import BadValue, whole_number
 from webhooks.auth import require_api_token
+from webhooks.inputs import json_body, path_text, query_number, query_text
 from worker import bids
 from worker.config import ConfigError
 from worker.reconcile import InvalidObservation
@@ -41,6 +47,8 @@ log = logging.getLogger("exsync.api")
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_LIMIT = 500
+MAX_OFFSET = 10**9  # deeper than any mirror; paging beyond is a client bug, answered 400
+MAX_BODY = 64 * 1024
 DEFAULT_RETRY_AFTER = 30
 
 
@@ -74,16 +82,13 @@ def _safe(text: str) -> str:
 @bp.post("/bids")
 @require_api_token
 def create():
-    try:
-        body = json.loads(request.get_data(cache=False) or b"null", parse_float=Decimal)
-    except (ValueError, RecursionError):
-        return _answer(400, error="bad_request", message="the body is not valid JSON")
+    body = json_body(MAX_BODY)
     if not isinstance(body, dict):
-        return _answer(400, error="bad_request", message="the body must be a JSON object")
+        return _answer(400, error="bad_request", field="body", message="the body must be a JSON object")
     exchanger = body.get("exchanger")
-    if not isinstance(exchanger, str) or exchanger not in _runtime().settings.exchangers:
-        if not isinstance(exchanger, str):
-            return _answer(400, error="bad_request", fields={"exchanger": "must be the name of an exchanger"})
+    if not isinstance(exchanger, str):
+        return _answer(400, error="bad_request", fields={"exchanger": "must be the name of an exchanger"})
+    if exchanger not in _runtime().settings.exchangers:
         return _answer(404, error="unknown_exchanger")
     api_id = body.get("api_id")
     if api_id is None:
@@ -106,7 +111,7 @@ def create():
                        message=_safe(exc.message), api_id=api_id)
     except bids.OutcomeUnknown as exc:
         return _answer(504, error="outcome_unknown", message=_safe(str(exc)), api_id=api_id)
-    except bids.LookupFailed as exc:
+    except (bids.LookupFailed, bids.ApiIdReused) as exc:
         return _answer(409, error="api_id_conflict", message=_safe(str(exc)), api_id=api_id)
     except RetryableError as exc:
         resp = _answer(503, error="provider_unavailable", message=_safe(str(exc)), api_id=api_id)
@@ -125,36 +130,29 @@ def create():
     return _answer(201 if created else 200, bid=row, created=created, api_id=api_id)
 
 
-def _int_arg(name: str, default: int, maximum: int | None = None) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or (maximum is not None and int(raw) > maximum):
-        raise bids.RequestError({name: f"must be a whole number{f' up to {maximum}' if maximum else ''}"})
-    return int(raw)
-
-
 @bp.get("/bids")
 @require_api_token
 def list_():
-    try:
-        limit = _int_arg("limit", 50, MAX_LIMIT)
-        offset = _int_arg("offset", 0)
-    except bids.RequestError as exc:
-        return _answer(400, error="bad_request", fields=exc.fields)
+    limit = query_number("limit", 50, minimum=1, maximum=MAX_LIMIT)
+    offset = query_number("offset", 0, maximum=MAX_OFFSET)
+    exchanger = query_text("exchanger")
+    status = query_text("status", max_length=64)
     with _runtime().db.session() as session:
-        rows = queries.list_bids(session, exchanger=request.args.get("exchanger") or None,
-                                 status=request.args.get("status") or None, limit=limit, offset=offset)
+        rows = queries.list_bids(session, exchanger=exchanger, status=status, limit=limit, offset=offset)
     return _answer(200, bids=rows, limit=limit, offset=offset)
 
 
-@bp.get("/bids/<exchanger>/<int:remote_id>")
+@bp.get("/bids/<exchanger>/<remote_id>")
 @require_api_token
-def detail(exchanger: str, remote_id: int):
-    if remote_id > queries.MAX_REMOTE_ID:
+def detail(exchanger: str, remote_id: str):
+    # A path that cannot name a bid (not digits, beyond bigint, NUL in the name) names no bid: 404.
+    try:
+        path_text(exchanger, "exchanger")
+        number = whole_number(remote_id, "remote_id", minimum=1, maximum=queries.MAX_REMOTE_ID)
+    except BadValue:
         return _answer(404, error="not_found")
     with _runtime().db.session() as session:
-        row = queries.get_bid(session, exchanger, remote_id)
+        row = queries.get_bid(session, exchanger, number)
     if row is None:
         return _answer(404, error="not_found")
     return _answer(200, bid=row)

@@ -23,7 +23,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from providers.values import BadValue
 from webhooks.inbox import Inbox
+from webhooks.inputs import guard_input
 from webhooks.throttle import FAILURE_STATUSES, FailureThrottle
 from worker.config import ConfigError
 from worker.logs import redactor
@@ -55,6 +57,7 @@ def create_app(runtime=None, env: Mapping[str, str] | None = None) -> Flask:
     proxies = trusted_proxies(os.environ if env is None else env)
 
     app = Flask("exsync")
+    app.wsgi_app = guard_input(app.wsgi_app)  # every body read: transport errors become a 400
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.json.sort_keys = False
     app.extensions["exsync.runtime"] = rt
@@ -78,21 +81,21 @@ def create_app(runtime=None, env: Mapping[str, str] | None = None) -> Flask:
                                window=rt.settings.webhook_fail_window)
     app.extensions["exsync.throttle"] = throttle
 
-    @app.before_request
-    def refuse_failing_sources():
-        if request.path.startswith("/webhooks/"):
-            wait = throttle.retry_after(request.remote_addr)
+    @app.after_request
+    def throttle_failures(resp):
+        # Only a request that failed authentication is counted or refused (see webhooks/throttle.py).
+        if resp.status_code in FAILURE_STATUSES and request.path.startswith("/webhooks/"):
+            wait = throttle.record_failure(request.remote_addr)
             if wait is not None:
                 resp = jsonify(error="too_many_failures")
                 resp.status_code = 429
                 resp.headers["Retry-After"] = str(wait)
-                return resp
-        return None
+        return resp
 
-    @app.after_request
-    def count_failures(resp):
-        if resp.status_code in FAILURE_STATUSES and request.path.startswith("/webhooks/"):
-            throttle.record_failure(request.remote_addr)
+    @app.errorhandler(BadValue)
+    def bad_value(exc: BadValue):
+        resp = jsonify(error="bad_request", field=exc.field, message=exc.message, fields={exc.field: exc.message})
+        resp.status_code = 400
         return resp
 
     @app.errorhandler(HTTPException)

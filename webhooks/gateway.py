@@ -11,28 +11,43 @@ payout from the gateway) — a shared Redis ReplayStore would close it.
 
 Answers (all JSON):
   202 {"ok": true, "event": id}      stored (and enqueued, or left for the inbox sweeper)
-  400 {"error": "bad_request", "message": …}  signed but not a payout object: stored "dead", not enqueued
-  401 the gateway's own error body (SignatureError.body()): bad/missing key, signature, timestamp, replay
-  404 {"error": "unknown_provider"}   413 {"error": "too_large"}   405 wrong method
+  202 {"ok": true, "event": id, "state": "dead", "message": …}   verified but unusable (not a payout
+                                      object, no external_id, a time out of range, text Postgres
+                                      refuses): kept "dead" with its raw bytes for a person, not
+                                      processed. Acknowledged because the gateway retries until 2xx:
+                                      a 4xx would bring the same unusable event back forever.
+  400 {"error": "bad_request"}        the body could not be read (broken chunked framing…): nothing stored
+  401 the gateway's own error body (SignatureError.body()): bad/missing key, signature, timestamp, replay.
+      A provider name that is not configured (or not a gateway) is verified against a key nobody has
+      and answered the same way, so a stranger cannot probe for names.
+  413 {"error": "too_large"}   405 wrong method   429 too many failed attempts from this source
   503 {"error": "storage_unavailable"} + Retry-After: nothing was stored, the gateway retries
 Requests failing verification are never stored.
 """
 from __future__ import annotations
 
+import re
+import secrets
 import time
+from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
 from providers.gateway.callbacks import parse_callback
 from providers.gateway.errors import CallbackError
 from providers.gateway.signing import DEFAULT_WINDOW, ReplayCache, SignatureError, path_with_query_from_environ
-from webhooks.auth import safe_headers
+from providers.gateway.types import Payout
+from providers.values import BadValue, text, timestamp
 from webhooks.inbox import Inbox, StorageUnavailable
-from webhooks.premium import _error, _read_body, _unavailable
+from webhooks.inputs import read_body
+from webhooks.receiving import event_record, keep, too_large, unavailable
 
 bp = Blueprint("gateway_callbacks", __name__)
 
 WINDOW = DEFAULT_WINDOW
+STATUS_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# Verified against when the provider does not exist: the same checks, the same 401 as a wrong key.
+_NOBODY = secrets.token_hex(32)
 
 
 def _replay_cache() -> ReplayCache:
@@ -49,51 +64,53 @@ def provider_config(rt, name: str, kind: str):
     return cfg if cfg is not None and cfg.type == kind else None
 
 
+def hint(payout: Payout) -> dict[str, Any]:
+    """The payload kept in the inbox, every field checked (``BadValue`` names the first bad one)."""
+    raw = payout.raw
+    if not payout.external_id:
+        raise BadValue("external_id", "is required")
+    updated_at = raw.get("updated_at")
+    failure = raw.get("failure_reason")
+    return {
+        "external_id": text(payout.external_id, "external_id", max_length=255),
+        "status": None if payout.status is None else text(payout.status, "status", max_length=64, pattern=STATUS_RE,
+                                                          describe="must be a word of at most 64 characters"),
+        "updated_at": None if updated_at in (None, "") else timestamp(updated_at, "updated_at").isoformat(),
+        "failure_reason": None if failure in (None, "") else text(str(failure), "failure_reason", max_length=1000),
+    }
+
+
 @bp.route("/webhooks/gateway/<provider>", methods=["POST"])
 def receive(provider: str):
     rt = current_app.extensions["exsync.runtime"]
     inbox: Inbox = current_app.extensions["exsync.inbox"]
     cfg = provider_config(rt, provider, "gateway")
-    if cfg is None:
-        return _error(404, "unknown_provider")
 
-    body = _read_body(rt.settings.webhook_max_body)
+    body = read_body(rt.settings.webhook_max_body)
     if body is None:
-        return _error(413, "too_large", limit=rt.settings.webhook_max_body)
+        return too_large(rt.settings.webhook_max_body)
 
     target = path_with_query_from_environ(request.environ)
+    secret, api_key = (cfg.secrets["secret"], cfg.secrets["api_key"]) if cfg is not None else (_NOBODY, _NOBODY)
+    payload, problem = None, None
     try:
-        payout = parse_callback(request.headers, request.method, target, body, secret=cfg.secrets["secret"],
-                                api_key=cfg.secrets["api_key"], now=time.time(), window=WINDOW,
-                                replay_cache=_replay_cache())
-        bad = None
-        if not payout.external_id:
-            bad = "callback has no external_id"
+        payout = parse_callback(request.headers, request.method, target, body, secret=secret, api_key=api_key,
+                                now=time.time(), window=WINDOW, replay_cache=_replay_cache())
+        payload = hint(payout)
     except SignatureError as exc:
         resp = jsonify(exc.body())
         resp.status_code = 401
         return resp
-    except CallbackError as exc:
-        payout, bad = None, str(exc)
+    except (CallbackError, BadValue) as exc:
+        problem = str(exc)
+    if cfg is None:  # verification against _NOBODY cannot pass; never store for an unknown name
+        return jsonify(error="unauthorized"), 401
 
-    redact = current_app.extensions["exsync.redactor"].redact
-    headers = safe_headers(request.headers.items(), redact)
-    headers[":path"] = redact(target)
-    event = dict(provider="gateway", endpoint=provider, source_ip=request.remote_addr, headers=headers,
-                 content_type=request.content_type, body=body)
-    if bad is not None:
-        try:
-            inbox.store(**event, payload=None, state="dead", last_error=bad)
-        except StorageUnavailable:
-            return _unavailable()
-        return _error(400, "bad_request", message=bad)
-
-    payload = {"external_id": payout.external_id, "status": payout.status,
-               "updated_at": payout.updated_at.isoformat() if payout.updated_at else None,
-               "failure_reason": payout.failure_reason}
     try:
-        event_id = inbox.store(**event, payload=payload)
+        event_id, dead = keep(inbox, event_record("gateway", provider, target), body, payload, problem)
     except StorageUnavailable:
-        return _unavailable()
+        return unavailable()
+    if dead is not None:
+        return jsonify(ok=True, event=event_id, state="dead", message=dead), 202
     inbox.enqueue(event_id)
     return jsonify(ok=True, event=event_id), 202

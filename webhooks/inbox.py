@@ -30,6 +30,7 @@ import psycopg2
 import redis
 from sqlalchemy.engine import Engine
 
+from providers.values import clean_text
 from worker.redis_url import for_redis_py
 
 log = logging.getLogger("exsync.webhooks.inbox")
@@ -47,9 +48,14 @@ class StorageUnavailable(Exception):
     """The event could not be committed: the sender must not get a 2xx."""
 
 
+class InvalidEvent(Exception):
+    """Postgres refused a value of the event (a data exception, SQLSTATE class 22) while it was up:
+    the caller keeps the event ``dead`` without that value instead of answering 503."""
+
+
 def _text(value: str | None) -> str | None:
-    # Postgres text and jsonb refuse NUL; a header or content type carrying one is junk anyway.
-    return value.replace("\x00", "") if value else value
+    # Postgres text and jsonb refuse NUL and lone surrogates; a header carrying one is junk anyway.
+    return clean_text(value) if value else value
 
 
 class Inbox:
@@ -86,6 +92,9 @@ class Inbox:
                     continue  # a kept connection died since its last use: once more on a fresh one
                 log.warning("inbox database unavailable: %s", type(exc).__name__)
                 raise StorageUnavailable(type(exc).__name__) from exc
+            except psycopg2.DataError as exc:  # a value refused (NUL, bad escape…): not an outage
+                log.warning("inbox write refused a value: %s (%s)", type(exc).__name__, exc.pgcode)
+                raise InvalidEvent(f"{type(exc).__name__} ({exc.pgcode})") from exc
             except psycopg2.Error as exc:  # a statement the database refused: never a 2xx either
                 log.error("inbox write refused: %s (%s)", type(exc).__name__, exc.pgcode)
                 raise StorageUnavailable(type(exc).__name__) from exc

@@ -7,24 +7,37 @@ public key (never fetched at run time). Paysera retries a delivery without a 2xx
 
 Answers:
   200 text ``OK``                     stored (and enqueued, or left for the inbox sweeper). The reference does
-                                      not name a body; "OK" is what Paysera's other callbacks expect.
-  400 {"error": "bad_request", "field": …, "message": …}  not a form with one event and one sign; or a
-                                      signed event that is not an object (that one is stored "dead")
-  401 {"error": "bad_signature" | "bad_base64"}  not from Paysera (wrong key, changed event): not stored
-  404 {"error": "unknown_provider"} / {"error": "callbacks_not_configured"} (no public key configured)
-  413 {"error": "too_large"}   503 {"error": "storage_unavailable"} + Retry-After: nothing was stored
+                                      not name a body; "OK" is what Paysera's other callbacks expect. A
+                                      signed event that cannot be used (not an object, text Postgres refuses)
+                                      is kept "dead" with its raw bytes for a person and also answered
+                                      ``OK``: Paysera retries until it gets a 2xx.
+  400 {"error": "bad_request", "field": …, "message": …}  not a form with one event and one sign (or
+                                      text with NUL / lone surrogates, or an unreadable body): not stored
+  401 {"error": "bad_signature" | "bad_base64"}  not from Paysera (wrong key, changed event): not stored.
+                                      A provider name that is not configured, or has no callback key, is
+                                      verified against a key nobody has: the same 401, so names cannot be
+                                      probed (the missing key is logged for the operator).
+  413 {"error": "too_large"}   429 too many failed attempts from this source
+  503 {"error": "storage_unavailable"} + Retry-After: nothing was stored
 """
 from __future__ import annotations
 
+import functools
+import logging
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Blueprint, Response, current_app, request
 
 from providers.paysera.callbacks import CallbackSignatureError, CallbackVerifier
-from webhooks.auth import safe_headers
+from providers.values import BadValue
 from webhooks.gateway import provider_config
 from webhooks.inbox import Inbox, StorageUnavailable
-from webhooks.premium import Malformed, _error, _fields, _read_body, _unavailable
+from webhooks.inputs import read_body
+from webhooks.receiving import error, event_record, fields, keep, too_large, unavailable
+
+log = logging.getLogger("exsync.webhooks.paysera")
 
 bp = Blueprint("paysera_callbacks", __name__)
 
@@ -38,15 +51,23 @@ def _verifier(name: str, pem: str) -> CallbackVerifier:
     return v
 
 
-def _field(fields: dict[str, list[Any]], name: str) -> str:
-    values = fields.get(name)
-    if not values or values[0] in ("", None):
-        raise Malformed(name, "is required")
-    if len(values) > 1:
-        raise Malformed(name, "is given more than once")
-    if not isinstance(values[0], str):
-        raise Malformed(name, "must be a string")
-    return values[0]
+@functools.lru_cache(maxsize=1)
+def _nobody() -> CallbackVerifier:
+    """A verifier whose private key was thrown away: nothing verifies against it."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    return CallbackVerifier(key.public_bytes(serialization.Encoding.PEM,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def _field(values: dict[str, list[Any]], name: str) -> str:
+    found = values.get(name)
+    if not found or found[0] in ("", None):
+        raise BadValue(name, "is required")
+    if len(found) > 1:
+        raise BadValue(name, "is given more than once")
+    if not isinstance(found[0], str):
+        raise BadValue(name, "must be a string")
+    return found[0]
 
 
 def payload_of(event) -> dict[str, Any]:
@@ -54,8 +75,8 @@ def payload_of(event) -> dict[str, Any]:
     data = event.data or {}
     purpose = data.get("purpose") if isinstance(data.get("purpose"), dict) else {}
     return {"type": event.type, "object": event.object,
-            "transfer_id": None if data.get("id") is None else str(data.get("id")),
-            "status": None if data.get("status") is None else str(data.get("status")),
+            "transfer_id": None if data.get("id") is None else str(data.get("id"))[:100],
+            "status": None if data.get("status") is None else str(data.get("status"))[:64],
             "details": str(purpose.get("details") or "")[:1000] or None}
 
 
@@ -64,42 +85,38 @@ def receive(provider: str):
     rt = current_app.extensions["exsync.runtime"]
     inbox: Inbox = current_app.extensions["exsync.inbox"]
     cfg = provider_config(rt, provider, "paysera")
-    if cfg is None:
-        return _error(404, "unknown_provider")
-    pem = cfg.options.get("callback_public_key_pem")
-    if not pem:
-        return _error(404, "callbacks_not_configured")
+    pem = cfg.options.get("callback_public_key_pem") if cfg is not None else None
+    if cfg is not None and not pem:
+        log.warning("paysera callback for %r refused: no callback_public_key_pem is configured", provider)
 
-    body = _read_body(rt.settings.webhook_max_body)
+    body = read_body(rt.settings.webhook_max_body)
     if body is None:
-        return _error(413, "too_large", limit=rt.settings.webhook_max_body)
+        return too_large(rt.settings.webhook_max_body)
     try:
-        fields = _fields(body, request.mimetype)
-        raw_event, sign = _field(fields, "event"), _field(fields, "sign")
-    except Malformed as bad:
-        return _error(400, "bad_request", field=bad.field, message=bad.message)
+        values = fields(body, request.mimetype)
+        raw_event, sign = _field(values, "event"), _field(values, "sign")
+    except BadValue as bad:
+        return error(400, "bad_request", field=bad.field, message=bad.message)
 
-    redact = current_app.extensions["exsync.redactor"].redact
-    headers = safe_headers(request.headers.items(), redact)
-    query = request.query_string.decode("latin-1")
-    headers[":path"] = redact(request.path + (f"?{query}" if query else ""))
-    stored = dict(provider="paysera", endpoint=provider, source_ip=request.remote_addr, headers=headers,
-                  content_type=request.content_type, body=body)
+    payload, problem = None, None
     try:
-        event = _verifier(provider, pem).verify(raw_event, sign)
+        event = (_verifier(provider, pem) if pem else _nobody()).verify(raw_event, sign)
+        payload = payload_of(event)
     except CallbackSignatureError as exc:
         if exc.code != "bad_event":
-            return _error(401, str(exc.code or "bad_signature"))
-        # Signed by Paysera but not an event object: keep it for a person, nothing to process.
-        try:
-            inbox.store(**stored, payload=None, state="dead", last_error=f"event: {exc}")
-        except StorageUnavailable:
-            return _unavailable()
-        return _error(400, "bad_request", field="event", message=str(exc))
+            return error(401, str(exc.code or "bad_signature"))
+        problem = f"event: {exc}"  # signed by Paysera but not an event object: kept for a person
+    if not pem:  # _nobody() cannot verify anything; never store for an unknown name
+        return error(401, "bad_signature")
 
+    query = request.query_string.decode("latin-1")
+    record = event_record("paysera", provider, request.path + (f"?{query}" if query else ""))
     try:
-        event_id = inbox.store(**stored, payload=payload_of(event))
+        event_id, dead = keep(inbox, record, body, payload, problem)
     except StorageUnavailable:
-        return _unavailable()
-    inbox.enqueue(event_id)
+        return unavailable()
+    if dead is not None:
+        log.warning("paysera callback kept dead (event %s): %s", event_id, dead)
+    else:
+        inbox.enqueue(event_id)
     return Response("OK", status=200, mimetype="text/plain")

@@ -1,16 +1,19 @@
 """Per-source limit on failed webhook authentication (lessons.md: rate-limit unverified senders).
 
-Anyone can POST to a receiver; a source that keeps failing the token, signature or IP checks (or probes
-names that do not exist) is told 429 for a while. Failures are counted in Redis, so every web process
-sees the same count; the check on each request reads only an in-process blocklist, so a legitimate
-sender's hot path costs no extra round trip. Each process learns of a block at that source's next
-failure it sees. If Redis is unreachable the throttle stands aside (fails open) and says so once.
+Anyone can POST to a receiver. A source that keeps failing the token, signature or IP checks (or probes
+names that do not exist) gets 429 instead of its 401/403 once it has failed ``limit`` times within the
+window: it learns nothing more and is told to back off. The throttle never refuses a request that
+authenticates: every request is checked as usual, and only a failed one can be turned into a 429.
+That matters because the Premium engine never retries a callback, and behind a proxy configured with
+``EXSYNC_TRUSTED_PROXIES=0`` every sender shares one address — blocking by address before checking
+would let anyone silence the engine.
+
+Failures are counted in Redis, so every web process sees the same count; a request that authenticates
+costs nothing extra. If Redis is unreachable the throttle stands aside (fails open) and says so once.
 """
 from __future__ import annotations
 
 import logging
-import threading
-import time
 
 import redis
 
@@ -26,28 +29,13 @@ class FailureThrottle:
         self.redis_url = redis_url
         self.limit = limit
         self.window = window
-        self._blocked: dict[str, float] = {}  # source -> monotonic time the block ends
-        self._lock = threading.Lock()
         self._redis: redis.Redis | None = None
         self._warned = False
 
-    def retry_after(self, source: str | None) -> int | None:
-        """Seconds until ``source`` may try again, or None when it is not blocked."""
-        if not source or not self._blocked:
-            return None
-        with self._lock:
-            until = self._blocked.get(source)
-            if until is None:
-                return None
-            left = until - time.monotonic()
-            if left <= 0:
-                del self._blocked[source]
-                return None
-            return max(1, int(left + 0.999))
-
-    def record_failure(self, source: str | None) -> None:
+    def record_failure(self, source: str | None) -> int | None:
+        """Count one failure of ``source``; seconds it must wait when it is over the limit, else None."""
         if not source or not self.redis_url:
-            return
+            return None
         key = f"exsync:webhook-failures:{source}"
         try:
             if self._redis is None:
@@ -61,11 +49,11 @@ class FailureThrottle:
             if not self._warned:
                 log.warning("failure throttle off: Redis error (%s)", type(exc).__name__)
                 self._warned = True
-            return
+            return None
         self._warned = False
-        if count >= self.limit:
-            with self._lock:
-                self._blocked[source] = time.monotonic() + max(1, ttl if ttl and ttl > 0 else self.window)
-            if count == self.limit:
-                log.warning("webhook source %s failed %s times in %ss: refused with 429 until the window ends",
-                            source, count, self.window)
+        if count <= self.limit:
+            return None
+        if count == self.limit + 1:
+            log.warning("webhook source %s failed %s times in %ss: its failures are answered 429 until the "
+                        "window ends (valid requests still pass)", source, self.limit, self.window)
+        return max(1, ttl if ttl and ttl > 0 else self.window)

@@ -16,22 +16,27 @@ import dataclasses
 import logging
 import re
 import uuid
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Mapping
 
+from sqlalchemy import update
+
+from models import Bid
 from models.queries import get_bid, get_bid_by_api_id
+from providers import values
 from providers.errors import ProviderError, UnknownOutcomeError
 from providers.premium.errors import DuplicateApiIdError
 from worker import reconcile
 
 log = logging.getLogger("exsync.bids")
 
-FIELD_NAME_RE = re.compile(r"^[a-z0-9_]{1,40}$")
+FIELD_NAME_RE = re.compile(r"[a-z0-9_]{1,40}")
 # Names our own call sets: a field may not smuggle another direction, amount or callback URL in.
 RESERVED_FIELDS = frozenset({"direction_id", "calc_amount", "calc_action", "api_id", "partner_id", "callback_url"})
 MAX_FIELD_VALUE = 500
 MAX_FIELDS = 100
-API_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")  # the engine cuts api_id to 100 characters
+API_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,100}")  # the engine cuts api_id to 100 characters; fullmatch only
+MAX_DIRECTION_ID = 2**63 - 1
 
 
 class RequestError(ValueError):
@@ -66,6 +71,15 @@ class LookupFailed(Exception):
         self.api_id = api_id
 
 
+class ApiIdReused(Exception):
+    """The api_id already names a bid created with other fields: a retry must repeat the same request."""
+
+    def __init__(self, api_id: str) -> None:
+        super().__init__(f"api_id {api_id!r} was already used for a bid with other fields; send the same "
+                         "request again, or a new api_id for a new bid")
+        self.api_id = api_id
+
+
 def new_api_id() -> str:
     return "exs-" + uuid.uuid4().hex
 
@@ -79,20 +93,20 @@ def check_request(
     each names every bad value it found.
     """
     errors: dict[str, str] = {}
-    if isinstance(direction_id, bool) or not isinstance(direction_id, int) or direction_id <= 0:
+    if isinstance(direction_id, bool) or not isinstance(direction_id, int) or not 0 < direction_id <= MAX_DIRECTION_ID:
         errors["direction_id"] = "must be a positive integer"
     amount: Decimal | None = None
-    if isinstance(calc_amount, (str, int, Decimal)) and not isinstance(calc_amount, bool):
-        try:
-            amount = Decimal(str(calc_amount).strip())
-        except InvalidOperation:
-            amount = None
-    if amount is None or not amount.is_finite() or amount <= 0:
-        errors["calc_amount"] = "must be a decimal number greater than 0 (a string such as \"100.50\")"
-    if isinstance(calc_action, bool) or calc_action not in (1, 2, 3, 4):
+    try:
+        amount = values.amount(calc_amount, "calc_amount")
+    except values.BadValue as bad:
+        errors["calc_amount"] = bad.message
+    if isinstance(calc_action, bool) or not isinstance(calc_action, int) or calc_action not in (1, 2, 3, 4):
         errors["calc_action"] = "must be 1, 2, 3 or 4"
-    if api_id is not None and (not isinstance(api_id, str) or not API_ID_RE.match(api_id)):
-        errors["api_id"] = "must be 1-100 letters, digits, '_', '.', ':' or '-'"
+    if api_id is not None:
+        try:
+            values.text(api_id, "api_id", max_length=100, pattern=API_ID_RE)
+        except values.BadValue:
+            errors["api_id"] = "must be 1-100 letters, digits, '_', '.', ':' or '-'"
     if fields is None:
         fields = {}
     if not isinstance(fields, Mapping):
@@ -104,12 +118,14 @@ def check_request(
 
     clean: dict[str, str] = {}
     for name, value in fields.items():
-        if not isinstance(name, str) or not FIELD_NAME_RE.match(name):
-            errors[str(name)[:40]] = "name must be 1-40 lower-case letters, digits or '_'"
+        if not isinstance(name, str) or values.first_unclean(name) or not FIELD_NAME_RE.fullmatch(name):
+            errors[values.clean_text(str(name))[:40]] = "name must be 1-40 lower-case letters, digits or '_'"
         elif name in RESERVED_FIELDS:
             errors[name] = "is set by exsync, not as a field"
         elif not isinstance(value, str):
             errors[name] = "must be a string"
+        elif values.first_unclean(value):
+            errors[name] = f"must not contain {values.first_unclean(value)}"
         elif len(value) > MAX_FIELD_VALUE:
             errors[name] = f"must be at most {MAX_FIELD_VALUE} characters"
         else:
@@ -117,6 +133,24 @@ def check_request(
     if errors:
         raise FieldError(errors)
     return direction_id, amount, calc_action, api_id, clean  # type: ignore[return-value]
+
+
+def _found_again(runtime, exchanger: str, existing: dict, api_id: str, fields: dict[str, str]) -> dict:
+    """A bid already mirrored under ``api_id``: the same request again, or ``ApiIdReused``.
+
+    A bid mirrored by a sweep before the create's own answer was stored (Postgres was down then) has no
+    request fields: this retry carries them, so they are stored now — the payout needs its destination.
+    """
+    stored = existing.get("request_fields") or {}
+    if fields and stored and stored != fields:
+        raise ApiIdReused(api_id)
+    if fields and not stored:
+        with runtime.db.session() as session:
+            session.execute(
+                update(Bid).where(Bid.exchanger == exchanger, Bid.api_id == api_id, Bid.request_fields.is_(None))
+                .values(request_fields=fields))
+            existing = get_bid(session, exchanger, existing["remote_id"]) or existing
+    return existing
 
 
 def _lookup(runtime, exchanger: str, api_id: str):
@@ -166,7 +200,7 @@ def create_bid(
         with runtime.db.session() as session:
             existing = get_bid_by_api_id(session, exchanger, api_id)
         if existing is not None:
-            return existing, False
+            return _found_again(runtime, exchanger, existing, api_id, clean), False
 
     client = runtime.premium(exchanger)
     runtime.limiter(exchanger).acquire()

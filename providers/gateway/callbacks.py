@@ -31,7 +31,7 @@ def decode_callback(body: bytes | str) -> dict:
     """The JSON object of a callback body (fractions as Decimal); CallbackError when it is not one."""
     try:
         value = json.loads(body if isinstance(body, str) else body.decode("utf-8"), parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise CallbackError("callback body is not JSON", code="bad_callback", provider=PROVIDER) from None
     if not isinstance(value, dict):
         raise CallbackError("callback body is not a JSON object", code="bad_callback", provider=PROVIDER)

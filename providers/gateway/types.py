@@ -6,10 +6,13 @@ UTC ``datetime``. A card/account number is always masked, even if a server sent 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
+
+from providers.values import MAX_TIME, BadValue, timestamp
 
 __all__ = [
     "PAYOUT_STATUSES",
@@ -92,21 +95,21 @@ def to_decimal(v: Any) -> Decimal | None:
 
 
 def to_time(v: Any) -> datetime | None:
-    """ISO 8601 (``Z`` or an offset; naive = UTC) or unix seconds → aware UTC datetime."""
+    """ISO 8601 (``Z`` or an offset; naive = UTC) or unix seconds → aware UTC datetime; None when it is
+    not a time between 1970 and 9998 (``providers.values.timestamp``)."""
     if v is None or v == "" or isinstance(v, bool):
         return None
     if isinstance(v, datetime):
         return v if v.tzinfo else v.replace(tzinfo=timezone.utc)
-    if isinstance(v, (int, float, Decimal)) or (isinstance(v, str) and v.strip().isdigit()):
-        try:
-            return datetime.fromtimestamp(int(Decimal(str(v).strip())), tz=timezone.utc)
-        except (ValueError, OverflowError, InvalidOperation):
+    if isinstance(v, (float, Decimal)):
+        # Bounded before int(): int(Decimal("1e999999999")) would build a billion-digit number.
+        if not (v.is_finite() if isinstance(v, Decimal) else math.isfinite(v)) or not 0 <= v <= MAX_TIME.timestamp():
             return None
+        v = int(v)
     try:
-        dt = datetime.fromisoformat(str(v).strip())
-    except ValueError:
+        return timestamp(v.strip() if isinstance(v, str) else v, "time")
+    except BadValue:
         return None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
 
 def _s(v: Any) -> str | None:

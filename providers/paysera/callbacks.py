@@ -86,7 +86,10 @@ class CallbackVerifier:
             raise _err("missing_field", "callback has no event field")
         if sign is None or sign == "" or sign == b"":
             raise _err("missing_field", "callback has no sign field")
-        raw = event if isinstance(event, bytes) else event.encode("utf-8")
+        try:
+            raw = event if isinstance(event, bytes) else event.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: no signed event can contain one
+            raise _err("bad_signature", "callback event is not valid Unicode") from None
         try:
             signature = base64.b64decode(sign, validate=True)
         except (binascii.Error, ValueError):
@@ -98,7 +101,7 @@ class CallbackVerifier:
                 from None
         try:
             obj = json.loads(raw.decode("utf-8"), parse_float=Decimal)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise _err("bad_event", "callback event is not JSON") from None
         if not isinstance(obj, Mapping):
             raise _err("bad_event", "callback event is not an object")
