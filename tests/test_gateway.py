@@ -104,10 +104,10 @@ def test_headers_use_the_current_unix_second():
         assert h == {"X-API-Key": "k-1", "X-Timestamp": "1717000200", "X-Signature": VEC_POST}
         c = GatewayClient("http://gw.invalid", "k-1", VEC_SECRET)
         assert c.signed_headers("POST", "/api/v1/payouts", VEC_BODY) == h
-        # the same request again in the same second is signed with the next second: never a reused signature
-        again = c.signed_headers("POST", "/api/v1/payouts", VEC_BODY)
-        assert again["X-Timestamp"] == "1717000201" and again["X-Signature"] != VEC_POST
-        verify(VEC_SECRET, again, "POST", "/api/v1/payouts", VEC_BODY)  # now defaults to the (frozen) clock
+        # never ahead of the clock: the same request in the same second has the same headers (the client
+        # itself never sends one signature twice: see tests/test_gateway_timestamps.py)
+        assert c.signed_headers("POST", "/api/v1/payouts", VEC_BODY) == h
+        verify(VEC_SECRET, h, "POST", "/api/v1/payouts", VEC_BODY)  # now defaults to the (frozen) clock
         c.close()
 
 
@@ -330,6 +330,25 @@ def test_amount_format_and_masking():
 # =====================================================================================================
 # 3. Over real HTTP against the sandbox
 # =====================================================================================================
+
+def record_timestamps(app):
+    """Wrap the sandbox's WSGI app: every API request's (X-Timestamp, sandbox clock at arrival, status)."""
+    seen = []
+    inner = app.wsgi_app
+
+    def wsgi(environ, start_response):
+        ts, now = environ.get("HTTP_X_TIMESTAMP"), app.engine.now()
+
+        def start(status, headers, exc_info=None):
+            if ts is not None:
+                seen.append((int(ts), now, int(status.split()[0])))
+            return start_response(status, headers, exc_info)
+
+        return inner(environ, start)
+
+    app.wsgi_app = wsgi
+    return seen
+
 
 @pytest.fixture
 def gw():
@@ -608,10 +627,15 @@ def test_client_recovers_from_a_replay_refusal(gw):
     app, c1 = gw()
     c2 = GatewayClient(app.url, DEFAULT_API_KEY, DEFAULT_SECRET, timeout=5)
     c1.create_payout("ord-1", "10", "RUB", "4111111111111111")
-    with freeze_time(datetime.now(UTC)):  # both sign the same second: the second one is refused as a replay
+    seen = record_timestamps(app)
+    # At the start of a second, running at real speed: both sign that second, the second one is refused
+    # as a replay, waits for the next second and is sent once more, signed with it.
+    with freeze_time(datetime.fromtimestamp(int(time.time()) + 5, UTC), tick=True):
         a = c1.get_payout("ord-1")
-        b = c2.get_payout("ord-1")  # re-signed with the next second and sent once more
+        b = c2.get_payout("ord-1")
     assert a == b
+    (t1, _, s1), (t2, _, s2), (t3, now3, s3) = seen
+    assert t1 == t2 and (s1, s2, s3) == (200, 401, 200) and t3 == t1 + 1 == int(now3)
     assert app.engine.requests_served["GET"] == 3  # c1's GET, c2's refused GET, c2's re-signed GET
     c2.close()
 
@@ -668,11 +692,15 @@ def test_connection_refused_is_connection_failed():
 
 
 def test_concurrent_creates_of_one_key_pay_once(gw):
+    """Identical creates at once: the gateway takes one signature per second, so they go out one per
+    second (each signed with its own current second), and the money leaves once."""
     app, c = gw()
-    with ThreadPoolExecutor(16) as pool:
-        results = list(pool.map(lambda _: c.create_payout("ord-1", "10", "RUB", "4111111111111111"), range(40)))
+    seen = record_timestamps(app)
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda _: c.create_payout("ord-1", "10", "RUB", "4111111111111111"), range(3)))
     assert sum(created for _, created in results) == 1
     assert {p.external_id for p, _ in results} == {"ord-1"} and app.engine.executed("ord-1") == 1
+    assert len({ts for ts, _, _ in seen}) == 3 and all(int(now) - 1 <= ts <= now for ts, now, _ in seen)
 
 
 def test_rail_status_mapping(gw):
@@ -818,7 +846,8 @@ def test_custom_paths_and_window(gw):
     assert c.get_payout("p-1").status == "created" and c.balance().available == Decimal("999999.00")
     app.engine.knobs.clock_skew = 31
     with pytest.raises(TimestampWindowError):
-        c.balance()
+        c.create_payout("p-2", "1", "RUB", "4111111111111111")
+    assert app.engine.get("p-2") is None
     with pytest.raises(ValueError):
         GatewayClient(app.url, DEFAULT_API_KEY, DEFAULT_SECRET, paths={"nope": "/x"})
     c.close()

@@ -17,11 +17,25 @@ Creates are idempotent at the gateway by ``external_id``: 201 = created now, 200
 (same parameters; the existing object comes back). So after an :class:`UnknownOutcomeError` (a 5xx or
 a read timeout on a create) ask with ``get_payout(external_id)`` — or simply send the same create again.
 
-Replays: a gateway may refuse a signature it has already seen (the sandbox does). Two identical requests
-signed in the same second would carry the same signature, so the client never reuses one: a repeat
-within the same second is signed with the next second (well inside the window), and a ``Replay`` 401
-(another process sent the same request that second) is re-signed and sent once more — it was refused
-before any processing, so that is safe even for a create.
+Timestamps and replays: ``X-Timestamp`` is always the current second of this machine's clock, never
+ahead of it. A gateway refuses a signature it has already seen within its window (the sandbox does),
+and identical requests signed in the same second carry the same signature, so per request (method,
+path with query, body) the client uses each second at most once:
+
+* identical reads (GET, HEAD, OPTIONS) within one second are coalesced: concurrent ones share one call,
+  and a repeat later in that second is answered with that second's answer (a read in the same second
+  is as fresh as the gateway can tell apart). Any write sent through this client ends that sharing, and
+  an answer that should not be reused (5xx, 429, 401, a transport error) is given only to the callers
+  that were already waiting for it;
+* an identical write (or a read that cannot be shared) in a second already used waits for the next
+  second and is signed with the then-current time: one identical write per second, each wait < 1 s
+  when there is one at a time. A request that would wait more than ``max_sign_wait`` seconds (5; a burst of
+  identical writes) raises a RetryableError (code ``signature_busy``) without sending anything;
+* a ``Replay`` 401 (another process sent the identical request that second) was refused before any
+  processing, so it is sent again, re-signed in the next second (up to ``MAX_REPLAY_RESENDS`` times;
+  then a RetryableError) — safe even for a create.
+
+Memory stays bounded: only the current second's signatures (at most ``MAX_SLOTS``) are remembered.
 """
 from __future__ import annotations
 
@@ -29,6 +43,7 @@ import json as _json
 import logging
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from typing import Any, Mapping
@@ -36,7 +51,7 @@ from urllib.parse import quote, urlencode
 
 import requests
 
-from providers.errors import ProviderError, UnknownOutcomeError
+from providers.errors import ProviderError, RetryableError, UnknownOutcomeError
 from providers.gateway.errors import PROVIDER, BadResponseError, error_for, parse_error_body
 from providers.gateway.signing import DEFAULT_HEADERS, HeaderNames, ReplayError, sign
 from providers.gateway.types import Balance, PayIn, Payout, format_amount
@@ -72,6 +87,91 @@ class GatewayPaths:
 
 DEFAULT_PATHS = GatewayPaths()
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # safe: identical ones in one second share an answer
+_UNSHARED_STATUSES = frozenset({401, 408, 425, 429})  # answers a later caller must not be given (with 5xx)
+MAX_SIGN_WAIT = 5.0  # seconds a request may wait for a second of its own before giving up (nothing sent)
+MAX_REPLAY_RESENDS = 3
+MAX_SLOTS = 4096
+
+# The real monotonic clock in a tuple: freezegun patches module attributes, not container contents, and
+# a deadline must pass even while a test holds the wall clock still.
+_REAL_MONOTONIC = (time.monotonic,)
+
+_Fingerprint = tuple[str, str, bytes]  # (method, path with query, body): with the second, the signature
+
+
+@dataclass
+class _Slot:
+    second: int  # the second this request was last signed with
+    generation: int  # the write generation it was signed in (see _Seconds.wrote)
+    answer: "Future[HttpResponse] | None"  # the exchange identical reads may share; None: not shareable
+
+
+class _Seconds:
+    """Which second each distinct request was last signed with, and the reads that may be shared.
+
+    Thread-safe. Only slots of the current second are kept (older ones can never collide again), at most
+    ``MAX_SLOTS``: forgetting one early is safe, the gateway then answers ``Replay`` and the request is
+    re-signed in the next second.
+    """
+
+    def __init__(self, max_wait: float = MAX_SIGN_WAIT) -> None:
+        self.max_wait = max_wait
+        self._cv = threading.Condition()
+        self._slots: dict[_Fingerprint, _Slot] = {}
+        self._generation = 0
+        self._swept = -1
+
+    def claim(self, fp: _Fingerprint, share: bool) -> tuple[int, "Future[HttpResponse] | None", bool]:
+        """``(second, future, lead)``: lead → sign with ``second`` and send, then resolve ``future`` (reads);
+        not lead → the answer is ``future``'s (an identical read of this second)."""
+        deadline = _REAL_MONOTONIC[0]() + self.max_wait
+        with self._cv:
+            while True:
+                now = time.time()
+                second = int(now)
+                self._sweep(second)
+                slot = self._slots.get(fp)
+                if slot is None or slot.second != second:  # (also when the clock stepped back)
+                    future: Future[HttpResponse] | None = Future() if share else None
+                    self._slots[fp] = _Slot(second, self._generation, future)
+                    return second, future, True
+                if share and slot.answer is not None and slot.generation == self._generation:
+                    return second, slot.answer, False
+                left = deadline - _REAL_MONOTONIC[0]()
+                if left <= 0:
+                    raise RetryableError(
+                        f"{fp[0]} {fp[1].split('?', 1)[0]}: the identical request was already signed in every "
+                        f"second of the last {self.max_wait:g} s (the gateway accepts one per second); nothing "
+                        f"was sent", code="signature_busy", retry_after=1.0, provider=PROVIDER)
+                self._cv.wait(min(second + 1 - now + 0.001, left))  # until the next second starts
+
+    def settle(self, fp: _Fingerprint, second: int, shareable: bool) -> None:
+        """The exchange signed with ``second`` is over; an answer not to be reused stops the sharing."""
+        if shareable:
+            return
+        with self._cv:
+            slot = self._slots.get(fp)
+            if slot is not None and slot.second == second:
+                slot.answer = None
+
+    def wrote(self) -> None:
+        """A write went through this client: no read answered before it is given out again."""
+        with self._cv:
+            self._generation += 1
+
+    def _sweep(self, second: int) -> None:
+        if second != self._swept:
+            self._swept = second
+            for fp in [fp for fp, slot in self._slots.items() if slot.second != second]:
+                del self._slots[fp]
+        if len(self._slots) >= MAX_SLOTS:  # oldest first: dicts keep insertion order
+            for fp in list(self._slots)[: MAX_SLOTS // 2]:
+                del self._slots[fp]
+
+    def __len__(self) -> int:
+        with self._cv:
+            return len(self._slots)
 
 
 def mask_key(key: str | None) -> str:
@@ -101,6 +201,7 @@ class GatewayClient(TransportClient):
     ``base_url`` is the site root (``https://host[:port]``). ``shop_code`` (optional) selects the shop
     scope: sent in create bodies and as a query parameter of reads. ``paths`` overrides endpoint paths
     (a :class:`GatewayPaths` or a mapping of some of its names); ``header_names`` the signing headers.
+    ``max_sign_wait``: how long an identical request may wait for a second of its own (module doc).
     """
 
     provider = PROVIDER
@@ -117,6 +218,7 @@ class GatewayClient(TransportClient):
         paths: GatewayPaths | Mapping[str, str] | None = None,
         header_names: HeaderNames = DEFAULT_HEADERS,
         pool_maxsize: int = DEFAULT_POOL_MAXSIZE,
+        max_sign_wait: float = MAX_SIGN_WAIT,
     ) -> None:
         if not base_url or "://" not in base_url:
             raise ValueError("base_url must be the site root, e.g. https://gateway.example")
@@ -130,32 +232,18 @@ class GatewayClient(TransportClient):
         self.header_names = header_names
         self.timeout = timeout
         self._http = HttpTransport(PROVIDER, timeout=timeout, session=session, pool_maxsize=pool_maxsize)
-        # request fingerprint -> last timestamp signed with it (see "Replays" in the module doc)
-        self._last_ts: dict[tuple[str, str, bytes], int] = {}
-        self._ts_lock = threading.Lock()
+        self._seconds = _Seconds(max_sign_wait)  # see "Timestamps and replays" in the module doc
 
     def __repr__(self) -> str:  # never shows the key or the secret
         return f"GatewayClient({self.base_url!r}, key={mask_key(self.api_key)!r})"
 
 
     # ------------------------------------------------------------------ signing
-    def _timestamp(self, method: str, target: str, body: bytes, at_least: int = 0) -> int:
-        """Now in unix seconds, moved forward when this exact request was already signed at that second."""
-        now = int(time.time())
-        fp = (method, target, body)
-        with self._ts_lock:
-            ts = max(now, at_least, self._last_ts.get(fp, now - 1) + 1)
-            self._last_ts[fp] = ts
-            if len(self._last_ts) > 4096:  # keep only the fingerprints that can still collide
-                for k in [k for k, v in self._last_ts.items() if v < now - 1]:
-                    del self._last_ts[k]
-        return ts
-
     def signed_headers(self, method: str, path_with_query: str, body: bytes = b"", *,
                        timestamp: int | None = None) -> dict[str, str]:
         """The signing headers for one request (exposed for debugging and for other HTTP stacks)."""
         method = method.upper()
-        ts = self._timestamp(method, path_with_query, body) if timestamp is None else int(timestamp)
+        ts = int(time.time()) if timestamp is None else int(timestamp)
         h = self.header_names
         return {h.api_key: self.api_key, h.timestamp: str(ts),
                 h.signature: sign(self._secret, ts, method, path_with_query, body)}
@@ -181,11 +269,13 @@ class GatewayClient(TransportClient):
         started = time.monotonic()
         outcome = "ok"
         try:
-            resp = self._send_signed(method, target, raw, what)
-            if resp.status == 401 and _is_replay(resp):
-                # Another sender used this exact signature this second: refused before any processing.
-                resp = self._send_signed(method, target, raw, what, at_least=int(time.time()) + 1)
+            resp = self._exchange(method, target, raw, what)
             outcome = f"HTTP {resp.status}"
+            if resp.status == 401 and _is_replay(resp):  # refused before any processing, every time
+                raise RetryableError(f"{what}: the gateway refused {MAX_REPLAY_RESENDS + 1} signatures in a row as "
+                                     f"replays (other senders send this identical request every second); "
+                                     f"nothing was processed", code="replay", http_status=401, retry_after=1.0,
+                                     provider=PROVIDER)
             return resp.status, self._decode(resp, idempotent=idempotent, operation=operation, what=what)
         except ProviderError as e:
             outcome = f"{type(e).__name__}(code={e.code!r})"
@@ -198,9 +288,45 @@ class GatewayClient(TransportClient):
                 log.debug("gateway %s key=%s %.3fs %s", what, mask_key(self.api_key), time.monotonic() - started,
                           outcome)
 
-    def _send_signed(self, method: str, target: str, raw: bytes, what: str, at_least: int = 0) -> HttpResponse:
-        ts = self._timestamp(method, target, raw, at_least)
-        headers = self.signed_headers(method, target, raw, timestamp=ts)
+    def _exchange(self, method: str, target: str, raw: bytes, what: str) -> HttpResponse:
+        """One signed exchange, each signature used once (see "Timestamps and replays" in the module doc)."""
+        fp = (method, target, raw)
+        share = method in _READ_METHODS
+        owned: list[Future[HttpResponse]] = []  # answers other identical reads wait for
+        resends = 0
+        try:
+            while True:
+                second, future, lead = self._seconds.claim(fp, share)
+                if not lead:
+                    resp = future.result()  # type: ignore[union-attr]  # raises what that exchange raised
+                    break
+                if future is not None:
+                    owned.append(future)
+                try:
+                    resp = self._send_signed(method, target, raw, what, second)
+                except BaseException:
+                    self._seconds.settle(fp, second, shareable=False)
+                    raise
+                replay = resp.status == 401 and _is_replay(resp)
+                self._seconds.settle(fp, second, shareable=not replay and _shareable(resp))
+                if not (replay and resends < MAX_REPLAY_RESENDS):
+                    break
+                # Another sender used this exact signature this second: refused before any processing,
+                # so sign it again in the next second (claim waits for it).
+                resends += 1
+        except BaseException as exc:
+            for f in owned:
+                f.set_exception(exc)
+            raise
+        finally:
+            if not share:
+                self._seconds.wrote()
+        for f in owned:
+            f.set_result(resp)
+        return resp
+
+    def _send_signed(self, method: str, target: str, raw: bytes, what: str, timestamp: int) -> HttpResponse:
+        headers = self.signed_headers(method, target, raw, timestamp=timestamp)
         headers["Accept"] = "application/json"
         if raw:
             headers["Content-Type"] = "application/json"
@@ -293,6 +419,11 @@ class GatewayClient(TransportClient):
             if v is not None:
                 body[k] = format_amount(v, k) if isinstance(v, Decimal) else v
         return body
+
+
+def _shareable(resp: HttpResponse) -> bool:
+    """An answer an identical read later in the same second may be given (not a transient failure)."""
+    return resp.status < 500 and resp.status not in _UNSHARED_STATUSES
 
 
 def _is_replay(resp: HttpResponse) -> bool:
