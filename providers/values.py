@@ -80,13 +80,16 @@ def text(value: Any, field: str, *, max_length: int, pattern: Pattern[str] | Non
 
 
 def whole_number(value: Any, field: str, *, minimum: int = 0, maximum: int = 2**63 - 1) -> int:
-    """An int, or a string of 1–19 ASCII digits, within [minimum, maximum]."""
+    """An int, a string of 1–19 ASCII digits, or an integral Decimal, within [minimum, maximum]."""
     if isinstance(value, bool):
         n = None
     elif isinstance(value, int):
         n = value
     elif isinstance(value, str) and _DIGITS.fullmatch(value):
         n = int(value)
+    elif (isinstance(value, Decimal) and value.is_finite() and value.adjusted() < 19
+          and value == value.to_integral_value()):
+        n = int(value)  # JSON's 1766.0 is an integer (JSON Schema agrees); the exponent is bounded first
     else:
         n = None
     if n is None or not minimum <= n <= maximum:

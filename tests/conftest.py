@@ -139,14 +139,19 @@ def settings(tmp_path, premium_sandbox, database_url, redis_url):
     return load_settings(env)
 
 
-@pytest.fixture
-def runtime(settings, db):
-    # Each test starts with no webhook failures counted against any source (see webhooks/throttle.py).
+def forget_webhook_failures(redis_url: str) -> None:
+    """Each test starts with no webhook failures counted against any source (webhooks/throttle.py):
+    every test client and live server here sends from the same few addresses."""
     from worker.redis_url import client as redis_client
 
-    r = redis_client(settings.redis_url)
+    r = redis_client(redis_url)
     for key in r.scan_iter("exsync:webhook-failures:*"):
         r.delete(key)
+
+
+@pytest.fixture
+def runtime(settings, db):
+    forget_webhook_failures(settings.redis_url)
     rt = runtime_mod.Runtime(settings, _db=db)
     runtime_mod.install(rt)
     yield rt
@@ -188,3 +193,131 @@ def client(web_app):
 
 def random_token() -> str:
     return secrets.token_urlsafe(24)
+
+
+# -- every HTTP surface configured at once: the fuzz tests, the OpenAPI run and the live web server ----
+
+
+@pytest.fixture(scope="session")
+def paysera_signing_key():
+    """A Paysera-like key pair: the test signs callbacks with the private half, exsync holds the public."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+    return key, pem
+
+
+def edge_toml(paysera_pem: str) -> str:
+    """[providers] gw (gateway) and ps (paysera) and a route: every receiver has a configured provider."""
+    from providers.paysera.sandbox import DEFAULT_MAC_ID
+
+    return f"""
+[payouts]
+lease_seconds = 30
+
+[providers.gw]
+type = "gateway"
+base_url = "http://127.0.0.1:9"
+api_key_env = "EXSYNC_EDGE_GW_KEY"
+secret_env = "EXSYNC_EDGE_GW_SECRET"
+
+[providers.ps]
+type = "paysera"
+base_url = "http://127.0.0.1:9"
+mac_id = "{DEFAULT_MAC_ID}"
+mac_key_env = "EXSYNC_EDGE_PS_MAC_KEY"
+callback_public_key_pem = '''{paysera_pem}'''
+
+[routes.main]
+trigger_statuses = ["realpay"]
+
+[[routes.main.rules]]
+currency = "RUB"
+provider = "gw"
+destination_field = "account2"
+"""
+
+
+@pytest.fixture
+def edge_env(tmp_path, premium_sandbox, database_url, redis_url, paysera_signing_key) -> dict:
+    """Environment of an exsync whose Premium, gateway and Paysera receivers are all configured."""
+    from providers.gateway.sandbox import DEFAULT_API_KEY, DEFAULT_SECRET
+    from providers.paysera.sandbox import DEFAULT_MAC_KEY
+
+    config = write_config(tmp_path, premium_sandbox.url, extra=edge_toml(paysera_signing_key[1]))
+    return make_env(config, database_url, redis_url, EXSYNC_EDGE_GW_KEY=DEFAULT_API_KEY,
+                    EXSYNC_EDGE_GW_SECRET=DEFAULT_SECRET, EXSYNC_EDGE_PS_MAC_KEY=DEFAULT_MAC_KEY)
+
+
+@pytest.fixture
+def edge_runtime(edge_env, db, redis_url):
+    from worker.payout_config import load_payout_config_from_env
+
+    forget_webhook_failures(redis_url)
+    rt = runtime_mod.Runtime(load_settings(edge_env), _db=db)
+    rt.payout_config = load_payout_config_from_env(edge_env)
+    runtime_mod.install(rt)
+    yield rt
+    runtime_mod.install(None)
+
+
+@pytest.fixture
+def edge_client(edge_runtime):
+    from webhooks.app import create_app
+
+    app = create_app(edge_runtime, env={})
+    app.testing = True
+    return app.test_client()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def live_web(edge_env, db, tmp_path):
+    """The real web process (`exsync web`: gunicorn, gthread) on a free port, its output in a file.
+
+    Yields an object with ``url``, ``log`` (path of everything it wrote) and ``env``.
+    """
+    import subprocess
+    import sys
+    import time
+    import types
+    import urllib.request
+
+    forget_webhook_failures(edge_env["EXSYNC_REDIS_URL"])
+    port = free_port()
+    log = tmp_path / "web.log"
+    env = {**os.environ, **edge_env, "EXSYNC_WEB_BIND": f"127.0.0.1:{port}",
+           "EXSYNC_LOG_LEVEL": edge_env.get("EXSYNC_LOG_LEVEL", "WARNING")}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "web", "--workers", "1", "--threads", "4"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"exsync web did not start: {log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.2)
+    try:
+        yield types.SimpleNamespace(url=url, log=log, env=env, port=port, proc=proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

@@ -315,12 +315,12 @@ def test_real_gunicorn_at_debug_logs_no_form_of_any_secret(tmp_path, premium_san
     from sqlalchemy import text as sql
 
     from providers.premium.sandbox import DEFAULT_KEY
-    from tests.conftest import API_TOKEN as api_token, WEBHOOK_TOKEN as hook_token, make_env, write_config
+    from tests.conftest import API_TOKEN as api_token, WEBHOOK_TOKEN as hook_token, forget_webhook_failures, \
+        make_env, write_config
     from worker.redis_url import client as redis_client
 
     r = redis_client(redis_url)
-    for key in r.scan_iter("exsync:webhook-failures:*"):  # no earlier failures count against 127.0.0.1
-        r.delete(key)
+    forget_webhook_failures(redis_url)
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXSYNC_")}
     env.update(make_env(write_config(tmp_path, premium_sandbox.url), database_url, redis_url,
@@ -375,8 +375,7 @@ def test_real_gunicorn_at_debug_logs_no_form_of_any_secret(tmp_path, premium_san
             proc.kill()
             proc.wait(10)
         r.delete("exsync")  # the callbacks' messages: no worker here consumes them
-        for key in r.scan_iter("exsync:webhook-failures:*"):  # nor do this test's refusals count later
-            r.delete(key)
+        forget_webhook_failures(redis_url)  # nor do this test's refusals count later
 
     written = log_path.read_text(errors="replace")
     # DEBUG was on and gunicorn logged each request's raw path, masked.

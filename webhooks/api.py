@@ -39,6 +39,7 @@ from providers.premium.errors import DirectionNotFoundError
 from providers.values import BadValue, whole_number
 from webhooks.auth import require_api_token
 from webhooks.inputs import json_body, path_text, query_number, query_text
+from webhooks.openapi import NO_NUL, documented, ref
 from worker import bids
 from worker.config import ConfigError
 from worker.reconcile import InvalidObservation
@@ -49,6 +50,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_LIMIT = 500
 MAX_OFFSET = 10**9  # deeper than any mirror; paging beyond is a client bug, answered 400
 MAX_BODY = 64 * 1024
+CREATE_PARAMETERS = frozenset({"exchanger", "direction_id", "calc_amount", "calc_action", "api_id", "fields"})
 DEFAULT_RETRY_AFTER = 30
 
 
@@ -79,12 +81,24 @@ def _safe(text: str) -> str:
     return current_app.extensions["exsync.redactor"].redact(text)
 
 
+AUTH = [{"bearer": []}, {"basic": []}]
+_ANSWERS = {400: "Error", 401: "Error", 404: "Error", 503: "Error"}
+
+
 @bp.post("/bids")
+@documented(
+    summary="Create a bid on an exchanger (idempotent by api_id)", tags=["bids"], security=AUTH,
+    requestBody={"required": True, "content": {"application/json": {"schema": ref("BidCreate")}}},
+    responses={**_ANSWERS, 200: "BidCreated", 201: "BidCreated", 409: "Error", 413: "Error", 422: "Error",
+               502: "Error", 504: "Error"})
 @require_api_token
 def create():
     body = json_body(MAX_BODY)
     if not isinstance(body, dict):
         return _answer(400, error="bad_request", field="body", message="the body must be a JSON object")
+    unknown = sorted(set(body) - CREATE_PARAMETERS)
+    if unknown:  # a misspelt "calc_ammount" must not create a bid with a default
+        return _answer(400, error="bad_request", fields={k[:100]: "is not a parameter of this call" for k in unknown})
     exchanger = body.get("exchanger")
     if not isinstance(exchanger, str):
         return _answer(400, error="bad_request", fields={"exchanger": "must be the name of an exchanger"})
@@ -131,6 +145,17 @@ def create():
 
 
 @bp.get("/bids")
+@documented(
+    summary="The mirrored bids, newest first", tags=["bids"], security=AUTH,
+    parameters=[{"name": "exchanger", "in": "query", "schema": {"type": "string", "maxLength": 200,
+                                                                "pattern": NO_NUL}},
+                {"name": "status", "in": "query", "schema": {"type": "string", "maxLength": 64,
+                                                             "pattern": NO_NUL}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
+                                                            "default": 50}},
+                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0,
+                                                             "maximum": MAX_OFFSET, "default": 0}}],
+    responses={**_ANSWERS, 200: "BidList"})
 @require_api_token
 def list_():
     limit = query_number("limit", 50, minimum=1, maximum=MAX_LIMIT)
@@ -143,6 +168,13 @@ def list_():
 
 
 @bp.get("/bids/<exchanger>/<remote_id>")
+@documented(
+    summary="One bid with its status history and poll schedule", tags=["bids"], security=AUTH,
+    parameters=[{"name": "exchanger", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "remote_id", "in": "path", "required": True,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}],
+    responses={**_ANSWERS, 200: {"description": "the bid", "content": {"application/json": {"schema": {
+        "type": "object", "required": ["bid"], "properties": {"bid": ref("BidDetail")}}}}}})
 @require_api_token
 def detail(exchanger: str, remote_id: str):
     # A path that cannot name a bid (not digits, beyond bigint, NUL in the name) names no bid: 404.

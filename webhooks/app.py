@@ -56,9 +56,10 @@ def create_app(runtime=None, env: Mapping[str, str] | None = None) -> Flask:
     rt = runtime if runtime is not None else runtime_mod.get()
     proxies = trusted_proxies(os.environ if env is None else env)
 
-    app = Flask("exsync")
+    app = Flask("exsync", static_folder=None)  # no static files: every answer is JSON, text or inline HTML
     app.wsgi_app = guard_input(app.wsgi_app)  # every body read: transport errors become a 400
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    app.url_map.merge_slashes = False  # "//" is a 404, not a 308 a webhook sender might not follow
     app.json.sort_keys = False
     app.extensions["exsync.runtime"] = rt
     app.extensions["exsync.inbox"] = Inbox(rt.db.engine, rt.settings.redis_url)
@@ -66,9 +67,9 @@ def create_app(runtime=None, env: Mapping[str, str] | None = None) -> Flask:
     if proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=0, x_port=0, x_prefix=0)
 
-    from webhooks import api, health, premium, stuck
+    from webhooks import api, health, openapi, premium, stuck
 
-    for module in (premium, api, health, stuck):
+    for module in (premium, api, health, stuck, openapi):
         app.register_blueprint(module.bp)
 
     from webhooks import gateway, paysera  # payout callbacks: POST /webhooks/gateway|paysera/<provider>

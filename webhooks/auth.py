@@ -7,7 +7,6 @@ the pages exist behind a login.
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 from functools import wraps
 from typing import Callable, Iterable
@@ -40,7 +39,7 @@ def _presented_token() -> str | None:
     if scheme == "basic":
         try:
             decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and a non-ASCII header value
             return None
         return decoded.partition(":")[2]
     return None

@@ -40,6 +40,7 @@ from providers.gateway.types import Payout
 from providers.values import BadValue, text, timestamp
 from webhooks.inbox import Inbox, StorageUnavailable
 from webhooks.inputs import read_body
+from webhooks.openapi import documented
 from webhooks.receiving import event_record, keep, too_large, unavailable
 
 bp = Blueprint("gateway_callbacks", __name__)
@@ -81,6 +82,20 @@ def hint(payout: Payout) -> dict[str, Any]:
 
 
 @bp.route("/webhooks/gateway/<provider>", methods=["POST"])
+@documented(
+    summary="The signed gateway's payout callbacks", tags=["receivers"],
+    description="HMAC-SHA256 over timestamp + POST + path and query + raw body; timestamp within ±300 s; "
+                "a signature is accepted once. The payout object is a hint: the worker asks the gateway.",
+    parameters=[{"name": "provider", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "X-API-Key", "in": "header", "required": True, "schema": {"type": "string"}},
+                {"name": "X-Timestamp", "in": "header", "required": True,
+                 "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"}},
+                {"name": "X-Signature", "in": "header", "required": True, "schema": {"type": "string"}}],
+    requestBody={"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["external_id"],
+        "properties": {"external_id": {"type": "string"}, "status": {"type": "string"},
+                       "updated_at": {"type": "string"}, "failure_reason": {"type": "string"}}}}}},
+    responses={202: "Accepted", 400: "Error", 401: "GatewayError", 413: "Error", 429: "Error", 503: "Error"})
 def receive(provider: str):
     rt = current_app.extensions["exsync.runtime"]
     inbox: Inbox = current_app.extensions["exsync.inbox"]

@@ -115,14 +115,16 @@ def json_body(limit: int) -> Any:
 
 
 def query_number(name: str, default: int, *, minimum: int = 0, maximum: int = 2**63 - 1) -> int:
+    """``default`` when absent; ``?limit=`` (empty) is not a number and is refused like any other."""
     raw = request.args.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     return whole_number(raw, name, minimum=minimum, maximum=maximum)
 
 
 def query_text(name: str, *, max_length: int = MAX_QUERY_TEXT, pattern: Pattern[str] | None = None,
                describe: str | None = None) -> str | None:
+    """None when absent or empty (an empty filter filters nothing)."""
     raw = request.args.get(name)
     if raw is None or raw == "":
         return None

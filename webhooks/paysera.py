@@ -35,7 +35,8 @@ from providers.values import BadValue
 from webhooks.gateway import provider_config
 from webhooks.inbox import Inbox, StorageUnavailable
 from webhooks.inputs import read_body
-from webhooks.receiving import error, event_record, fields, keep, too_large, unavailable
+from webhooks.openapi import NO_NUL, documented
+from webhooks.receiving import error, event_record, fields, keep, one, too_large, unavailable
 
 log = logging.getLogger("exsync.webhooks.paysera")
 
@@ -60,14 +61,12 @@ def _nobody() -> CallbackVerifier:
 
 
 def _field(values: dict[str, list[Any]], name: str) -> str:
-    found = values.get(name)
-    if not found or found[0] in ("", None):
+    value = one(values, name)
+    if value in ("", None):
         raise BadValue(name, "is required")
-    if len(found) > 1:
-        raise BadValue(name, "is given more than once")
-    if not isinstance(found[0], str):
+    if not isinstance(value, str):
         raise BadValue(name, "must be a string")
-    return found[0]
+    return value
 
 
 def payload_of(event) -> dict[str, Any]:
@@ -80,7 +79,22 @@ def payload_of(event) -> dict[str, Any]:
             "details": str(purpose.get("details") or "")[:1000] or None}
 
 
+_TEXT = {"type": "string", "minLength": 1, "pattern": NO_NUL}
+_FORM = {"type": "object", "required": ["event", "sign"],
+         "properties": {"event": {**_TEXT, "description": "the event as a JSON string, as signed"},
+                        "sign": {**_TEXT, "description": "base64 RSA PKCS#1 v1.5 SHA-256 of event"}}}
+
+
 @bp.route("/webhooks/paysera/<provider>", methods=["POST"])
+@documented(
+    summary="Paysera's transfer callbacks", tags=["receivers"],
+    description="Verified with the configured Paysera public key; the event is a hint: the worker asks Paysera.",
+    requestBody={"required": True, "content": {"application/x-www-form-urlencoded": {"schema": _FORM},
+                                               "multipart/form-data": {"schema": _FORM},
+                                               "application/json": {"schema": _FORM}}},
+    responses={200: {"description": "stored (or kept dead for a person)",
+                     "content": {"text/plain": {"schema": {"const": "OK"}}}},
+               400: "Error", 401: "Error", 413: "Error", 429: "Error", 503: "Error"})
 def receive(provider: str):
     rt = current_app.extensions["exsync.runtime"]
     inbox: Inbox = current_app.extensions["exsync.inbox"]

@@ -30,6 +30,7 @@ from providers.values import BadValue, text, whole_number
 from webhooks.auth import same_secret
 from webhooks.inbox import Inbox, StorageUnavailable
 from webhooks.inputs import read_body
+from webhooks.openapi import documented
 from webhooks.receiving import error, event_record, fields, keep, one, too_large, unavailable
 from worker.logs import MASK
 
@@ -52,7 +53,23 @@ def parse_payload(body: bytes, mimetype: str) -> dict[str, Any]:
     return {"bid_id": bid_id, "status": status}
 
 
+FORM = {"type": "object", "required": ["bid_id", "status"],
+        "properties": {"bid_id": {"type": "integer", "minimum": 1, "maximum": MAX_BID_ID},
+                       "status": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}}
+
+
 @bp.route("/webhooks/premium/<exchanger>/<token>", methods=["POST"])
+@documented(
+    summary="The Premium Exchanger engine's callback_url", tags=["receivers"],
+    description="Unsigned and never retried by the engine: the token in the path authenticates it. The "
+                "posted status is a hint; the worker re-reads the bid with bid_info.",
+    parameters=[{"name": "exchanger", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "token", "in": "path", "required": True, "schema": {"type": "string"},
+                 "description": "the exchanger's webhook token (never stored or logged)"}],
+    requestBody={"required": True, "content": {"application/x-www-form-urlencoded": {"schema": FORM},
+                                               "multipart/form-data": {"schema": FORM},
+                                               "application/json": {"schema": FORM}}},
+    responses={202: "Accepted", 400: "Error", 403: "Error", 413: "Error", 429: "Error", 503: "Error"})
 def receive(exchanger: str, token: str):
     rt = current_app.extensions["exsync.runtime"]
     inbox: Inbox = current_app.extensions["exsync.inbox"]

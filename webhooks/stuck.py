@@ -14,6 +14,7 @@ from flask import Blueprint, Response, current_app, render_template_string
 from models.queries import TOP_ROWS, stuck_report
 from webhooks.api import jsonable
 from webhooks.auth import require_api_token
+from webhooks.openapi import documented
 from worker.reconcile import now_utc
 
 bp = Blueprint("stuck", __name__)
@@ -96,7 +97,13 @@ def _report() -> dict:
                             sweep_interval=rt.settings.sweep_interval, exchangers=rt.settings.exchangers)
 
 
+_AUTH = [{"bearer": []}, {"basic": []}]
+
+
 @bp.get("/stuck")
+@documented(summary="What is stuck, as a page for a person", tags=["operator"], security=_AUTH,
+            responses={200: {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}},
+                       401: "Error", 404: "Error", 503: "Error"})
 @require_api_token
 def page():
     report = _report()
@@ -107,6 +114,8 @@ def page():
 
 
 @bp.get("/stuck.json")
+@documented(summary="What is stuck, as JSON", tags=["operator"], security=_AUTH,
+            responses={200: "StuckReport", 401: "Error", 404: "Error", 503: "Error"})
 @require_api_token
 def as_json():
     return jsonable(_report())
