@@ -121,6 +121,13 @@ def test_postgres_and_redis(compose):
     assert "volumes" not in redis
 
 
+def test_worker_is_restarted_after_any_failure(compose):
+    """`exsync worker` exits non-zero when it stops unasked or stops consuming: the policy must restart it."""
+    worker = compose["services"]["worker"]
+    assert worker["restart"] in ("unless-stopped", "always", "on-failure")
+    assert int(worker["stop_grace_period"].rstrip("s")) >= 60  # a warm shutdown may wait for a polling round
+
+
 def test_web_port_and_healthcheck_match_the_bind(compose):
     web = compose["services"]["web"]
     port = compose["x-exsync-env"]["EXSYNC_WEB_BIND"].rpartition(":")[2]

@@ -139,3 +139,32 @@ def test_demo_creates_bids_through_exsync_the_mirror_catches_up_and_bids_are_pai
         assert secret not in out and secret not in log and secret not in config
     assert "Traceback" not in out + result.stderr
     assert processes_using(str(tmp_path / "data")) == []
+
+
+def test_a_child_that_exits_0_unasked_is_restarted_with_back_off(tmp_path, database_url):
+    """The supervisor never asks a child to stop before its own stop, so any exit is a failure to recover
+    from, status 0 included. `exsync migrate` is a real child that exits 0 on its own."""
+    from worker.config import load_settings
+    from worker.supervisor import GaveUp, Stack
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXSYNC_")}
+    env.update(EXSYNC_DATABASE_URL=database_url, EXSYNC_LOG_LEVEL="WARNING")
+    log = open(tmp_path / "children.log", "w+")
+    stack = Stack(load_settings(env), env, children=("migrate",), max_restarts=2, output=log)
+    stack.start_children()
+    pids, codes = [stack.children[0].pid], []
+    try:
+        with pytest.raises(GaveUp, match="migrate exited 3 times"):
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                child = stack.children[0]
+                if child.proc.poll() is not None and child.restart_at is None:
+                    codes.append(child.proc.returncode)
+                stack.check()
+                if child.pid != pids[-1]:
+                    pids.append(child.pid)
+                time.sleep(0.05)
+    finally:
+        stack.stop()
+    assert codes == [0, 0, 0]
+    assert len(pids) == 3  # started, restarted twice (after 0.5 s, then 1 s), then given up on

@@ -1,7 +1,12 @@
 """Liveness, readiness and Prometheus metrics.
 
 GET /healthz  200 {"ok": true}: the process answers (no I/O, so a slow database never restarts us)
-GET /readyz   200 or 503 {"ok": …, "checks": {"postgres": "ok" | error type, "redis": …}}
+GET /readyz   200 or 503 {"ok": …, "checks": {"postgres": "ok" | error type, "redis": …, "workers": …},
+              "failed": […], "degraded": […]}. Only postgres and redis decide the status: readiness
+              means "callbacks can be stored". ``workers`` is "ok" when at least one worker ran its
+              canary within the threshold (worker/liveness.py), else "stale" or "none"; it is reported
+              (and listed in ``degraded``) but never turns the answer into a 503: that would take the
+              receivers out of a load balancer, and the engine never resends a refused callback.
 GET /metrics  Prometheus text. Read from Postgres at scrape time, so every gunicorn worker reports the
               same numbers and nothing is lost when a worker restarts. When Postgres cannot be read
               the scrape still succeeds with ``exsync_database_up 0``.
@@ -13,9 +18,11 @@ import math
 
 from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from models import liveness as liveness_rows
 from models.queries import metrics_snapshot
+from worker.liveness import METRICS_WINDOW, Thresholds
 
 log = logging.getLogger("exsync.webhooks.health")
 
@@ -50,11 +57,31 @@ def _check_redis() -> str:
         return type(exc).__name__
 
 
+def _check_workers() -> str:
+    # Some worker proved within the threshold that it consumes (its canary ran): see worker/liveness.py.
+    runtime = current_app.extensions["exsync.runtime"]
+    try:
+        stale_after = Thresholds.for_settings(runtime.settings).stale_after
+        with runtime.db.session() as session:
+            workers = liveness_rows.live_workers(session, METRICS_WINDOW)
+    except Exception as exc:
+        return type(exc).__name__
+    if not workers:
+        return "none"
+    fresh = [w for w in workers if w["canary_age"] is not None and w["canary_age"] <= stale_after]
+    return "ok" if fresh else "stale"
+
+
+GATING = ("postgres", "redis")
+
+
 @bp.get("/readyz")
 def readyz():
     checks = {"postgres": _check_postgres(), "redis": _check_redis()}
     failed = [name for name, result in checks.items() if result != "ok"]
-    resp = jsonify(ok=not failed, checks=checks, failed=failed)
+    checks["workers"] = _check_workers() if "postgres" not in failed else "unknown"
+    degraded = [name for name, result in checks.items() if result != "ok" and name not in GATING]
+    resp = jsonify(ok=not failed, checks=checks, failed=failed, degraded=degraded)
     resp.status_code = 503 if failed else 200
     return resp
 
@@ -110,6 +137,36 @@ class SnapshotCollector:
         for name in sorted(lags):
             lag.add_metric([name], math.inf if lags[name] is None else lags[name])
         yield lag
+        yield from self.collect_workers()
+
+    def collect_workers(self):
+        """Canary age per worker, how many consume, and the supervisor's restarts (worker/liveness.py)."""
+        try:
+            stale_after = Thresholds.for_settings(self.runtime.settings).stale_after
+            with self.runtime.db.session() as session:
+                workers = liveness_rows.live_workers(session, METRICS_WINDOW)
+                restarts = liveness_rows.restart_counts(session)
+        except Exception as exc:
+            log.warning("metrics: worker liveness unavailable (%s)", type(exc).__name__)
+            return
+        age = GaugeMetricFamily("exsync_worker_canary_age_seconds",
+                                "Seconds since the worker last ran its canary (+Inf: never), per worker "
+                                "not stopped on request and heard of within the last hour", labels=["worker"])
+        for w in workers:
+            age.add_metric([w["hostname"]], math.inf if w["canary_age"] is None else w["canary_age"])
+        yield age
+        yield GaugeMetricFamily("exsync_workers_consuming",
+                                "Workers whose canary ran within the stale threshold",
+                                value=sum(1 for w in workers
+                                          if w["canary_age"] is not None and w["canary_age"] <= stale_after))
+        yield GaugeMetricFamily("exsync_worker_canary_stale_after_seconds",
+                                "A worker whose canary is older than this does not consume", value=stale_after)
+        counter = CounterMetricFamily("exsync_worker_restarts",
+                                      "Workers restarted by the exsync run supervisor, by reason "
+                                      "(exited: ended on its own; stalled: stopped consuming)", labels=["reason"])
+        for reason, n in sorted(restarts.items()):
+            counter.add_metric([reason], n)
+        yield counter
 
 
 def registry_for(runtime) -> CollectorRegistry:

@@ -232,13 +232,28 @@ def worker(state: Cli) -> None:
     Threads rather than prefork: every task waits on provider HTTP calls and Postgres, so threads give
     the same throughput in one process, share one connection pool and one rate limiter per exchanger,
     and start in a second.
+
+    It proves it consumes (a canary through its own queue, worker/liveness.py) and stops itself when it
+    no longer does. Exit status: 0 after SIGTERM/SIGINT/SIGQUIT, non-zero for any other stop (Celery's
+    "Unrecoverable error" path returns like a clean stop, and worker_main drops the exit code), so
+    ``Restart=on-failure`` and the ``exsync run`` supervisor restart it.
     """
+    from worker.liveness import Guard
+
     settings = state.settings()
     app = _celery(settings)
+    guard = Guard(app, settings).install()
     app.worker_main([
         "worker", "--pool=threads", f"--concurrency={settings.worker_concurrency}",
-        f"--loglevel={settings.log_level}", f"--hostname=exsync-{os.getpid()}@%h",
+        f"--loglevel={settings.log_level}", f"--hostname={guard.hostname}",
+        f"--queues={app.conf.task_default_queue},{guard.queue}",
+        # Neither is used (no remote revokes to sync, no event monitors), and each is one more consumer to
+        # rebuild on every broker reconnect; mingle also holds each reconnect for a second.
+        "--without-mingle", "--without-gossip",
     ])
+    code = guard.exit_code()
+    if code:
+        sys.exit(code)
 
 
 @cli.command()

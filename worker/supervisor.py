@@ -6,7 +6,13 @@
 3. Start ``exsync web``, ``exsync worker`` and ``exsync beat`` as child processes (the same commands as
    the Procfile and docker-compose), with the URLs in their environment.
 4. Restart a child that dies, with back-off; a child dying more than ``max_restarts`` times a minute
-   cannot start, so the stack stops and exits 1.
+   cannot start, so the stack stops and exits 1. Any exit counts, 0 included: the supervisor never asks a
+   child to stop before ``stop``.
+   A worker child is also restarted when it stops consuming: its canary (worker/liveness.py) has not
+   run for ``supervisor_after`` seconds while the broker answers, read from the same Postgres rows as
+   ``/readyz``. The worker's own watchdog normally stops it first (it waits ``stale_after``, a third
+   less); this catches a process too stuck to do even that. Each worker restart is a row in
+   ``worker_restarts``, which ``/metrics`` counts.
 5. On SIGINT/SIGTERM: SIGTERM every child (graceful for gunicorn and Celery alike), SIGKILL what is left
    after ``stop_timeout``, then stop the embedded servers.
 
@@ -40,6 +46,7 @@ RESTART_WINDOW = 60.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 10.0
 STOP_TIMEOUT = 30.0
 STARTUP_TIMEOUT = 120.0
+STALL_KILL_GRACE = 10.0  # a stalled worker gets SIGTERM (and SIGCONT), then SIGKILL after this
 
 
 class GaveUp(RuntimeError):
@@ -76,11 +83,23 @@ class Child:
         self.proc: subprocess.Popen | None = None
         self.deaths: list[float] = []
         self.restart_at: float | None = None
+        self.started_at = 0.0
+        self.stalled_at: float | None = None  # when the supervisor found it no longer consuming
+        self.next_liveness_check = 0.0
 
     def start(self) -> None:
         self.proc = subprocess.Popen(self.argv, env=self.env, start_new_session=True, stdout=self.output,
                                      stderr=self.output, preexec_fn=_parent_death_signal())
+        self.started_at = time.monotonic()
+        self.stalled_at = None
         log.info("started %s (pid %s)", self.name, self.proc.pid)
+
+    @property
+    def hostname(self) -> str | None:
+        """A worker child's Celery hostname (what its liveness row is keyed by)."""
+        from worker.liveness import worker_hostname
+
+        return worker_hostname(self.proc.pid) if self.proc is not None and self.name == "worker" else None
 
     @property
     def pid(self) -> int | None:
@@ -111,6 +130,7 @@ class Stack:
         self.children: list[Child] = []
         self.postgres = None
         self.redis = None
+        self.monitor = None  # worker liveness (worker.liveness.Monitor), once the URLs are known
         self.web_url = web_url(self.env.get("EXSYNC_WEB_BIND") or settings.web_bind)
 
     @property
@@ -143,28 +163,58 @@ class Stack:
         log.info("database schema is up to date")
 
     def start_children(self) -> None:
+        if "worker" in self.names and self.monitor is None:
+            from worker.liveness import Monitor, Thresholds
+
+            self.monitor = Monitor(self.database_url, self.redis_url, Thresholds.for_settings(self.settings, self.env))
         for name in self.names:
             child = Child(name, self.env, self.output)
             child.start()
             self.children.append(child)
 
     def check(self) -> None:
-        """Restart children that died (with back-off); ``GaveUp`` when one keeps dying."""
+        """Restart children that died or (workers) stopped consuming, with back-off; ``GaveUp`` when one
+        keeps dying."""
+        from worker.liveness import EXIT_STALLED
+
         now = time.monotonic()
         for child in self.children:
             if child.restart_at is None and not child.running():
                 code = child.proc.returncode if child.proc else None
                 child.kill_group(signal.SIGKILL)  # whatever it left behind (gunicorn workers)
+                stalled = child.stalled_at is not None or code == EXIT_STALLED
+                if child.name == "worker" and self.monitor is not None:
+                    self.monitor.record_restart(child.hostname, "stalled" if stalled else "exited", code)
                 child.deaths = [t for t in child.deaths if now - t < RESTART_WINDOW] + [now]
                 if len(child.deaths) > self.max_restarts:
                     raise GaveUp(f"{child.name} exited {len(child.deaths)} times within {RESTART_WINDOW:g}s "
                                  f"(last exit code {code}); see its log lines above")
                 delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (len(child.deaths) - 1))
-                log.warning("%s exited with code %s; restarting in %.1fs", child.name, code, delay)
+                log.warning("%s %s with code %s; restarting in %.1fs", child.name,
+                            "stopped consuming and exited" if stalled else "exited", code, delay)
                 child.restart_at = now + delay
             elif child.restart_at is not None and now >= child.restart_at:
                 child.restart_at = None
                 child.start()
+            elif child.name == "worker" and self.monitor is not None:
+                self._check_consuming(child, now)
+
+    def _check_consuming(self, child: Child, now: float) -> None:
+        """Stop a worker that no longer consumes; the next ``check`` restarts it like any exited child."""
+        if child.stalled_at is not None:
+            if now - child.stalled_at > STALL_KILL_GRACE:
+                child.kill_group(signal.SIGKILL)
+            return
+        if now < child.next_liveness_check:
+            return
+        child.next_liveness_check = now + min(self.monitor.thresholds.interval, 2.0)
+        stalled = self.monitor.stalled_for(child.hostname, now - child.started_at)
+        if stalled > self.monitor.thresholds.supervisor_after:
+            log.error("worker %s has not consumed for %.0fs while the broker answers: restarting it",
+                      child.hostname, stalled)
+            child.stalled_at = now
+            child.kill_group(signal.SIGTERM)
+            child.kill_group(signal.SIGCONT)  # a stopped process acts on SIGTERM only once continued
 
     def healthy(self) -> bool:
         try:
@@ -199,6 +249,9 @@ class Stack:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.proc.wait(5)
         self.children.clear()
+        if self.monitor is not None:
+            self.monitor.close()
+            self.monitor = None
         if self.redis is not None:
             self.redis.stop()
             self.redis = None

@@ -114,3 +114,12 @@ def partner_sync(exchanger: str | None = None) -> dict:
                      "exchanges_changed": r.exchanges_changed, "payouts_inserted": r.payouts_inserted,
                      "payouts_changed": r.payouts_changed}
     return out
+
+
+@app.task(name="worker.tasks.canary", acks_late=False)
+def canary(hostname: str, sent_at: float) -> str:
+    """Proof that this worker consumes (worker/liveness.py). Acked on receipt: a lost canary is simply
+    replaced by the next one, and it never adds to the unacked messages a reconnect has to restore."""
+    from worker import liveness
+
+    return liveness.canary_ran(runtime_mod.get(), hostname, float(sent_at))
