@@ -9,7 +9,9 @@ States of a payout (see docs/payouts.md)::
     needs_review (a person decides: approve / retry / cancel) · cancelled
 
 ``submitting`` means "a call to the provider may be in flight": it is only left by the worker holding
-the lease (``lease_until`` is its fencing token) or by the reaper after the lease expired (→ unknown).
+the claim (``lease_token`` is its fencing token, ``lease_until`` the expiry its heartbeat renews) or by
+the reaper once the lease ran out (→ unknown if a send was in flight, else back to ``claimed_from``).
+A succeeded payout whose bid is being completed (success_bid) holds a lease the same way.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ class Payout(Base):
     __table_args__ = (
         Index("ix_payouts_due", "next_attempt_at",
               postgresql_where=text("state IN ('pending', 'unknown', 'parked', 'submitted')")),
-        Index("ix_payouts_submitting", "lease_until", postgresql_where=text("state = 'submitting'")),
+        Index("ix_payouts_lease", "lease_until", postgresql_where=text("lease_until IS NOT NULL")),  # the reaper
         Index("ix_payouts_completion", "next_completion_at",
               postgresql_where=text("state = 'succeeded' AND bid_completed_at IS NULL")),
         Index("ix_payouts_state", "state", "exchanger"),
@@ -55,7 +57,11 @@ class Payout(Base):
     # True once a send may have reached the provider: later sends are preceded by find().
     maybe_sent: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
     next_attempt_at: Mapped[datetime | None] = mapped_column(TS)
+    # A claim: its fencing token (host:pid:random, unique per claim), its renewable expiry, and the state it
+    # was claimed from (where the reaper puts it back when no send was in flight).
+    lease_token: Mapped[str | None] = mapped_column(Text)
     lease_until: Mapped[datetime | None] = mapped_column(TS)
+    claimed_from: Mapped[str | None] = mapped_column(Text)
     provider_ref: Mapped[str | None] = mapped_column(Text)
     provider_status: Mapped[str | None] = mapped_column(Text)
     last_error: Mapped[str | None] = mapped_column(Text)  # also the reason of needs_review

@@ -116,6 +116,8 @@ class BidPoll(Base):
     last_polled_at: Mapped[datetime | None] = mapped_column(TS)
     last_error: Mapped[str | None] = mapped_column(Text)
     gave_up_at: Mapped[datetime | None] = mapped_column(TS)
+    # The fencing token of the claim polling it now (``next_poll_at`` is then the claim's renewed expiry).
+    lease_token: Mapped[str | None] = mapped_column(Text)
 
 
 class InboxEvent(Base):

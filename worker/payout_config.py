@@ -3,7 +3,8 @@
 Layout::
 
     [payouts]                        # all optional
-    lease_seconds = 300              # a call to a provider must finish within this (else: unknown)
+    lease_seconds = 15               # a claim lives this long unless its worker's heartbeat renews it (every
+                                     # third of it): a dead worker's payouts are taken back this soon
     max_attempts = 5                 # sends before a payout waits for a person (needs_review)
     retry_ladder = [30, 120, 600, 1800, 7200]   # seconds between sends after a retryable error
     check_ladder = [15, 60, 300, 900, 3600]     # seconds between find() checks of a submitted payout
@@ -71,7 +72,7 @@ PROVIDER_TYPES = ("zaleycash", "gateway", "paysera")
 
 @dataclass(frozen=True)
 class PayoutSettings:
-    lease_seconds: int = 300
+    lease_seconds: int = 15
     max_attempts: int = 5
     retry_ladder: tuple[int, ...] = (30, 120, 600, 1800, 7200)
     check_ladder: tuple[int, ...] = (15, 60, 300, 900, 3600)

@@ -5,14 +5,20 @@ Every step is a short transaction around at most one provider call, safe to run 
 1. ``create_due_payouts``: one payout per bid of an enabled route in a trigger status, decided from the
    MIRRORED bid; the unique ``bid_id``/``idempotency_key`` + ON CONFLICT DO NOTHING make a second trigger
    (or a second worker) a no-op.
-2. ``reap``: ``submitting`` rows whose lease expired (the worker died mid-call) become ``unknown``.
+2. ``reap``: claims whose lease ran out (their worker died) are taken back. A ``submitting`` row with a
+   send in flight becomes ``unknown`` (asked with ``find`` before any resend); one whose worker never
+   started a send goes back to the state it was claimed from; a completion is due again. Every attempt
+   row the dead worker left ``started`` is marked ``lost``.
 3. ``submit_due``: due pending/unknown/parked/submitted rows are claimed (SKIP LOCKED) and set to
    ``submitting`` with a lease, COMMITTED, and only then is the provider called. A payout that may have
    reached the provider (``maybe_sent``) is first looked up with ``find(key)``; ``None`` is the only answer
    that allows a new ``send``. Each call is an attempt row written before the call and finished after it.
-   The final update is fenced by the lease: a worker that outlived its lease changes nothing.
 4. ``complete_due``: a succeeded payout marks its bid ``success`` on the exchanger (success_bid), then
    re-reads the bid so the mirror's history shows it.
+
+Leases (worker/leases.py): a claim writes a fresh ``lease_token`` (the fencing token: every later write
+of the claim checks it, so a worker that lost its claim changes nothing) and ``lease_until`` a short
+``lease_seconds`` ahead, which this process's heartbeat renews for the whole batch while it works.
 
 Long waits are ``next_attempt_at``/``next_completion_at`` values scanned on each tick, never Celery ETAs.
 """
@@ -20,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import random
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,7 +37,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from models.payouts import Payout
 from providers.errors import NotFoundError, ProviderError
 from providers.payouts import PayoutResult
-from worker import reconcile
+from worker import leases, reconcile
 from worker.config import ConfigError
 from worker.payouts import rails, rules
 from worker.runtime import Runtime
@@ -90,28 +96,88 @@ def create_due_payouts(runtime: Runtime, now: datetime | None = None) -> int:
 
 # -- 2. reaper -------------------------------------------------------------------------------------
 
+LOST_SEND = "worker lost during a provider call (lease expired): ask the provider first"
+LOST_FIND = "worker lost during a find() (lease expired): nothing was sent by it; due again"
+LOST_IDLE = "worker lost before it called the provider (lease expired): due again"
+LOST_COMPLETION = "worker lost during success_bid (lease expired): trying again"
+_LOST_ATTEMPT = {
+    "submit": "worker lost while this send was in flight (lease expired): the payout is unknown until the "
+              "provider is asked",
+    "find": "worker lost while this find() was in flight (lease expired); a find moves no money",
+    "complete": "worker lost while this success_bid was in flight (lease expired); it is tried again "
+                "(repeating it is harmless)",
+}
+
+# Both statements read the partial index on lease_until (only held claims are in it) and skip rows a live
+# worker is writing this instant, so reaping costs next to nothing on every tick.
+_REAP_SUBMITTING = """
+    WITH lost AS (
+        SELECT p.id, (SELECT a.kind FROM payout_attempts a WHERE a.payout_id = p.id AND a.outcome = 'started'
+                      ORDER BY a.id DESC LIMIT 1) AS in_flight
+        FROM payouts p WHERE p.lease_until < :now AND p.state = 'submitting'
+        FOR UPDATE OF p SKIP LOCKED)
+    UPDATE payouts p SET
+        state = CASE WHEN lost.in_flight = 'submit' THEN 'unknown' ELSE coalesce(p.claimed_from, 'unknown') END,
+        maybe_sent = p.maybe_sent OR lost.in_flight IS NOT DISTINCT FROM 'submit',
+        last_error = CASE lost.in_flight WHEN 'submit' THEN :lost_send WHEN 'find' THEN :lost_find
+                     ELSE :lost_idle END,
+        next_attempt_at = :now, updated_at = :now, lease_token = NULL, lease_until = NULL, claimed_from = NULL
+    FROM lost WHERE p.id = lost.id
+    RETURNING p.id, p.state"""
+
+_REAP_COMPLETIONS = """
+    WITH lost AS (
+        SELECT id FROM payouts WHERE lease_until < :now AND state <> 'submitting' FOR UPDATE SKIP LOCKED)
+    UPDATE payouts p SET lease_token = NULL, lease_until = NULL, updated_at = :now,
+        next_completion_at = CASE WHEN p.bid_completed_at IS NULL THEN :now END,
+        completion_error = CASE WHEN p.bid_completed_at IS NULL THEN :lost_completion END
+    FROM lost WHERE p.id = lost.id
+    RETURNING p.id"""
+
+
 def reap(runtime: Runtime, now: datetime | None = None) -> int:
-    """Payouts left in ``submitting`` past their lease (worker crashed mid-call) become ``unknown``."""
+    """Take back every claim whose lease ran out (its worker died); returns how many."""
     now = _now(now)
     with runtime.db.session() as s:
-        ids = s.execute(text("""
-            UPDATE payouts SET state = 'unknown', maybe_sent = true, next_attempt_at = :now, lease_until = NULL,
-                   updated_at = :now, last_error = 'worker lost during a provider call (lease expired): ask the provider first'
-            WHERE state = 'submitting' AND lease_until < :now RETURNING id"""), {"now": now}).scalars().all()
+        sent = s.execute(text(_REAP_SUBMITTING), {"now": now, "lost_send": LOST_SEND, "lost_find": LOST_FIND,
+                                                  "lost_idle": LOST_IDLE}).all()
+        completions = s.execute(text(_REAP_COMPLETIONS), {"now": now, "lost_completion": LOST_COMPLETION}
+                                ).scalars().all()
+        ids = [r.id for r in sent] + list(completions)
         if ids:
-            s.execute(text("""UPDATE payout_attempts SET outcome = 'lost', finished_at = :now
-                              WHERE payout_id = ANY(:ids) AND outcome = 'started'"""), {"now": now, "ids": list(ids)})
-            log.warning("reaped %s payouts stuck in submitting: %s", len(ids), ids)
+            s.execute(text("""
+                UPDATE payout_attempts SET outcome = 'lost', finished_at = :now,
+                       message = CASE kind WHEN 'submit' THEN :m_submit WHEN 'find' THEN :m_find ELSE :m_complete END
+                WHERE payout_id = ANY(:ids) AND outcome = 'started'"""),
+                {"now": now, "ids": ids, "m_submit": _LOST_ATTEMPT["submit"], "m_find": _LOST_ATTEMPT["find"],
+                 "m_complete": _LOST_ATTEMPT["complete"]})
+    if sent:
+        log.warning("took back %s payouts from a lost worker: %s", len(sent),
+                    ", ".join(f"{r.id}→{r.state}" for r in sent))
+    if completions:
+        log.warning("took back %s bid completions from a lost worker: %s", len(completions), list(completions))
     return len(ids)
 
 
 # -- 3. submission ---------------------------------------------------------------------------------
 
+def lease_kind(runtime: Runtime) -> leases.Kind:
+    """Held payout claims (sends and completions alike), renewed in one UPDATE per beat."""
+    return leases.Kind("payouts", """
+        UPDATE payouts SET lease_until = greatest(lease_until, :until)
+        WHERE id = ANY(:ids) AND lease_token = ANY(:tokens) RETURNING id""",
+        runtime.payouts().settings.lease_seconds)
+
+
+def _lease_until(runtime: Runtime, now: datetime) -> datetime:
+    return now + timedelta(seconds=runtime.payouts().settings.lease_seconds)
+
+
 @dataclass
 class Claimed:
     id: int
     prior: str  # the state before the claim
-    lease: datetime
+    token: str  # the claim's fencing token
     provider: str
     key: str
     row: Any  # idempotency_key, amount, currency, destination, maybe_sent, attempts, checks
@@ -120,29 +186,34 @@ class Claimed:
 def claim(runtime: Runtime, now: datetime | None = None, limit: int | None = None) -> list[Claimed]:
     """Lease due payouts: their state becomes ``submitting`` (committed before any provider call)."""
     now = _now(now)
-    cfg = runtime.payouts().settings
-    lease = now + timedelta(seconds=cfg.lease_seconds)
+    token = leases.new_token()
     with runtime.db.session() as s:
         rows = s.execute(text("""
             WITH due AS (
                 SELECT id, state FROM payouts
                 WHERE state IN ('pending', 'unknown', 'parked', 'submitted') AND next_attempt_at <= :now
                 ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED)
-            UPDATE payouts p SET state = 'submitting', lease_until = :lease, updated_at = :now
+            UPDATE payouts p SET state = 'submitting', claimed_from = due.state, lease_token = :token,
+                   lease_until = :lease, updated_at = :now
             FROM due WHERE p.id = due.id
             RETURNING p.id, due.state AS prior, p.provider, p.idempotency_key, p.amount, p.currency,
                       p.destination, p.maybe_sent, p.attempts, p.checks"""),
-            {"now": now, "limit": limit or cfg.batch, "lease": lease}).all()
-    return [Claimed(r.id, r.prior, lease, r.provider, r.idempotency_key, r) for r in rows]
+            {"now": now, "limit": limit or runtime.payouts().settings.batch, "token": token,
+             "lease": _lease_until(runtime, now)}).all()
+    return [Claimed(r.id, r.prior, token, r.provider, r.idempotency_key, r) for r in rows]
 
 
 def _start_attempt(runtime: Runtime, c: Claimed, kind: str, now: datetime) -> tuple[int, int] | None:
-    """Write the attempt row (outcome 'started') and count the call; None if the lease was lost."""
+    """Write the attempt row (outcome 'started') and count the call; None if the claim was lost.
+
+    The lease is renewed in the same statement, so every call starts with a whole lease ahead of it.
+    """
     counter = "attempts" if kind == "submit" else "checks"
     with runtime.db.session() as s:
         count = s.execute(text(f"""
-            UPDATE payouts SET {counter} = {counter} + 1 WHERE id = :id AND state = 'submitting' AND lease_until = :lease
-            RETURNING {counter}"""), {"id": c.id, "lease": c.lease}).scalar()
+            UPDATE payouts SET {counter} = {counter} + 1, lease_until = greatest(lease_until, :until)
+            WHERE id = :id AND state = 'submitting' AND lease_token = :token
+            RETURNING {counter}"""), {"id": c.id, "token": c.token, "until": _lease_until(runtime, now)}).scalar()
         if count is None:
             return None
         attempt_id = s.execute(text("""
@@ -155,13 +226,13 @@ def _start_attempt(runtime: Runtime, c: Claimed, kind: str, now: datetime) -> tu
 def _finish(runtime: Runtime, c: Claimed, attempt_id: int, *, outcome: str, state: str, delay: float | None,
             error: str | None, maybe_sent: bool | None = None, result: PayoutResult | None = None,
             exc: BaseException | None = None) -> bool:
-    """Record the call's outcome and the payout's next state, fenced by the lease. False: lease lost."""
+    """Record the call's outcome and the payout's next state, fenced by the claim's token. False: claim lost."""
     now = reconcile.now_utc()
     http_status = getattr(exc, "http_status", None)
     code = getattr(exc, "code", None) if exc is not None else (result.code if result else None)
     message = (str(exc) if exc is not None else (result.message if result else None))
     params = {
-        "id": c.id, "lease": c.lease, "state": state, "now": now,
+        "id": c.id, "token": c.token, "state": state, "now": now,
         "next_at": now + timedelta(seconds=delay) if delay is not None else None,
         "error": error[:2000] if error else None, "maybe_sent": maybe_sent,
         "ref": result.provider_ref if result else None,
@@ -170,20 +241,23 @@ def _finish(runtime: Runtime, c: Claimed, attempt_id: int, *, outcome: str, stat
         "complete_at": now if state == rules.SUCCEEDED else None,
     }
     with runtime.db.session() as s:
+        done = s.execute(text("""
+            UPDATE payouts SET state = :state, lease_token = NULL, lease_until = NULL, claimed_from = NULL,
+                   next_attempt_at = :next_at, updated_at = :now,
+                   last_error = :error, maybe_sent = coalesce(CAST(:maybe_sent AS boolean), maybe_sent),
+                   provider_ref = coalesce(:ref, provider_ref), provider_status = coalesce(:pstatus, provider_status),
+                   completed_at = CASE WHEN :final THEN :now ELSE completed_at END,
+                   next_completion_at = coalesce(:complete_at, next_completion_at)
+            WHERE id = :id AND state = 'submitting' AND lease_token = :token RETURNING id"""), params).first()
+        if done is None:  # the call's own row still tells what came back, marked as not applied
+            message = f"[claim lost: not applied to the payout] {message or ''}".strip()
         s.execute(text("""
             UPDATE payout_attempts SET finished_at = :now, outcome = :outcome, http_status = :http,
                    provider_code = :code, message = :message WHERE id = :aid"""),
             {"now": now, "outcome": outcome, "http": http_status, "code": None if code is None else str(code),
              "message": (message or "")[:2000] or None, "aid": attempt_id})
-        done = s.execute(text("""
-            UPDATE payouts SET state = :state, lease_until = NULL, next_attempt_at = :next_at, updated_at = :now,
-                   last_error = :error, maybe_sent = coalesce(CAST(:maybe_sent AS boolean), maybe_sent),
-                   provider_ref = coalesce(:ref, provider_ref), provider_status = coalesce(:pstatus, provider_status),
-                   completed_at = CASE WHEN :final THEN :now ELSE completed_at END,
-                   next_completion_at = coalesce(:complete_at, next_completion_at)
-            WHERE id = :id AND state = 'submitting' AND lease_until = :lease RETURNING id"""), params).first()
     if done is None:
-        log.warning("payout %s: lease lost before the outcome (%s) was written; the next round asks the provider",
+        log.warning("payout %s: claim lost before the outcome (%s) was written; the next round asks the provider",
                     c.id, outcome)
         return False
     return True
@@ -259,8 +333,8 @@ def _find_then_send(runtime: Runtime, c: Claimed, rail) -> str:
         s.execute(text("""UPDATE payout_attempts SET finished_at = :now, outcome = 'not_found',
                           message = 'the provider has no payout with this key: sending' WHERE id = :aid"""),
                   {"now": reconcile.now_utc(), "aid": aid})
-        s.execute(text("UPDATE payouts SET maybe_sent = false WHERE id = :id AND lease_until = :lease"),
-                  {"id": c.id, "lease": c.lease})
+        s.execute(text("UPDATE payouts SET maybe_sent = false WHERE id = :id AND lease_token = :token"),
+                  {"id": c.id, "token": c.token})
     return _send(runtime, c, rail)
 
 
@@ -270,9 +344,10 @@ def process(runtime: Runtime, c: Claimed) -> str:
         rail = rails.rail_for(runtime, c.provider)
     except ConfigError as exc:
         with runtime.db.session() as s:
-            s.execute(text("""UPDATE payouts SET state = 'needs_review', lease_until = NULL, updated_at = now(),
-                              last_error = :e WHERE id = :id AND lease_until = :lease"""),
-                      {"e": f"provider {c.provider!r}: {exc}", "id": c.id, "lease": c.lease})
+            s.execute(text("""UPDATE payouts SET state = 'needs_review', lease_token = NULL, lease_until = NULL,
+                              claimed_from = NULL, updated_at = now(), last_error = :e
+                              WHERE id = :id AND lease_token = :token"""),
+                      {"e": f"provider {c.provider!r}: {exc}", "id": c.id, "token": c.token})
         return rules.NEEDS_REVIEW
     if c.row.maybe_sent or c.prior in (rules.UNKNOWN, rules.SUBMITTED):
         return _find_then_send(runtime, c, rail)
@@ -308,17 +383,20 @@ def _hold_before_first_send(runtime: Runtime, c: Claimed) -> str | None:
     else:
         return None
     with runtime.db.session() as s:
-        s.execute(text("""UPDATE payouts SET state = :state, lease_until = NULL, updated_at = :now, last_error = :e,
-                                 next_attempt_at = :next_at
-                          WHERE id = :id AND state = 'submitting' AND lease_until = :lease"""),
-                  {"state": state, "now": reconcile.now_utc(), "e": reason, "id": c.id, "lease": c.lease,
+        s.execute(text("""UPDATE payouts SET state = :state, lease_token = NULL, lease_until = NULL, claimed_from = NULL,
+                                 updated_at = :now, last_error = :e, next_attempt_at = :next_at
+                          WHERE id = :id AND state = 'submitting' AND lease_token = :token"""),
+                  {"state": state, "now": reconcile.now_utc(), "e": reason, "id": c.id, "token": c.token,
                    "next_at": reconcile.now_utc() + timedelta(seconds=delay) if delay else None})
     log.warning("payout %s held before its first send: %s", c.id, reason)
     return state
 
 
 def submit_due(runtime: Runtime, now: datetime | None = None, *, pool: ThreadPoolExecutor | None = None) -> dict:
-    """Claim and process one batch of due payouts; returns {state: count}."""
+    """Claim and process one batch of due payouts; returns {state: count}.
+
+    The whole batch, waiting items included, is renewed by the heartbeat until each item is done.
+    """
     batch = claim(runtime, now)
     out: dict[str, int] = {}
     if not batch:
@@ -326,7 +404,17 @@ def submit_due(runtime: Runtime, now: datetime | None = None, *, pool: ThreadPoo
     own = pool is None
     pool = pool or ThreadPoolExecutor(min(THREADS, len(batch)), thread_name_prefix="payout")
     try:
-        for state in pool.map(lambda c: process(runtime, c), batch):
+        with leases.hold(runtime.db, lease_kind(runtime), batch[0].token, [c.id for c in batch]) as lease:
+            def one(c: Claimed) -> str:
+                try:
+                    return process(runtime, c)
+                finally:
+                    lease.done(c.id)
+
+            futures = [pool.submit(one, c) for c in batch]
+            wait(futures)  # every item ends while the batch is still renewed, even if one of them failed
+        for f in futures:
+            state = f.result()  # an item's unexpected error is raised here; its claim is reaped
             out[state] = out.get(state, 0) + 1
     finally:
         if own:
@@ -337,26 +425,39 @@ def submit_due(runtime: Runtime, now: datetime | None = None, *, pool: ThreadPoo
 # -- 4. completion ---------------------------------------------------------------------------------
 
 def _claim_completions(runtime: Runtime, now: datetime, limit: int) -> list[Any]:
-    cfg = runtime.payouts().settings
+    """Lease due completions: not due while held (next_completion_at NULL), the reaper makes them due again."""
     with runtime.db.session() as s:
         return s.execute(text("""
             WITH due AS (
                 SELECT id FROM payouts WHERE state = 'succeeded' AND bid_completed_at IS NULL
                   AND next_completion_at <= :now ORDER BY next_completion_at LIMIT :limit FOR UPDATE SKIP LOCKED)
-            UPDATE payouts p SET next_completion_at = :lease, completion_attempts = completion_attempts + 1
+            UPDATE payouts p SET next_completion_at = NULL, lease_token = :token, lease_until = :lease,
+                   completion_attempts = completion_attempts + 1
             FROM due WHERE p.id = due.id
-            RETURNING p.id, p.exchanger, p.remote_id, p.completion_attempts"""),
-            {"now": now, "limit": limit, "lease": now + timedelta(seconds=cfg.lease_seconds)}).all()
+            RETURNING p.id, p.exchanger, p.remote_id, p.completion_attempts, p.lease_token AS token"""),
+            {"now": now, "limit": limit, "token": leases.new_token(), "lease": _lease_until(runtime, now)}).all()
+
+
+def _start_completion(runtime: Runtime, row: Any, now: datetime) -> int | None:
+    """Write the 'complete' attempt row (renewing the lease); None if the claim was lost."""
+    with runtime.db.session() as s:
+        held = s.execute(text("""UPDATE payouts SET lease_until = greatest(lease_until, :until)
+                                 WHERE id = :id AND lease_token = :token RETURNING id"""),
+                         {"id": row.id, "token": row.token, "until": _lease_until(runtime, now)}).first()
+        if held is None:
+            return None
+        return s.execute(text("""
+            INSERT INTO payout_attempts (payout_id, n, kind, started_at, outcome)
+            VALUES (:id, (SELECT coalesce(max(n), 0) + 1 FROM payout_attempts WHERE payout_id = :id), 'complete',
+                    :now, 'started') RETURNING id"""), {"id": row.id, "now": now}).scalar()
 
 
 def _complete_one(runtime: Runtime, row: Any) -> bool:
     cfg = runtime.payouts().settings
-    started = reconcile.now_utc()
-    with runtime.db.session() as s:
-        aid = s.execute(text("""
-            INSERT INTO payout_attempts (payout_id, n, kind, started_at, outcome)
-            VALUES (:id, (SELECT coalesce(max(n), 0) + 1 FROM payout_attempts WHERE payout_id = :id), 'complete',
-                    :now, 'started') RETURNING id"""), {"id": row.id, "now": started}).scalar()
+    aid = _start_completion(runtime, row, reconcile.now_utc())
+    if aid is None:
+        log.warning("payout %s: completion claim lost before success_bid; another worker has it", row.id)
+        return False
     outcome, message, exc_seen = "succeeded", None, None
     try:
         client = runtime.premium(row.exchanger)
@@ -376,15 +477,21 @@ def _complete_one(runtime: Runtime, row: Any) -> bool:
     ok = exc_seen is None
     delay = None if ok else rules.ladder_delay(row.completion_attempts - 1, cfg.completion_ladder, cfg.jitter)
     with runtime.db.session() as s:
+        kept = s.execute(text("""
+            UPDATE payouts SET bid_completed_at = :done, completion_error = :err, next_completion_at = :next,
+                   updated_at = :now, lease_token = NULL, lease_until = NULL
+            WHERE id = :id AND lease_token = :token RETURNING id"""),
+            {"done": now if ok else None, "err": None if ok else message, "now": now, "id": row.id,
+             "token": row.token, "next": now + timedelta(seconds=delay) if delay is not None else None}).first()
         s.execute(text("""UPDATE payout_attempts SET finished_at = :now, outcome = :o, http_status = :http,
                           provider_code = :code, message = :m WHERE id = :aid"""),
                   {"now": now, "o": outcome, "http": getattr(exc_seen, "http_status", None),
                    "code": None if getattr(exc_seen, "code", None) is None else str(exc_seen.code),
-                   "m": (message or "")[:2000], "aid": aid})
-        s.execute(text("""UPDATE payouts SET bid_completed_at = :done, completion_error = :err,
-                          next_completion_at = :next, updated_at = :now WHERE id = :id"""),
-                  {"done": now if ok else None, "err": None if ok else message, "now": now, "id": row.id,
-                   "next": now + timedelta(seconds=delay) if delay is not None else None})
+                   "m": (("" if kept else "[claim lost: not applied to the payout] ") + (message or ""))[:2000],
+                   "aid": aid})
+    if kept is None:  # taken back meanwhile: the next holder repeats success_bid, which is harmless
+        log.warning("payout %s: completion claim lost before its outcome (%s) was written", row.id, outcome)
+        return False
     if not ok:
         log.warning("payout %s: marking bid %s/%s success failed (try %s): %s", row.id, row.exchanger,
                     row.remote_id, row.completion_attempts, message)
@@ -401,7 +508,16 @@ def _complete_one(runtime: Runtime, row: Any) -> bool:
 
 def complete_due(runtime: Runtime, now: datetime | None = None, limit: int = 50) -> int:
     rows = _claim_completions(runtime, _now(now), limit)
-    return sum(1 for r in rows if _complete_one(runtime, r))
+    if not rows:
+        return 0
+    done = 0
+    with leases.hold(runtime.db, lease_kind(runtime), rows[0].token, [r.id for r in rows]) as lease:
+        for r in rows:
+            try:
+                done += _complete_one(runtime, r)
+            finally:
+                lease.done(r.id)
+    return done
 
 
 # -- the tick --------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from worker.payouts import rules
 
 COLUMNS = ("id, exchanger, remote_id, idempotency_key, provider, amount, currency, destination, state, attempts, "
            "checks, maybe_sent, next_attempt_at, provider_ref, provider_status, last_error, approved_by, created_at, "
-           "updated_at, completed_at, bid_completed_at, completion_attempts, completion_error")
+           "updated_at, completed_at, bid_completed_at, completion_attempts, completion_error, "
+           "lease_token, lease_until")  # lease_token names the worker (host:pid:…) holding it now
 
 
 class Refused(Exception):

@@ -1,0 +1,517 @@
+"""Short leases renewed by a heartbeat: a dead worker's claims come back within seconds, a slow but live
+worker keeps its own, a worker that lost its claim changes nothing, and no attempt row stays ``started``.
+
+The first tests drive the engine in this process and move time by passing later ``now`` values (or by
+freezegun); the last two run REAL worker processes against the sandboxes, SIGKILL one of them, and
+measure the seconds from the kill until its claims are taken back (printed; run with ``-s`` to see them).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from freezegun import freeze_time
+from sqlalchemy import event, text
+
+from conftest import make_env, write_config
+from test_payout_engine import (  # noqa: F401 - fixtures
+    attempts, install_payouts, later, mirror_bid, payout_env, payout_toml, payouts, zc_sandbox,
+)
+from test_payout_faults import assert_invariant
+from worker import leases, poll, reconcile
+from worker.beat import PAYOUTS_TICK_SECONDS
+from worker.payout_config import PayoutSettings
+from worker.payouts import engine, rails
+
+ROOT = Path(__file__).resolve().parent.parent
+LEASE = PayoutSettings().lease_seconds  # the default: what production runs with
+TAKE_BACK_LIMIT = 30  # seconds (issue 6: "a dead worker's claimed payouts and polls are taken back within 30 s")
+
+
+def default_lease_toml(url: str, *, timeout: float | None = None) -> str:
+    toml = payout_toml(url).replace("lease_seconds = 30\n", "")
+    return toml.replace("timeout = 1.5", f"timeout = {timeout}") if timeout else toml
+
+
+def open_attempts(runtime) -> int:
+    with runtime.db.session() as s:
+        return s.execute(text("SELECT count(*) FROM payout_attempts WHERE outcome = 'started'")).scalar()
+
+
+def row(runtime, payout_id: int):
+    with runtime.db.session() as s:
+        return s.execute(text("SELECT * FROM payouts WHERE id = :id"), {"id": payout_id}).one()
+
+
+# -- in this process -------------------------------------------------------------------------------
+
+def test_reaper_takes_back_a_lost_batch_by_what_each_item_was_doing(runtime, premium_sandbox, zc_sandbox):
+    install_payouts(runtime, default_lease_toml(zc_sandbox.url))
+    for _ in range(3):
+        mirror_bid(runtime, premium_sandbox)
+    assert engine.create_due_payouts(runtime) == 3
+    sending, finding, waiting = payouts(runtime)
+    # One payout had an answer lost earlier (the provider has it): it is due as unknown, find first.
+    rails.rail_for(runtime, "zc").send(rails.request_for(finding))
+    with runtime.db.session() as s:
+        s.execute(text("UPDATE payouts SET state = 'unknown', maybe_sent = true WHERE id = :id"), {"id": finding.id})
+
+    batch = {c.id: c for c in engine.claim(runtime)}
+    assert len(batch) == 3 and len({c.token for c in batch.values()}) == 1
+    assert engine._start_attempt(runtime, batch[sending.id], "submit", reconcile.now_utc())
+    rails.rail_for(runtime, "zc").send(rails.request_for(batch[sending.id].row))  # it reached the provider
+    assert engine._start_attempt(runtime, batch[finding.id], "find", reconcile.now_utc())
+    # ...and the worker dies: one send and one find in flight, one item not started.
+
+    assert engine.reap(runtime, later(LEASE - 2)) == 0  # the lease still holds
+    assert engine.submit_due(runtime) == {}  # and nobody else takes the items meanwhile
+    assert engine.reap(runtime, later(LEASE + 1)) == 3
+    after = {p.id: p for p in payouts(runtime)}
+    # A send in flight may have moved money: unknown, asked first. The others go back where they were.
+    assert (after[sending.id].state, after[sending.id].maybe_sent) == ("unknown", True)
+    assert (after[finding.id].state, after[finding.id].maybe_sent) == ("unknown", True)
+    assert (after[waiting.id].state, after[waiting.id].maybe_sent) == ("pending", False)
+    assert "ask the provider first" in after[sending.id].last_error
+    assert "find()" in after[finding.id].last_error and "before it called" in after[waiting.id].last_error
+    assert all(p.lease_token is None and p.lease_until is None and p.claimed_from is None for p in after.values())
+    assert open_attempts(runtime) == 0
+    lost = {a.payout_id: a for p in after.values() for a in attempts(runtime, p.id) if a.outcome == "lost"}
+    assert lost[sending.id].kind == "submit" and "unknown until the provider is asked" in lost[sending.id].message
+    assert lost[finding.id].kind == "find" and lost[finding.id].finished_at is not None
+    assert waiting.id not in lost
+
+    runtime._rails.clear()  # a fresh worker
+    assert engine.submit_due(runtime, later(LEASE + 2)) == {"succeeded": 3}
+    kinds = {p.id: [(a.kind, a.outcome) for a in attempts(runtime, p.id)] for p in after.values()}
+    assert kinds[sending.id] == [("submit", "lost"), ("find", "succeeded")]
+    assert kinds[finding.id] == [("find", "lost"), ("find", "succeeded")]
+    assert kinds[waiting.id] == [("submit", "succeeded")]
+    assert_invariant(runtime, zc_sandbox)
+
+
+def test_a_worker_that_lost_its_claim_changes_nothing(runtime, premium_sandbox, zc_sandbox):
+    install_payouts(runtime, default_lease_toml(zc_sandbox.url))
+    mirror_bid(runtime, premium_sandbox)
+    engine.create_due_payouts(runtime)
+    (old,) = engine.claim(runtime)
+    aid, _ = engine._start_attempt(runtime, old, "submit", reconcile.now_utc())
+    # The old worker stalls past its lease (no heartbeat); the payout is taken back and claimed anew.
+    assert engine.reap(runtime, later(LEASE + 1)) == 1
+    (new,) = engine.claim(runtime, later(LEASE + 2))
+    assert new.token != old.token
+    before = row(runtime, new.id)
+
+    # Everything the old worker might still try is refused by the token, whatever lease_until says.
+    assert engine._start_attempt(runtime, old, "submit", reconcile.now_utc()) is None
+    # Its call comes back at last (here: refused before anything was paid); the payout is not touched.
+    assert engine._finish(runtime, old, aid, outcome="retryable", state="pending", delay=30, error="HTTP 503") is False
+    assert engine.process(runtime, old) == "lease_lost"
+    beat = leases.Heartbeat(runtime.db)
+    with beat.hold(engine.lease_kind(runtime), old.token, [old.id]):
+        assert beat.beat() == 0
+    after = row(runtime, new.id)
+    assert (after.state, after.lease_token, after.lease_until) == ("submitting", new.token, before.lease_until)
+    assert zc_sandbox.engine.executed(old.key) == 0  # the old worker never reached the provider
+
+    assert engine.process(runtime, new) == "succeeded"  # find (maybe sent) → not found → one send
+    log = attempts(runtime, new.id)
+    assert [(a.kind, a.outcome) for a in log] == [("submit", "retryable"), ("find", "not_found"), ("submit", "succeeded")]
+    assert log[0].message.startswith("[claim lost: not applied to the payout]")
+    assert zc_sandbox.engine.executed(new.key) == 1
+    assert_invariant(runtime, zc_sandbox)
+
+
+def test_a_success_bid_cut_off_is_taken_back_and_its_attempt_closed(runtime, premium_sandbox, zc_sandbox):
+    install_payouts(runtime, default_lease_toml(zc_sandbox.url))
+    rid = mirror_bid(runtime, premium_sandbox)
+    engine.create_due_payouts(runtime)
+    assert engine.submit_due(runtime) == {"succeeded": 1}
+    (r,) = engine._claim_completions(runtime, reconcile.now_utc(), 10)
+    assert engine._start_completion(runtime, r, reconcile.now_utc())
+    # ...the worker is killed inside success_bid: the attempt row says 'started'.
+    assert open_attempts(runtime) == 1
+    assert engine.complete_due(runtime, later(60)) == 0  # held: nobody else completes it meanwhile
+    assert engine.reap(runtime, later(LEASE - 2)) == 0
+    assert engine.reap(runtime, later(LEASE + 1)) == 1
+    (p,) = payouts(runtime)
+    assert p.lease_token is None and p.next_completion_at is not None and "success_bid" in p.completion_error
+    assert open_attempts(runtime) == 0
+    assert engine.complete_due(runtime, later(LEASE + 2)) == 1
+    (p,) = payouts(runtime)
+    assert p.bid_completed_at is not None and p.completion_error is None
+    assert [(a.kind, a.outcome) for a in attempts(runtime, p.id)] == [
+        ("submit", "succeeded"), ("complete", "lost"), ("complete", "succeeded")]
+    assert "success_bid was in flight" in attempts(runtime, p.id)[1].message
+    assert premium_sandbox.engine.bid(rid)["status"] == "success"
+
+
+def test_heartbeat_renews_a_whole_batch_in_one_statement(runtime, premium_sandbox, zc_sandbox):
+    install_payouts(runtime, default_lease_toml(zc_sandbox.url))
+    for _ in range(5):
+        mirror_bid(runtime, premium_sandbox)
+    engine.create_due_payouts(runtime)
+    start = (reconcile.now_utc() + timedelta(seconds=1)).replace(microsecond=0)
+    statements: list[str] = []
+    me = threading.get_ident()
+
+    def count(conn, cursor, statement, *args):
+        if threading.get_ident() == me and statement.lstrip().upper().startswith("UPDATE"):
+            statements.append(statement)
+
+    beat = leases.Heartbeat(runtime.db)
+    with freeze_time(start) as clock:
+        batch = engine.claim(runtime)
+        assert len(batch) == 5
+        with beat.hold(engine.lease_kind(runtime), batch[0].token, [c.id for c in batch]) as lease:
+            clock.tick(timedelta(seconds=LEASE - 1))
+            event.listen(runtime.db.engine, "before_cursor_execute", count)
+            try:
+                assert beat.beat() == 5
+            finally:
+                event.remove(runtime.db.engine, "before_cursor_execute", count)
+            assert len(statements) == 1  # one UPDATE for the batch, not one per row
+            clock.tick(timedelta(seconds=2))  # past the first expiry: renewed, so not reaped
+            assert engine.reap(runtime) == 0
+            assert {row(runtime, c.id).lease_until for c in batch} == {start + timedelta(seconds=2 * LEASE - 1)}
+            lease.done(batch[0].id)  # finished items drop out of the renewal
+            assert beat.held() == {"payouts": 4}
+        assert beat.held() == {}
+    deadline = time.monotonic() + 5
+    while beat._thread is not None and time.monotonic() < deadline:  # nothing held: the thread ends
+        time.sleep(0.01)
+    assert beat._thread is None
+
+
+def test_reaper_reads_an_index_not_the_table(runtime):
+    # 20,000 settled payouts (bid completed, no lease) and a handful held: reaping must not read them all.
+    with runtime.db.session() as s:
+        s.execute(text("""
+            INSERT INTO bids (exchanger, remote_id, status, created_via, observed_at)
+            SELECT 'main', g, 'success', 'sweep', now() FROM generate_series(1, 20000) g"""))
+        s.execute(text("""
+            INSERT INTO payouts (exchanger, bid_id, remote_id, idempotency_key, state, bid_completed_at,
+                                 lease_token, lease_until)
+            SELECT 'main', b.id, b.remote_id, 'k' || b.id, CASE WHEN b.remote_id % 2000 = 0 THEN 'submitting'
+                   ELSE 'succeeded' END, CASE WHEN b.remote_id % 2000 <> 0 THEN now() END,
+                   CASE WHEN b.remote_id % 1000 = 0 THEN 't' END,
+                   CASE WHEN b.remote_id % 1000 = 0 THEN now() + interval '15 seconds' END
+            FROM bids b"""))
+    with runtime.db.engine.begin() as conn:
+        conn.execute(text("ANALYZE payouts"))
+        conn.execute(text("ANALYZE payout_attempts"))
+    with runtime.db.session() as s:
+        plans = [" / ".join(r[0].strip() for r in s.execute(text("EXPLAIN " + sql), params).all())
+                 for sql, params in (
+                     (engine._REAP_SUBMITTING, {"now": later(30), "lost_send": "", "lost_find": "", "lost_idle": ""}),
+                     (engine._REAP_COMPLETIONS, {"now": later(30), "lost_completion": ""}))]
+    for plan in plans:
+        assert "Seq Scan on payouts" not in plan, plan
+    assert "ix_payouts_lease" in plans[1], plans[1]  # completions: only the lease index can find them
+    assert engine.reap(runtime, later(30)) == 20
+
+
+def test_a_slow_poller_keeps_its_claims_and_a_lost_one_is_due_again(runtime, db, premium_sandbox):
+    start = datetime(2026, 5, 1, 10, 0, tzinfo=timezone.utc)
+    with freeze_time(start) as clock:
+        rids = [premium_sandbox.engine.add_bid(status="new") for _ in range(3)]
+        for rid in rids:
+            poll.refresh(runtime, "main", rid, "callback")
+        clock.tick(timedelta(hours=1))
+        slow = poll.claim_due(runtime, reconcile.now_utc(), 2)
+        lost = poll.claim_due(runtime, reconcile.now_utc(), 10)
+        assert len(slow) == 2 and len(lost) == 1 and slow[0].token != lost[0].token
+        beat = leases.Heartbeat(db)
+        with beat.hold(poll.LEASES, slow[0].token, [c.bid_id for c in slow]):
+            clock.tick(poll.LEASE - timedelta(seconds=1))
+            assert beat.beat() == 2
+            clock.tick(timedelta(seconds=2))
+            # Past the first expiry: the lost worker's bid is due again, the slow worker's are not.
+            again = poll.claim_due(runtime, reconcile.now_utc(), 10)
+            assert [c.bid_id for c in again] == [lost[0].bid_id]
+            # The slow worker's answers still land; the lost worker's late answer is ignored.
+            for c in slow:
+                assert poll._poll_one(runtime, c)[1] is False
+            poll._poll_one(runtime, lost[0])
+        with db.session() as s:
+            rows = dict(s.execute(text("SELECT bid_id, polls FROM bid_polls")).all())
+            held = s.execute(text("SELECT lease_token FROM bid_polls WHERE bid_id = :b"),
+                             {"b": lost[0].bid_id}).scalar()
+        assert [rows[c.bid_id] for c in slow] == [1, 1] and rows[lost[0].bid_id] == 0
+        assert held == again[0].token  # still the new holder's
+
+
+def test_migration_0005_matches_the_models_and_closes_attempts_left_started(db, pg_admin_url):
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from models import Base
+    from models.db import Database
+    from worker.embedded import create_database, drop_database
+    from worker.migrate import alembic_config, upgrade
+
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert [d for d in diff if "lease" in str(d) or "claimed_from" in str(d)] == []
+
+    name = f"exsync_lease_mig_{os.getpid()}"
+    create_database(pg_admin_url, name)
+    base, _, query = pg_admin_url.partition("?")
+    url = base.rsplit("/", 1)[0] + "/" + name + (("?" + query) if query else "")
+    other = Database(url)
+    try:
+        upgrade(url, "0004")  # before lease tokens: a success_bid cut off by a kill stayed 'started'
+        with other.session() as s:
+            s.execute(text("INSERT INTO bids (id, exchanger, remote_id, status, created_via, observed_at) "
+                           "VALUES (1, 'main', 1, 'realpay', 'sweep', now()), (2, 'main', 2, 'realpay', 'sweep', now())"))
+            s.execute(text("""INSERT INTO payouts (id, exchanger, bid_id, remote_id, idempotency_key, state, lease_until)
+                              VALUES (1, 'main', 1, 1, 'k1', 'succeeded', NULL),
+                                     (2, 'main', 2, 2, 'k2', 'submitting', now() + interval '5 minutes')"""))
+            s.execute(text("""INSERT INTO payout_attempts (payout_id, n, kind, started_at, outcome)
+                              VALUES (1, 1, 'submit', now(), 'succeeded'), (1, 2, 'complete', now(), 'started'),
+                                     (2, 1, 'submit', now(), 'started')"""))
+        upgrade(url, "0005")
+        with other.session() as s:
+            rows = s.execute(text("SELECT payout_id, kind, outcome, message FROM payout_attempts ORDER BY id")).all()
+        assert [(r.payout_id, r.kind, r.outcome) for r in rows] == [
+            (1, "submit", "succeeded"), (1, "complete", "lost"), (2, "submit", "started")]  # 2: the reaper's
+        assert "0005" in rows[1].message
+        command.downgrade(alembic_config(url), "0004")
+        upgrade(url, "0005")
+    finally:
+        other.dispose()
+        drop_database(pg_admin_url, name)
+
+
+# -- real worker processes, SIGKILL ------------------------------------------------------------------
+
+PAYOUT_WORKER = """
+import os
+from concurrent.futures import ThreadPoolExecutor
+from worker import runtime as rm
+from worker.config import load_settings
+from worker.payouts import engine
+rt = rm.Runtime(load_settings(os.environ))
+rm.install(rt)
+pool = ThreadPoolExecutor(int(os.environ["LEASE_TEST_THREADS"]), thread_name_prefix="payout")
+print("worker result", engine.submit_due(rt, pool=pool), flush=True)
+"""
+
+POLL_WORKER = """
+import os
+from worker import poll
+from worker import runtime as rm
+from worker.config import load_settings
+rt = rm.Runtime(load_settings(os.environ))
+rm.install(rt)
+r = poll.poll_due(rt, budget_seconds=1.0)
+print("worker result", r.claimed, r.errors, flush=True)
+"""
+
+
+def start_worker(script: str, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(cond, timeout: float, what: str, *procs: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        for p in procs:
+            if p.poll() is not None:
+                pytest.fail(f"worker exited ({p.returncode}) before {what}: {p.stdout.read()[-3000:]}")
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def stop(*procs: subprocess.Popen) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+        if p.stdout:
+            p.stdout.close()
+
+
+def holders(runtime, ids: list[int]) -> dict[int, tuple[str, str | None, datetime | None]]:
+    with runtime.db.session() as s:
+        return {r.id: (r.state, r.lease_token, r.lease_until) for r in s.execute(text(
+            "SELECT id, state, lease_token, lease_until FROM payouts WHERE id = ANY(:ids)"), {"ids": ids})}
+
+
+def test_killed_payout_worker_batch_is_taken_back_while_a_slow_one_keeps_its_own(
+        runtime, premium_sandbox, zc_sandbox, database_url, tmp_path):
+    install_payouts(runtime, default_lease_toml(zc_sandbox.url))  # this process: the surviving worker
+    wdir = tmp_path / "worker"
+    wdir.mkdir()
+    cfg = write_config(wdir, premium_sandbox.url, extra=default_lease_toml(zc_sandbox.url, timeout=60))
+    env = {**make_env(cfg, database_url, None), **payout_env()}
+    # Every transfer is committed by the provider, which then takes 20 s to answer: longer than a lease.
+    # (Small amounts: 15 payouts stay within the sandbox agent's RUB balance.)
+    zc_sandbox.engine.knobs.update(fail_after_commit_rate=1.0, fail_after_commit_mode="hang", hang_seconds=20)
+
+    # Worker A: slow but alive. 3 payouts on 2 threads: two calls in flight for 20 s, one waiting for them.
+    for _ in range(3):
+        mirror_bid(runtime, premium_sandbox, amount="5")
+    engine.create_due_payouts(runtime)
+    slow = [p.id for p in payouts(runtime)]
+    a = start_worker(PAYOUT_WORKER, {**env, "LEASE_TEST_THREADS": "2"})
+    procs = [a]
+    try:
+        wait_for(lambda: {h[0] for h in holders(runtime, slow).values()} == {"submitting"}
+                 and sum(zc_sandbox.engine.executed(p.idempotency_key) for p in payouts(runtime)) == 2,
+                 20, "worker A to be inside two calls", a)
+        first = holders(runtime, slow)
+        a_token = first[slow[0]][1]
+        a_expiry = max(h[2] for h in first.values())
+
+        # Worker B: 12 payouts on 8 threads: 8 calls in flight (committed, unanswered), 4 waiting. Killed.
+        for _ in range(12):
+            mirror_bid(runtime, premium_sandbox, amount="5")
+        assert engine.create_due_payouts(runtime) == 12
+        dead = [p.id for p in payouts(runtime) if p.id not in slow]
+        keys = {p.id: p.idempotency_key for p in payouts(runtime)}
+        b = start_worker(PAYOUT_WORKER, {**env, "LEASE_TEST_THREADS": "8"})
+        procs.append(b)
+        wait_for(lambda: {h[0] for h in holders(runtime, dead).values()} == {"submitting"}
+                 and sum(zc_sandbox.engine.executed(keys[i]) for i in dead) == 8, 20, "worker B to be inside 8 calls", b)
+        b_token = holders(runtime, dead)[dead[0]][1]
+        assert b_token != a_token and {h[1] for h in holders(runtime, dead).values()} == {b_token}
+        os.kill(b.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        assert b.wait(10) == -signal.SIGKILL
+        zc_sandbox.engine.knobs.update(fail_after_commit_rate=0.0)  # new calls answer at once
+
+        # This process ticks like the payouts-tick beat (reap, submit, complete) every PAYOUTS_TICK_SECONDS.
+        taken_back = None
+        renewed_past_first_expiry = False
+        next_tick = time.monotonic()
+        while taken_back is None or a.poll() is None:
+            assert time.monotonic() - killed < 90, ("neither taken back nor finished in 90 s",
+                                                    taken_back, a.poll(), holders(runtime, slow + dead))
+            if time.monotonic() >= next_tick:
+                engine.tick(runtime)
+                next_tick += PAYOUTS_TICK_SECONDS
+            now_held = holders(runtime, slow + dead)
+            if taken_back is None and not any(h[1] == b_token for h in now_held.values()):
+                taken_back = time.monotonic() - killed
+            for i in slow:  # A's payouts: held by A until A itself finishes them, never by anyone else
+                state, token, until = now_held[i]
+                assert state == "succeeded" if token != a_token else state == "submitting", now_held[i]
+                if token == a_token and reconcile.now_utc() > a_expiry + timedelta(seconds=1):
+                    assert until > a_expiry
+                    renewed_past_first_expiry = True
+            time.sleep(0.1)
+        out = a.stdout.read()
+        assert a.returncode == 0 and "{'succeeded': 3}" in out, out
+    finally:
+        stop(*procs)
+
+    print(f"\nlease take-back, payouts: {len(dead)} claims of a SIGKILLed worker taken back {taken_back:.1f} s "
+          f"after the kill (lease {LEASE} s, tick {PAYOUTS_TICK_SECONDS} s)")
+    assert taken_back <= TAKE_BACK_LIMIT
+    assert renewed_past_first_expiry  # A held its calls past the lease it started with
+
+    for i in range(20):  # settle: later checks and completions become due
+        engine.tick(runtime, later(60 * (i + 1)))
+    assert open_attempts(runtime) == 0
+    for p in payouts(runtime):
+        kinds = [(a.kind, a.outcome) for a in attempts(runtime, p.id)]
+        assert p.state == "succeeded" and p.bid_completed_at is not None, (p.id, p.state, kinds)
+        assert zc_sandbox.engine.executed(p.idempotency_key) == 1
+        if p.id in slow:
+            assert kinds == [("submit", "succeeded"), ("complete", "succeeded")]
+        elif p.attempts == 1 and p.checks == 0:  # B never started it: returned, sent once
+            assert kinds == [("submit", "succeeded"), ("complete", "succeeded")]
+        else:  # B's send was in flight: lost, then found at the provider, never sent again
+            assert kinds == [("submit", "lost"), ("find", "succeeded"), ("complete", "succeeded")]
+    lost_sends = sum(1 for p in payouts(runtime) if attempts(runtime, p.id)[0].outcome == "lost")
+    assert lost_sends == 8
+    assert_invariant(runtime, zc_sandbox)
+
+
+def poll_rows(db, bid_ids: list[int]) -> dict[int, tuple[str | None, int, datetime | None]]:
+    with db.session() as s:
+        return {r.bid_id: (r.lease_token, r.polls, r.next_poll_at) for r in s.execute(text(
+            "SELECT bid_id, lease_token, polls, next_poll_at FROM bid_polls WHERE bid_id = ANY(:ids)"),
+            {"ids": bid_ids})}
+
+
+def test_killed_poller_bids_are_polled_again_while_a_slow_one_keeps_its_own(
+        runtime, db, premium_sandbox, database_url, tmp_path):
+    rids = [premium_sandbox.engine.add_bid(status="new") for _ in range(13)]
+    for rid in rids:
+        poll.refresh(runtime, "main", rid, "callback")
+    with db.session() as s:
+        ids = dict(s.execute(text("SELECT remote_id, id FROM bids")).all())
+        s.execute(text("UPDATE bid_polls SET next_poll_at = now() + interval '1 hour'"))
+    slow, dead = [ids[r] for r in rids[:3]], [ids[r] for r in rids[3:]]
+    wdir = tmp_path / "worker"
+    wdir.mkdir()
+    cfg = write_config(wdir, premium_sandbox.url)
+    cfg.write_text(cfg.read_text().replace("timeout = 5\n", "timeout = 60\n"))
+    env = make_env(cfg, database_url, None)
+
+    def due(bid_ids):
+        with db.session() as s:
+            s.execute(text("UPDATE bid_polls SET next_poll_at = now() WHERE bid_id = ANY(:ids)"), {"ids": bid_ids})
+
+    premium_sandbox.engine.knobs.latency = 20  # every bid_info from now on takes 20 s: longer than a lease
+    procs = []
+    try:
+        due(slow)
+        a = start_worker(POLL_WORKER, env)
+        procs.append(a)
+        wait_for(lambda: all(r[0] for r in poll_rows(db, slow).values()), 20, "poller A to claim its bids", a)
+        first = poll_rows(db, slow)
+        a_token = first[slow[0]][0]
+        a_expiry = max(r[2] for r in first.values())
+        due(dead)
+        b = start_worker(POLL_WORKER, env)
+        procs.append(b)
+        wait_for(lambda: all(r[0] for r in poll_rows(db, dead).values()), 20, "poller B to claim its bids", b)
+        b_token = poll_rows(db, dead)[dead[0]][0]
+        assert b_token != a_token
+        time.sleep(1.0)  # its calls are on the wire
+        os.kill(b.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        assert b.wait(10) == -signal.SIGKILL
+        premium_sandbox.engine.knobs.latency = 0
+
+        # This process polls like the poll-due task does between beats (a round, then 0.5 s idle).
+        taken_back = None
+        renewed_past_first_expiry = False
+        while taken_back is None or a.poll() is None:
+            assert time.monotonic() - killed < 90, "neither polled again nor finished in 90 s"
+            poll.poll_due(runtime, budget_seconds=5)
+            rows = poll_rows(db, slow + dead)
+            if taken_back is None and all(rows[i][1] >= 1 for i in dead):
+                taken_back = time.monotonic() - killed
+            for i in slow:  # A's bids: polled by A alone, once, when its slow calls return
+                token, polls, next_at = rows[i]
+                assert (token == a_token and polls == 0) or (token is None and polls == 1), rows[i]
+                if token == a_token and reconcile.now_utc() > a_expiry + timedelta(seconds=1):
+                    assert next_at > a_expiry
+                    renewed_past_first_expiry = True
+            time.sleep(0.5)
+        out = a.stdout.read()
+        assert a.returncode == 0 and "worker result 3 0" in out, out
+    finally:
+        premium_sandbox.engine.knobs.latency = 0
+        stop(*procs)
+
+    print(f"\nlease take-back, polls: {len(dead)} bids of a SIGKILLed poller polled again {taken_back:.1f} s "
+          f"after the kill (lease {poll.LEASE.total_seconds():.0f} s)")
+    assert taken_back <= TAKE_BACK_LIMIT
+    assert renewed_past_first_expiry
+    rows = poll_rows(db, slow + dead)
+    assert all(rows[i][:2] == (None, 1) for i in slow + dead), rows  # each polled exactly once after all
