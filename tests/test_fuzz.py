@@ -391,7 +391,7 @@ def test_bid_api_detail(edge_client, db, conformance, one_bid, exchanger, remote
 
 
 @FUZZ
-@given(path=st.sampled_from(["/stuck", "/stuck.json", "/api/v1/openapi.json"]),
+@given(path=st.sampled_from(["/stuck", "/stuck.json", "/api/v1/openapi.json", "/healthz", "/readyz", "/metrics"]),
        query=st.dictionaries(any_text, any_text, max_size=3),
        authorization=st.one_of(st.none(), st.just(AUTH["Authorization"]), any_text.map(lambda t: "Basic " + t),
                                any_text.map(lambda t: "Bearer " + t)))

@@ -81,6 +81,9 @@ def test_the_live_app_keeps_its_document(live_web, paysera_signing_key, mode):
     assert len(operations) == sum(len(methods) for methods in served.values()) - 1 >= 8
     turn = itertools.count()
     for operation in operations:
+        spec = served[operation.path][operation.method.lower()]
+        if mode is GenerationMode.NEGATIVE and not (spec.get("parameters") or spec.get("requestBody")):
+            continue  # nothing a request to it could get wrong (GET /healthz)
 
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck),

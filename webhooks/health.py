@@ -22,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from models import liveness as liveness_rows
 from models.queries import metrics_snapshot
+from webhooks.openapi import documented
 from worker.liveness import METRICS_WINDOW, Thresholds
 
 log = logging.getLogger("exsync.webhooks.health")
@@ -32,6 +33,7 @@ POLL_STATES = ("active", "done", "gave_up")
 
 
 @bp.get("/healthz")
+@documented(summary="Liveness: the process answers (no I/O)", tags=["health"], responses={200: "Health"})
 def healthz():
     return jsonify(ok=True)
 
@@ -76,6 +78,8 @@ GATING = ("postgres", "redis")
 
 
 @bp.get("/readyz")
+@documented(summary="Readiness: callbacks can be stored (Postgres and Redis); workers reported", tags=["health"],
+            responses={200: "Ready", 503: "Ready"})
 def readyz():
     checks = {"postgres": _check_postgres(), "redis": _check_redis()}
     failed = [name for name, result in checks.items() if result != "ok"]
@@ -176,6 +180,9 @@ def registry_for(runtime) -> CollectorRegistry:
 
 
 @bp.get("/metrics")
+@documented(summary="Prometheus metrics, read from Postgres at scrape time", tags=["health"],
+            responses={200: {"description": "Prometheus text format 0.0.4",
+                             "content": {"text/plain": {"schema": {"type": "string"}}}}})
 def metrics():
     registry = current_app.extensions.get("exsync.metrics")
     if registry is None:
