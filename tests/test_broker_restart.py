@@ -8,7 +8,7 @@ and published to Redis (what the web app does); what a restart wipes from Redis 
 real sweeper task (``requeue_inbox``, what beat runs).
 
 Figures (restarts done and survived, seconds to recover, events processed) are printed (``pytest -s``)
-and written to ``$EXSYNC_HARDENING_RESULTS/broker_restart.json`` when that variable is set.
+and recorded by ``tests/hardening.py`` (the file ``$EXSYNC_HARDENING_RESULTS``) when that variable is set.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
+from tests import hardening
 from tests.conftest import make_env, write_config
 from worker.config import ConfigError, load_settings
 from worker.liveness import EXIT_STALLED, Thresholds, canary_queue, stale_for
@@ -37,7 +38,6 @@ pytestmark = pytest.mark.timeout(240)
 
 RESTARTS = 10
 CANARY = {"EXSYNC_CANARY_INTERVAL": "0.5", "EXSYNC_CANARY_STALE_AFTER": "6"}
-RESULTS: dict = {}
 
 
 # -- real parts --------------------------------------------------------------------------------------
@@ -213,12 +213,8 @@ def inbox_states(db) -> dict[str, int]:
 
 
 def record(name: str, figures: dict) -> None:
-    RESULTS[name] = figures
     print(f"\n[broker-restart] {name}: " + json.dumps(figures, sort_keys=True))
-    out = os.environ.get("EXSYNC_HARDENING_RESULTS")
-    if out:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "broker_restart.json").write_text(json.dumps(RESULTS, indent=2, sort_keys=True))
+    hardening.record(f"broker_restart_{name}", figures)
 
 
 # -- Redis restarted 10 times under load ---------------------------------------------------------------
