@@ -25,6 +25,7 @@ from test_payout_engine import (  # noqa: F401 - fixtures
     attempts, install_payouts, later, mirror_bid, payout_env, payout_toml, payouts, zc_sandbox,
 )
 from test_payout_faults import assert_invariant
+from tests import hardening
 from worker import leases, poll, reconcile
 from worker.beat import PAYOUTS_TICK_SECONDS
 from worker.payout_config import PayoutSettings
@@ -418,6 +419,8 @@ def test_killed_payout_worker_batch_is_taken_back_while_a_slow_one_keeps_its_own
 
     print(f"\nlease take-back, payouts: {len(dead)} claims of a SIGKILLed worker taken back {taken_back:.1f} s "
           f"after the kill (lease {LEASE} s, tick {PAYOUTS_TICK_SECONDS} s)")
+    hardening.record("lease_take_back_payouts", {"claims": len(dead), "seconds": round(taken_back, 1),
+                                                 "lease": LEASE, "tick": PAYOUTS_TICK_SECONDS})
     assert taken_back <= TAKE_BACK_LIMIT
     assert renewed_past_first_expiry  # A held its calls past the lease it started with
 
@@ -511,6 +514,8 @@ def test_killed_poller_bids_are_polled_again_while_a_slow_one_keeps_its_own(
 
     print(f"\nlease take-back, polls: {len(dead)} bids of a SIGKILLed poller polled again {taken_back:.1f} s "
           f"after the kill (lease {poll.LEASE.total_seconds():.0f} s)")
+    hardening.record("lease_take_back_polls", {"bids": len(dead), "seconds": round(taken_back, 1),
+                                               "lease": poll.LEASE.total_seconds()})
     assert taken_back <= TAKE_BACK_LIMIT
     assert renewed_past_first_expiry
     rows = poll_rows(db, slow + dead)
