@@ -8,6 +8,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY cli ./cli
+COPY core ./core
+COPY devtools ./devtools
 COPY models ./models
 COPY providers ./providers
 COPY webhooks ./webhooks

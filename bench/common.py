@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Iterator
 
 from models.db import Database
-from worker import runtime as runtime_mod
-from worker.config import load_settings
-from worker.embedded import EmbeddedPostgres, EmbeddedRedis, create_database, drop_database
-from worker.migrate import upgrade
+from core import runtime as runtime_mod
+from core.config import load_settings
+from devtools.embedded import EmbeddedPostgres, EmbeddedRedis, create_database, drop_database
+from models.migrate import upgrade
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -35,11 +35,12 @@ from decimal import Decimal
 from psycopg2.extras import execute_values
 from sqlalchemy import text
 
+from core.clock import now_utc
 from bench.common import database, report, runtime_for, settings_for
 from providers.payouts import PayoutRequest
 from providers.sandbox_server import serve
 from worker import reconcile
-from worker.payout_config import load_payout_config
+from core.payout_config import load_payout_config
 from worker.payouts import engine
 
 OPEN = ("pending", "submitting", "submitted", "unknown")
@@ -189,7 +190,7 @@ destination_field = "account2"
 
 def seed_bids(rt, n: int, names: list[str]) -> None:
     """N bids in ``realpay`` straight into the mirror, spread over the providers (batched)."""
-    now = reconcile.now_utc()
+    now = now_utc()
     for start in range(0, n, 1000):
         snaps, fields = [], []
         for i in range(start, min(n, start + 1000)):
@@ -219,7 +220,7 @@ def drive(rt, pool, sb: Sandboxes, deadline: float) -> tuple[int, int]:
     created = engine.create_due_payouts(rt)
     rounds = 0
     while time.monotonic() < deadline:
-        now = reconcile.now_utc() + timedelta(seconds=5)
+        now = now_utc() + timedelta(seconds=5)
         engine.reap(rt, now)
         out = engine.submit_due(rt, now, pool=pool)
         rounds += 1

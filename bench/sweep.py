@@ -15,6 +15,7 @@ import time
 from psycopg2.extras import execute_values
 from sqlalchemy import text
 
+from core.clock import now_utc
 from bench.common import database, report, runtime_for, settings_for
 from worker import reconcile
 from worker.sweep import sweep_exchanger
@@ -28,7 +29,7 @@ def baseline_upsert(rt, pages) -> float:
     sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS if c not in ("exchanger", "remote_id"))
     sql = (f"INSERT INTO bench_baseline ({', '.join(COLUMNS)}) VALUES %s "
            f"ON CONFLICT (exchanger, remote_id) DO UPDATE SET {sets}")
-    now = reconcile.now_utc()
+    now = now_utc()
     started = time.perf_counter()
     for page in pages:
         rows = [tuple(["main", s.remote_id, s.status, s.observed_at, s.remote_changed_at, "sweep", now, now]
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
         pages = []
         for page in client.iter_exchanges(start_time=empty.window_start, end_time=empty.cursor_time,
                                           page_size=rt.settings.sweep_page_size):
-            pages.append(reconcile.snapshots(page, reconcile.now_utc())[0])
+            pages.append(reconcile.snapshots(page, now_utc())[0])
         base_empty = baseline_upsert(rt, pages)
         base_full = baseline_upsert(rt, pages)
         with rt.db.engine.connect() as conn:

@@ -1,4 +1,4 @@
-"""Alembic environment. The URL comes from the caller (worker.migrate) or EXSYNC_DATABASE_URL."""
+"""Alembic environment. The URL comes from the caller (models.migrate) or EXSYNC_DATABASE_URL."""
 import os
 
 from alembic import context

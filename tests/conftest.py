@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import text
 
 from models.db import Database
-from worker import runtime as runtime_mod
-from worker.config import load_settings
-from worker.embedded import EmbeddedPostgres, EmbeddedRedis, create_database, drop_database
-from worker.migrate import upgrade
+from core import runtime as runtime_mod
+from core.config import load_settings
+from devtools.embedded import EmbeddedPostgres, EmbeddedRedis, create_database, drop_database
+from models.migrate import upgrade
 
 TABLES = ["bid_status_changes", "bid_polls", "bids", "inbox_events", "sweep_cursors"]
 WEBHOOK_TOKEN = "whtok_" + "a1b2c3d4e5f6g7h8"
@@ -142,7 +142,7 @@ def settings(tmp_path, premium_sandbox, database_url, redis_url):
 def forget_webhook_failures(redis_url: str) -> None:
     """Each test starts with no webhook failures counted against any source (webhooks/throttle.py):
     every test client and live server here sends from the same few addresses."""
-    from worker.redis_url import client as redis_client
+    from core.redis_url import client as redis_client
 
     r = redis_client(redis_url)
     for key in r.scan_iter("exsync:webhook-failures:*"):
@@ -254,7 +254,7 @@ def edge_env(tmp_path, premium_sandbox, database_url, redis_url, paysera_signing
 
 @pytest.fixture
 def edge_runtime(edge_env, db, redis_url):
-    from worker.payout_config import load_payout_config_from_env
+    from core.payout_config import load_payout_config_from_env
 
     forget_webhook_failures(redis_url)
     rt = runtime_mod.Runtime(load_settings(edge_env), _db=db)
@@ -299,7 +299,7 @@ def live_web(edge_env, db, tmp_path):
     env = {**os.environ, **edge_env, "EXSYNC_WEB_BIND": f"127.0.0.1:{port}",
            "EXSYNC_LOG_LEVEL": edge_env.get("EXSYNC_LOG_LEVEL", "WARNING")}
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "web", "--workers", "1", "--threads", "4"],
+        proc = subprocess.Popen([sys.executable, "-m", "cli", "web", "--workers", "1", "--threads", "4"],
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

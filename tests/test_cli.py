@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from models import Bid, BidStatusChange, InboxEvent
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, make_env, write_config
 from worker import reconcile
-from worker.cli import cli
+from cli import cli
 
 USDT_ADDRESS = "TQn9Y2khEsLJW1ChVWFMSMeRDow5KcbLSE"
 
@@ -336,7 +336,7 @@ def test_inbox_replay_all_failed(env, db):
 
 
 def test_inbox_replay_enqueues_when_a_broker_is_configured(env, db, redis_url):
-    from worker.redis_url import client
+    from core.redis_url import client
 
     failed, _, _ = seed_inbox(db)
     broker = client(redis_url)
@@ -377,7 +377,7 @@ def test_sandbox_command_serves_and_prints_its_credentials(tmp_path):
     from providers.premium import PremiumClient
 
     login, key = "L" * 16 + "0123456789abcdef", "K" * 16 + "fedcba9876543210"
-    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "sandbox", "premium", "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "sandbox", "premium", "--port", "0",
                              "--login", login, "--key", key, "--latency", "0.01"],
                             stdout=subprocess.PIPE, text=True)
     try:
@@ -395,7 +395,7 @@ def test_sandbox_command_serves_and_prints_its_credentials(tmp_path):
 
 @pytest.mark.parametrize("provider", ["premium", "zaleycash", "gateway", "paysera"])
 def test_every_sandbox_builds_and_says_what_it_accepts(provider):
-    from worker import sandboxes
+    from devtools import sandboxes
 
     app = sandboxes.build(provider, latency=0.0, error_rate=0.0, fail_after_commit_rate=0.0, seed=1)
     try:

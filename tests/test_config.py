@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.config import DEFAULT_LADDER, ConfigError, Settings, load_settings
+from core.config import DEFAULT_LADDER, ConfigError, Settings, load_settings
 
 LOGIN = "A" * 16 + "b" * 8 + "12345678"
 KEY = "K" * 24 + "87654321"

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from worker.cli import cli
+from cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 EXSYNC_SERVICES = ("migrate", "web", "worker", "beat")

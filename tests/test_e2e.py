@@ -17,8 +17,8 @@ from sqlalchemy import func, select, text
 from werkzeug.serving import make_server
 
 from models import Bid, BidStatusChange, InboxEvent
-from worker import runtime as runtime_mod
-from worker.config import load_settings
+from core import runtime as runtime_mod
+from core.config import load_settings
 from tests.conftest import make_env, write_config
 
 PATHS = [

@@ -15,7 +15,7 @@ from models.db import Database
 from webhooks.app import create_app
 from worker.reconcile import Snapshot, apply_snapshot
 from worker.liveness import Thresholds
-from worker.runtime import Runtime
+from core.runtime import Runtime
 
 
 def test_healthz_does_no_io(settings):

@@ -4,13 +4,14 @@ from datetime import timedelta
 from freezegun import freeze_time
 from sqlalchemy import select
 
+from core.clock import now_utc
 from models import Bid, BidStatusChange, InboxEvent
-from worker import inbox, reconcile
+from worker import inbox
 
 
 def store(db, bid_id, status="payed", endpoint="main", provider="premium", payload=None):
     with db.session() as s:
-        ev = InboxEvent(provider=provider, endpoint=endpoint, headers={}, received_at=reconcile.now_utc(), body=f"bid_id={bid_id}&status={status}".encode(),
+        ev = InboxEvent(provider=provider, endpoint=endpoint, headers={}, received_at=now_utc(), body=f"bid_id={bid_id}&status={status}".encode(),
                         content_type="application/x-www-form-urlencoded",
                         payload={"bid_id": bid_id, "status": status} if payload is None else payload)
         s.add(ev)
@@ -98,12 +99,12 @@ def test_events_whose_message_was_lost_are_found_again_after_the_grace_time(runt
     grace = timedelta(seconds=runtime.settings.inbox_retry_after)
     with freeze_time("2026-07-01 10:00:00") as clock:
         eid = store(db, premium_sandbox.engine.add_bid())
-        assert inbox.due_events(runtime, reconcile.now_utc()) == []  # still fresh: its message may be queued
+        assert inbox.due_events(runtime, now_utc()) == []  # still fresh: its message may be queued
         clock.tick(grace + timedelta(seconds=1))
-        assert inbox.due_events(runtime, reconcile.now_utc()) == [eid]
-        assert inbox.due_events(runtime, reconcile.now_utc()) == []  # leased: not enqueued twice
+        assert inbox.due_events(runtime, now_utc()) == [eid]
+        assert inbox.due_events(runtime, now_utc()) == []  # leased: not enqueued twice
         clock.tick(grace + timedelta(seconds=1))
-        assert inbox.due_events(runtime, reconcile.now_utc()) == [eid]  # still not processed: again
+        assert inbox.due_events(runtime, now_utc()) == [eid]  # still not processed: again
 
 
 def test_failed_events_come_back_when_their_backoff_has_passed(runtime, db, premium_sandbox):
@@ -112,6 +113,6 @@ def test_failed_events_come_back_when_their_backoff_has_passed(runtime, db, prem
         premium_sandbox.engine.knobs.maintenance = True
         inbox.process_event(runtime, eid)
         premium_sandbox.engine.knobs.maintenance = False
-        assert inbox.due_events(runtime, reconcile.now_utc()) == []
+        assert inbox.due_events(runtime, now_utc()) == []
         clock.tick(inbox.backoff(1) + timedelta(seconds=1))
-        assert inbox.due_events(runtime, reconcile.now_utc()) == [eid]
+        assert inbox.due_events(runtime, now_utc()) == [eid]

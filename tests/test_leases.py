@@ -25,10 +25,11 @@ from test_payout_engine import (  # noqa: F401 - fixtures
     attempts, install_payouts, later, mirror_bid, payout_env, payout_toml, payouts, zc_sandbox,
 )
 from test_payout_faults import assert_invariant
+from core.clock import now_utc
 from tests import hardening
-from worker import leases, poll, reconcile
+from worker import leases, poll
 from worker.beat import PAYOUTS_TICK_SECONDS
-from worker.payout_config import PayoutSettings
+from core.payout_config import PayoutSettings
 from worker.payouts import engine, rails
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,9 +67,9 @@ def test_reaper_takes_back_a_lost_batch_by_what_each_item_was_doing(runtime, pre
 
     batch = {c.id: c for c in engine.claim(runtime)}
     assert len(batch) == 3 and len({c.token for c in batch.values()}) == 1
-    assert engine._start_attempt(runtime, batch[sending.id], "submit", reconcile.now_utc())
+    assert engine._start_attempt(runtime, batch[sending.id], "submit", now_utc())
     rails.rail_for(runtime, "zc").send(rails.request_for(batch[sending.id].row))  # it reached the provider
-    assert engine._start_attempt(runtime, batch[finding.id], "find", reconcile.now_utc())
+    assert engine._start_attempt(runtime, batch[finding.id], "find", now_utc())
     # ...and the worker dies: one send and one find in flight, one item not started.
 
     assert engine.reap(runtime, later(LEASE - 2)) == 0  # the lease still holds
@@ -102,7 +103,7 @@ def test_a_worker_that_lost_its_claim_changes_nothing(runtime, premium_sandbox, 
     mirror_bid(runtime, premium_sandbox)
     engine.create_due_payouts(runtime)
     (old,) = engine.claim(runtime)
-    aid, _ = engine._start_attempt(runtime, old, "submit", reconcile.now_utc())
+    aid, _ = engine._start_attempt(runtime, old, "submit", now_utc())
     # The old worker stalls past its lease (no heartbeat); the payout is taken back and claimed anew.
     assert engine.reap(runtime, later(LEASE + 1)) == 1
     (new,) = engine.claim(runtime, later(LEASE + 2))
@@ -110,7 +111,7 @@ def test_a_worker_that_lost_its_claim_changes_nothing(runtime, premium_sandbox, 
     before = row(runtime, new.id)
 
     # Everything the old worker might still try is refused by the token, whatever lease_until says.
-    assert engine._start_attempt(runtime, old, "submit", reconcile.now_utc()) is None
+    assert engine._start_attempt(runtime, old, "submit", now_utc()) is None
     # Its call comes back at last (here: refused before anything was paid); the payout is not touched.
     assert engine._finish(runtime, old, aid, outcome="retryable", state="pending", delay=30, error="HTTP 503") is False
     assert engine.process(runtime, old) == "lease_lost"
@@ -134,8 +135,8 @@ def test_a_success_bid_cut_off_is_taken_back_and_its_attempt_closed(runtime, pre
     rid = mirror_bid(runtime, premium_sandbox)
     engine.create_due_payouts(runtime)
     assert engine.submit_due(runtime) == {"succeeded": 1}
-    (r,) = engine._claim_completions(runtime, reconcile.now_utc(), 10)
-    assert engine._start_completion(runtime, r, reconcile.now_utc())
+    (r,) = engine._claim_completions(runtime, now_utc(), 10)
+    assert engine._start_completion(runtime, r, now_utc())
     # ...the worker is killed inside success_bid: the attempt row says 'started'.
     assert open_attempts(runtime) == 1
     assert engine.complete_due(runtime, later(60)) == 0  # held: nobody else completes it meanwhile
@@ -158,7 +159,7 @@ def test_heartbeat_renews_a_whole_batch_in_one_statement(runtime, premium_sandbo
     for _ in range(5):
         mirror_bid(runtime, premium_sandbox)
     engine.create_due_payouts(runtime)
-    start = (reconcile.now_utc() + timedelta(seconds=1)).replace(microsecond=0)
+    start = (now_utc() + timedelta(seconds=1)).replace(microsecond=0)
     statements: list[str] = []
     me = threading.get_ident()
 
@@ -225,8 +226,8 @@ def test_a_slow_poller_keeps_its_claims_and_a_lost_one_is_due_again(runtime, db,
         for rid in rids:
             poll.refresh(runtime, "main", rid, "callback")
         clock.tick(timedelta(hours=1))
-        slow = poll.claim_due(runtime, reconcile.now_utc(), 2)
-        lost = poll.claim_due(runtime, reconcile.now_utc(), 10)
+        slow = poll.claim_due(runtime, now_utc(), 2)
+        lost = poll.claim_due(runtime, now_utc(), 10)
         assert len(slow) == 2 and len(lost) == 1 and slow[0].token != lost[0].token
         beat = leases.Heartbeat(db)
         with beat.hold(poll.LEASES, slow[0].token, [c.bid_id for c in slow]):
@@ -234,7 +235,7 @@ def test_a_slow_poller_keeps_its_claims_and_a_lost_one_is_due_again(runtime, db,
             assert beat.beat() == 2
             clock.tick(timedelta(seconds=2))
             # Past the first expiry: the lost worker's bid is due again, the slow worker's are not.
-            again = poll.claim_due(runtime, reconcile.now_utc(), 10)
+            again = poll.claim_due(runtime, now_utc(), 10)
             assert [c.bid_id for c in again] == [lost[0].bid_id]
             # The slow worker's answers still land; the lost worker's late answer is ignored.
             for c in slow:
@@ -255,8 +256,8 @@ def test_migration_0005_matches_the_models_and_closes_attempts_left_started(db, 
 
     from models import Base
     from models.db import Database
-    from worker.embedded import create_database, drop_database
-    from worker.migrate import alembic_config, upgrade
+    from devtools.embedded import create_database, drop_database
+    from models.migrate import alembic_config, upgrade
 
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
@@ -296,8 +297,8 @@ def test_migration_0005_matches_the_models_and_closes_attempts_left_started(db, 
 PAYOUT_WORKER = """
 import os
 from concurrent.futures import ThreadPoolExecutor
-from worker import runtime as rm
-from worker.config import load_settings
+from core import runtime as rm
+from core.config import load_settings
 from worker.payouts import engine
 rt = rm.Runtime(load_settings(os.environ))
 rm.install(rt)
@@ -308,8 +309,8 @@ print("worker result", engine.submit_due(rt, pool=pool), flush=True)
 POLL_WORKER = """
 import os
 from worker import poll
-from worker import runtime as rm
-from worker.config import load_settings
+from core import runtime as rm
+from core.config import load_settings
 rt = rm.Runtime(load_settings(os.environ))
 rm.install(rt)
 r = poll.poll_due(rt, budget_seconds=1.0)
@@ -408,7 +409,7 @@ def test_killed_payout_worker_batch_is_taken_back_while_a_slow_one_keeps_its_own
             for i in slow:  # A's payouts: held by A until A itself finishes them, never by anyone else
                 state, token, until = now_held[i]
                 assert state == "succeeded" if token != a_token else state == "submitting", now_held[i]
-                if token == a_token and reconcile.now_utc() > a_expiry + timedelta(seconds=1):
+                if token == a_token and now_utc() > a_expiry + timedelta(seconds=1):
                     assert until > a_expiry
                     renewed_past_first_expiry = True
             time.sleep(0.1)
@@ -502,7 +503,7 @@ def test_killed_poller_bids_are_polled_again_while_a_slow_one_keeps_its_own(
             for i in slow:  # A's bids: polled by A alone, once, when its slow calls return
                 token, polls, next_at = rows[i]
                 assert (token == a_token and polls == 0) or (token is None and polls == 1), rows[i]
-                if token == a_token and reconcile.now_utc() > a_expiry + timedelta(seconds=1):
+                if token == a_token and now_utc() > a_expiry + timedelta(seconds=1):
                     assert next_at > a_expiry
                     renewed_past_first_expiry = True
             time.sleep(0.5)

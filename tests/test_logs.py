@@ -20,8 +20,8 @@ from urllib.parse import quote, unquote, unquote_plus
 import pytest
 from hypothesis import HealthCheck, assume, given, settings as hsettings, strategies as st
 
-from worker.config import ExchangerConfig, Settings
-from worker.logs import MASK, GunicornLogger, RedactSecrets, setup_logging
+from core.config import ExchangerConfig, Settings
+from core.logs import MASK, GunicornLogger, RedactSecrets, setup_logging
 
 KEY = "Kx" * 16
 TOKEN = "hook_" + "t0k3n" * 4
@@ -144,7 +144,7 @@ def test_without_secrets_lines_are_untouched():
 
 
 def test_payout_provider_secrets_named_in_the_config_are_redacted_too(tmp_path):
-    from worker.config import load_settings
+    from core.config import load_settings
 
     cfg = tmp_path / "exsync.toml"
     cfg.write_text('[providers.zc]\ntype = "zaleycash"\nbase_url = "https://zaleycash.example"\n'
@@ -317,7 +317,7 @@ def test_real_gunicorn_at_debug_logs_no_form_of_any_secret(tmp_path, premium_san
     from providers.premium.sandbox import DEFAULT_KEY
     from tests.conftest import API_TOKEN as api_token, WEBHOOK_TOKEN as hook_token, forget_webhook_failures, \
         make_env, write_config
-    from worker.redis_url import client as redis_client
+    from core.redis_url import client as redis_client
 
     r = redis_client(redis_url)
     forget_webhook_failures(redis_url)
@@ -327,7 +327,7 @@ def test_real_gunicorn_at_debug_logs_no_form_of_any_secret(tmp_path, premium_san
                         EXSYNC_LOG_LEVEL="DEBUG", EXSYNC_WEB_BIND=f"127.0.0.1:{port}"))
     log_path = tmp_path / "web.log"
     with open(log_path, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "web", "--workers", "1", "--threads", "4"],
+        proc = subprocess.Popen([sys.executable, "-m", "cli", "web", "--workers", "1", "--threads", "4"],
                                 env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
     rnd = random.Random(6)
     token_bytes = hook_token.encode()

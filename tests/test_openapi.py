@@ -100,7 +100,11 @@ def test_the_live_app_keeps_its_document(live_web, paysera_signing_key, mode):
             statuses[resp.status_code] += 1
             assert resp.status_code < 500, (case.operation.path, resp.status_code, resp.text[:500])
 
-        run()
+        try:
+            run()
+        except Exception as exc:  # the server's own account of a failure is in its log
+            log = live_web.log.read_text(errors="replace")[-4000:]
+            raise AssertionError(f"{operation.method.upper()} {operation.path} failed; server log tail:\n{log}") from exc
     record("schemathesis_" + mode.value, {"operations": len(operations), "requests": sum(statuses.values()),
                                            "statuses": dict(sorted(statuses.items()))})
 

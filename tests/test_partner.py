@@ -14,7 +14,7 @@ from sqlalchemy import text
 from providers.premium.sandbox import API_PATH, DEFAULT_KEY, DEFAULT_LOGIN
 from worker import partner as partner_mod
 from worker.beat import schedule
-from worker.cli import cli
+from cli import cli
 from worker.partner import PartnerRequestError, request_payout, sync_partner, validate_request
 
 

@@ -9,7 +9,7 @@ from conftest import make_env, write_config
 from sqlalchemy import text
 
 from test_payout_engine import install_payouts, mirror_bid, payout_env, payout_toml, payouts, zc_sandbox  # noqa: F401
-from worker.cli import cli
+from cli import cli
 from worker.payouts import engine
 
 

@@ -11,8 +11,8 @@ from decimal import Decimal
 
 import pytest
 
-from worker.config import ConfigError
-from worker.payout_config import PayoutConfig, load_payout_config, load_payout_config_from_env
+from core.config import ConfigError
+from core.payout_config import PayoutConfig, load_payout_config, load_payout_config_from_env
 
 ENV = {"ZC_SECRET": "zc-secret-value", "GW_KEY": "gw-key-value", "GW_SECRET": "gw-secret-value",
        "PS_KEY": "ps-mac-key-value"}

@@ -13,9 +13,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 
+from core.clock import now_utc
 from providers.sandbox_server import serve
 from worker import reconcile
-from worker.payout_config import load_payout_config
+from core.payout_config import load_payout_config
 from worker.payouts import engine
 
 ZC_USER = "1001"  # an active child of the ZaleyCash sandbox's agent
@@ -113,7 +114,7 @@ def mirror_bid(runtime, premium_sandbox, *, status: str = "realpay", direction_i
     fields = {"account2": ZC_USER} if fields is None else fields
     rid = premium_sandbox.engine.add_bid(direction_id=direction_id, amount=Decimal(amount), status=status,
                                          fields=fields)
-    observed = reconcile.now_utc()
+    observed = now_utc()
     bid = runtime.premium("main").bid_info(id=rid)
     snap = reconcile.Snapshot.from_provider(bid, observed)
     with runtime.db.session() as s:
@@ -134,7 +135,7 @@ def attempts(runtime, payout_id: int) -> list:
 
 
 def later(seconds: float):
-    return reconcile.now_utc() + timedelta(seconds=seconds)
+    return now_utc() + timedelta(seconds=seconds)
 
 
 def settle(runtime, *, rounds: int = 12, step: float = 0) -> None:
@@ -243,7 +244,7 @@ def test_review_reasons_and_approval(runtime, premium_sandbox, zc_sandbox):
 
     from worker.payouts import queries
     with runtime.db.session() as s:
-        assert queries.approve(s, by_rid[big].id, "alice", reconcile.now_utc()) == "pending"
+        assert queries.approve(s, by_rid[big].id, "alice", now_utc()) == "pending"
     assert engine.submit_due(runtime) == {"succeeded": 1}
     assert zc_sandbox.engine.executed(by_rid[big].idempotency_key) == 1
 

@@ -7,7 +7,7 @@ import tomllib
 import pytest
 
 from test_payout_engine import attempts, later, mirror_bid, payout_env, payouts  # noqa: F401
-from worker.payout_config import load_payout_config
+from core.payout_config import load_payout_config
 from worker.payouts import engine
 
 PS_ACCOUNT = "EVP0010000099999"  # the customer's Paysera account (the bid's account2)

@@ -11,8 +11,8 @@ from providers.errors import (
     UnknownOutcomeError, ValidationError,
 )
 from providers.payouts import PayoutResult
-from worker.config import ConfigError
-from worker.payout_config import PayoutSettings, load_payout_config
+from core.config import ConfigError
+from core.payout_config import PayoutSettings, load_payout_config
 from worker.payouts import rules
 
 ENV = {"ZC": "zc-secret", "GWK": "gw-key", "GWS": "gw-secret"}

@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 WORKER = """
 import os
-from worker import runtime as rm
-from worker.config import load_settings
+from core import runtime as rm
+from core.config import load_settings
 from worker.payouts import engine
 rt = rm.Runtime(load_settings(os.environ))
 rm.install(rt)

@@ -4,8 +4,9 @@ from datetime import datetime, timedelta, timezone
 from freezegun import freeze_time
 from sqlalchemy import select
 
+from core.clock import now_utc
 from models import Bid, BidPoll, BidStatusChange
-from worker import poll, reconcile
+from worker import poll
 
 START = datetime(2026, 5, 1, 10, 0, tzinfo=timezone.utc)
 
@@ -109,7 +110,7 @@ def test_a_claim_lost_with_its_worker_is_due_again_after_the_lease(runtime, db, 
         rid = premium_sandbox.engine.add_bid(status="new")
         mirror(runtime, rid)
         clock.tick(timedelta(hours=1))
-        now = reconcile.now_utc()
+        now = now_utc()
         assert len(poll.claim_due(runtime, now, 10)) == 1  # the worker dies here
         assert poll.claim_due(runtime, now, 10) == []  # leased: nobody else takes it meanwhile
         clock.tick(poll.LEASE)

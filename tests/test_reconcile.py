@@ -6,8 +6,8 @@ from threading import Barrier, Thread
 import pytest
 from sqlalchemy import func, select
 
+from core.clock import now_utc
 from models import Bid, BidPoll, BidStatusChange
-from worker import reconcile
 from worker.reconcile import InvalidObservation, Snapshot, apply_batch, apply_snapshot, mark_vanished
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -158,7 +158,7 @@ def test_batch_unarchives_a_bid_seen_again(db, settings):
 
 
 def test_now_utc_is_aware():
-    assert reconcile.now_utc().tzinfo is not None
+    assert now_utc().tzinfo is not None
 
 
 def test_batch_skips_rows_the_engine_reports_unchanged_and_writes_when_the_change_time_moves(db, settings):

@@ -3,7 +3,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from models import statuses as rules
-from worker.config import DEFAULT_LADDER
+from core.config import DEFAULT_LADDER
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

@@ -11,7 +11,7 @@ from models import BidPoll, InboxEvent
 from tests.conftest import API_TOKEN
 from webhooks.app import create_app
 from worker.reconcile import Snapshot, apply_snapshot
-from worker.runtime import Runtime
+from core.runtime import Runtime
 
 BEARER = {"Authorization": "Bearer " + API_TOKEN}
 

@@ -43,7 +43,7 @@ def healthz(url: str) -> bool:
 def child_named(sup: psutil.Process, name: str) -> psutil.Process | None:
     for proc in sup.children():
         try:
-            if proc.cmdline()[-2:] == ["worker.cli", name]:
+            if proc.cmdline()[-2:] == ["cli", name]:
                 return proc
         except psutil.NoSuchProcess:
             pass
@@ -66,7 +66,7 @@ def test_run_embedded_stack_restarts_children_and_stops_cleanly(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXSYNC_")}
     env.update(EXSYNC_DATA_DIR=data_dir, EXSYNC_WEB_BIND=f"127.0.0.1:{port}", EXSYNC_LOG_LEVEL="WARNING")
     out = open(tmp_path / "run.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "run", "--for", "300", "--stop-timeout", "10"],
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "run", "--for", "300", "--stop-timeout", "10"],
                             env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
     sup = psutil.Process(proc.pid)
     url = f"http://127.0.0.1:{port}"
@@ -112,7 +112,7 @@ def test_demo_creates_bids_through_exsync_the_mirror_catches_up_and_bids_are_pai
     show no payout executed twice."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXSYNC_")}
     env.update(CI="true", EXSYNC_DATA_DIR=str(tmp_path / "data"), EXSYNC_WEB_BIND=f"127.0.0.1:{free_port()}")
-    result = subprocess.run([sys.executable, "-m", "worker.cli", "demo", "--duration", "14", "--bids", "6",
+    result = subprocess.run([sys.executable, "-m", "cli", "demo", "--duration", "14", "--bids", "6",
                              "--interval", "0.5"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=110)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
@@ -144,8 +144,8 @@ def test_demo_creates_bids_through_exsync_the_mirror_catches_up_and_bids_are_pai
 def test_a_child_that_exits_0_unasked_is_restarted_with_back_off(tmp_path, database_url):
     """The supervisor never asks a child to stop before its own stop, so any exit is a failure to recover
     from, status 0 included. `exsync migrate` is a real child that exits 0 on its own."""
-    from worker.config import load_settings
-    from worker.supervisor import GaveUp, Stack
+    from core.config import load_settings
+    from devtools.supervisor import GaveUp, Stack
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXSYNC_")}
     env.update(EXSYNC_DATABASE_URL=database_url, EXSYNC_LOG_LEVEL="WARNING")

@@ -3,7 +3,7 @@ import dataclasses
 
 from webhooks.app import create_app
 from tests.conftest import WEBHOOK_TOKEN
-from worker import runtime as runtime_mod
+from core import runtime as runtime_mod
 
 GOOD = f"/webhooks/premium/main/{WEBHOOK_TOKEN}"
 BAD = "/webhooks/premium/main/" + "x" * len(WEBHOOK_TOKEN)
@@ -74,7 +74,7 @@ def test_redis_down_leaves_the_receiver_working_and_unthrottled(runtime, db):
 def test_limits_are_validated_naming_the_key():
     import pytest
 
-    from worker.config import ConfigError, load_settings
+    from core.config import ConfigError, load_settings
 
     with pytest.raises(ConfigError, match="EXSYNC_WEBHOOK_FAIL_LIMIT"):
         load_settings({"EXSYNC_WEBHOOK_FAIL_LIMIT": "0"})

@@ -21,11 +21,11 @@ from test_payout_paysera import PS_ACCOUNT, ps_sandbox  # noqa: F401
 from webhooks.app import create_app
 from worker import inbox
 from worker import payout_callbacks  # noqa: F401  (registers the handlers)
-from worker.config import ConfigError
-from worker.payout_config import load_payout_config
+from core.config import ConfigError
+from core.payout_config import load_payout_config
 from worker.payouts import engine
-from worker.redis_url import client as redis_client
-from worker.runtime import Runtime
+from core.redis_url import client as redis_client
+from core.runtime import Runtime
 
 GW_PATH = "/webhooks/gateway/gw"
 

@@ -13,9 +13,9 @@ from models import Bid, InboxEvent
 from models.db import Database
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
 from webhooks.app import create_app
-from worker.config import ConfigError
-from worker.redis_url import client as redis_client
-from worker.runtime import Runtime
+from core.config import ConfigError
+from core.redis_url import client as redis_client
+from core.runtime import Runtime
 
 URL = f"/webhooks/premium/main/{WEBHOOK_TOKEN}"
 QUEUE = "exsync"

@@ -41,7 +41,7 @@ from webhooks.auth import require_api_token
 from webhooks.inputs import json_body, path_text, query_number, query_text
 from webhooks.openapi import NO_NUL, documented, ref
 from worker import bids
-from worker.config import ConfigError
+from core.config import ConfigError
 from worker.reconcile import InvalidObservation
 
 log = logging.getLogger("exsync.api")

@@ -27,8 +27,8 @@ from providers.values import BadValue
 from webhooks.inbox import Inbox
 from webhooks.inputs import guard_input
 from webhooks.throttle import FAILURE_STATUSES, FailureThrottle
-from worker.config import ConfigError
-from worker.logs import redactor
+from core.config import ConfigError
+from core.logs import redactor
 
 log = logging.getLogger("exsync.webhooks")
 
@@ -51,7 +51,7 @@ def _error_name(exc: HTTPException) -> str:
 
 
 def create_app(runtime=None, env: Mapping[str, str] | None = None) -> Flask:
-    from worker import runtime as runtime_mod
+    from core import runtime as runtime_mod
 
     rt = runtime if runtime is not None else runtime_mod.get()
     proxies = trusted_proxies(os.environ if env is None else env)

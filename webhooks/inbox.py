@@ -31,7 +31,7 @@ import redis
 from sqlalchemy.engine import Engine
 
 from providers.values import clean_text
-from worker.redis_url import for_redis_py
+from core.redis_url import for_redis_py
 
 log = logging.getLogger("exsync.webhooks.inbox")
 

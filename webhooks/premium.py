@@ -32,7 +32,7 @@ from webhooks.inbox import Inbox, StorageUnavailable
 from webhooks.inputs import read_body
 from webhooks.openapi import documented
 from webhooks.receiving import error, event_record, fields, keep, one, too_large, unavailable
-from worker.logs import MASK
+from core.logs import MASK
 
 bp = Blueprint("premium", __name__)
 

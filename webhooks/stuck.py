@@ -15,7 +15,7 @@ from models.queries import TOP_ROWS, stuck_report
 from webhooks.api import jsonable
 from webhooks.auth import require_api_token
 from webhooks.openapi import documented
-from worker.reconcile import now_utc
+from core.clock import now_utc
 
 bp = Blueprint("stuck", __name__)
 

@@ -17,7 +17,7 @@ import logging
 
 import redis
 
-from worker.redis_url import client as redis_client
+from core.redis_url import client as redis_client
 
 log = logging.getLogger("exsync.webhooks.throttle")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from worker.config import Settings
+from core.config import Settings
 
 INBOX_SWEEP_SECONDS = 30
 PAYOUTS_TICK_SECONDS = 5

@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 from sqlalchemy import update
 
+from core import clock
 from models import Bid
 from models.queries import get_bid, get_bid_by_api_id
 from providers import values
@@ -156,7 +157,7 @@ def _found_again(runtime, exchanger: str, existing: dict, api_id: str, fields: d
 def _lookup(runtime, exchanger: str, api_id: str):
     """(provider item or None, observed_at) for the bid the engine holds under ``api_id``."""
     runtime.limiter(exchanger).acquire()
-    observed_at = reconcile.now_utc()
+    observed_at = clock.now_utc()
     items = runtime.premium(exchanger).get_exchanges(api_id=api_id)
     return next((i for i in items if i.api_id == api_id), None), observed_at
 
@@ -186,7 +187,7 @@ def create_bid(
 
     ``created`` is True only when this call's create_bid answered; a bid found again by its api_id
     (in the mirror, or on the engine after "api id not unique" or an unknown outcome) gives False.
-    Raises ``worker.config.ConfigError`` for an unknown exchanger, ``RequestError``/``FieldError`` for
+    Raises ``core.config.ConfigError`` for an unknown exchanger, ``RequestError``/``FieldError`` for
     bad input, ``OutcomeUnknown``/``LookupFailed`` as described above, and the provider's own errors
     otherwise (``ValidationError.fields`` holds the engine's error_fields).
     """
@@ -204,7 +205,7 @@ def create_bid(
 
     client = runtime.premium(exchanger)
     runtime.limiter(exchanger).acquire()
-    observed_at = reconcile.now_utc()
+    observed_at = clock.now_utc()
     try:
         bid = client.create_bid(direction_id, amount, calc_action=calc_action, api_id=api_id,
                                 callback_url=settings.callback_url(exchanger), **clean)

@@ -10,7 +10,7 @@ import os
 
 from celery import Celery
 
-from worker.config import Settings
+from core.config import Settings
 
 VISIBILITY_TIMEOUT = 3600
 MAX_COUNTDOWN = 300  # every countdown we use stays far below the visibility timeout
@@ -43,6 +43,6 @@ def configure(settings: Settings) -> Celery:
 
 # `celery -A worker.celery_app …` from a shell or a container: configure from the environment.
 if os.environ.get("EXSYNC_REDIS_URL"):
-    from worker import runtime as _runtime
+    from core import runtime as _runtime
 
     configure(_runtime.get().settings)

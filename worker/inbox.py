@@ -13,10 +13,11 @@ from typing import Callable, Iterable
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
+from core import clock
 from models import InboxEvent
 from providers.errors import NotFoundError, ProviderError
 from worker import reconcile
-from worker.runtime import Runtime
+from core.runtime import Runtime
 
 log = logging.getLogger("exsync.inbox")
 
@@ -41,7 +42,7 @@ def _handle_premium(runtime: Runtime, session: Session, event: InboxEvent) -> st
     except (KeyError, TypeError, ValueError):
         raise EventRejected("payload has no integer bid_id") from None
     runtime.limiter(exchanger).acquire()
-    observed_at = reconcile.now_utc()
+    observed_at = clock.now_utc()
     try:
         bid = runtime.premium(exchanger).bid_info(id=remote_id)
     except NotFoundError:
@@ -85,7 +86,7 @@ def process_event(runtime: Runtime, event_id: int) -> str:
             _fail(event, f"{type(exc).__name__}: {exc}", dead=dead, runtime=runtime)
             return f"{'dead' if dead else 'failed'}: {exc}"
         event.state = "processed"
-        event.processed_at = reconcile.now_utc()
+        event.processed_at = clock.now_utc()
         event.next_attempt_at = None
         event.last_error = None
         return result
@@ -94,7 +95,7 @@ def process_event(runtime: Runtime, event_id: int) -> str:
 def _fail(event: InboxEvent, error: str, *, dead: bool, runtime: Runtime) -> None:
     event.state = "dead" if dead else "failed"
     event.last_error = error[:2000]
-    event.next_attempt_at = None if dead else reconcile.now_utc() + backoff(event.attempts)
+    event.next_attempt_at = None if dead else clock.now_utc() + backoff(event.attempts)
     log.warning("inbox event %s %s after %s attempts: %s", event.id, event.state, event.attempts, error)
 
 

@@ -27,7 +27,7 @@ from typing import Any, Iterable
 
 from sqlalchemy import text
 
-from worker import reconcile
+from core import clock
 
 log = logging.getLogger("exsync.leases")
 
@@ -109,7 +109,7 @@ class Heartbeat:
         with self._cond:
             snapshot = {k: {t: set(ids) for t, ids in by_token.items()} for k, by_token in self._held.items()}
         renewed = 0
-        now = reconcile.now_utc()
+        now = clock.now_utc()
         for kind, by_token in snapshot.items():
             ids = sorted(set().union(*by_token.values()))
             try:

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
-from worker.config import ConfigError, Settings
+from core.config import ConfigError, Settings
 
 log = logging.getLogger("exsync.liveness")
 
@@ -120,7 +120,7 @@ def _utc(ts: float) -> datetime:
 def _broker_client(url: str):
     import redis
 
-    from worker.redis_url import for_redis_py
+    from core.redis_url import for_redis_py
 
     # Short timeouts: a broker that does not answer within 2 s counts as down, which stops the clock.
     return redis.Redis.from_url(for_redis_py(url), socket_timeout=2, socket_connect_timeout=2)
@@ -173,7 +173,7 @@ class Guard:
     @property
     def db(self):
         if self._db is None:
-            from worker import runtime as runtime_mod
+            from core import runtime as runtime_mod
 
             self._db = runtime_mod.get().db
         return self._db

@@ -33,7 +33,7 @@ from providers.errors import UnknownOutcomeError
 from providers.premium.errors import PartnerProgramError
 from providers.premium.types import PAYOUT_STATUSES, PartnerExchange, PartnerInfo, PartnerPayout
 from worker.locks import try_lock
-from worker.runtime import Runtime
+from core.runtime import Runtime
 
 log = logging.getLogger("exsync.partner")
 

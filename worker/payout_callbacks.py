@@ -21,11 +21,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from core import clock
 from models import InboxEvent
 from providers.paysera.payout import KEY_PREFIX
-from worker import reconcile
 from worker.inbox import HANDLERS, EventRejected
-from worker.runtime import Runtime
+from core.runtime import Runtime
 
 CHECKABLE = ("submitted", "unknown")
 _KEY_RE = re.compile(r"(?:^|\s)" + re.escape(KEY_PREFIX) + r"(\S{1,64})(?:\s|$)")
@@ -39,7 +39,7 @@ def _provider(runtime: Runtime, event: InboxEvent, kind: str) -> str:
 
 
 def _make_due(session: Session, provider: str, where: str, params: dict[str, Any], what: str) -> str:
-    now = reconcile.now_utc()
+    now = clock.now_utc()
     row = session.execute(text(f"""
         UPDATE payouts SET next_attempt_at = :now, updated_at = :now
         WHERE provider = :provider AND {where} AND state IN ('submitted', 'unknown')

@@ -19,10 +19,11 @@ from typing import NamedTuple
 
 from sqlalchemy import text
 
+from core import clock
 from models import statuses as rules
 from providers.errors import NotFoundError, ProviderError
 from worker import leases, reconcile
-from worker.runtime import Runtime
+from core.runtime import Runtime
 
 log = logging.getLogger("exsync.poll")
 
@@ -72,7 +73,7 @@ def claim_due(runtime: Runtime, now: datetime, limit: int) -> list[PollClaim]:
 def refresh(runtime: Runtime, exchanger: str, remote_id: int, source: str = "poll") -> reconcile.Outcome | None:
     """Read one bid with bid_info and reconcile it (also used by `exsync` operator commands)."""
     runtime.limiter(exchanger).acquire()
-    observed_at = reconcile.now_utc()
+    observed_at = clock.now_utc()
     try:
         bid = runtime.premium(exchanger).bid_info(id=remote_id)
     except NotFoundError:
@@ -86,7 +87,7 @@ def refresh(runtime: Runtime, exchanger: str, remote_id: int, source: str = "pol
 def _after_poll(runtime: Runtime, session, item: PollClaim, error: str | None) -> None:
     """Unchanged status: the next step of the ladder, and the claim ends. (A change restarted the ladder.)"""
     bid_id, step = item.bid_id, item.step
-    now = reconcile.now_utc()
+    now = clock.now_utc()
     row = session.execute(text(
         "SELECT b.status, b.first_seen_at, b.archived_at, p.ladder_status FROM bids b "
         "JOIN bid_polls p ON p.bid_id = b.id WHERE b.id = :id AND p.lease_token = :token FOR UPDATE OF p"),
@@ -114,10 +115,10 @@ def _after_poll(runtime: Runtime, session, item: PollClaim, error: str | None) -
 def _poll_one(runtime: Runtime, item: PollClaim) -> tuple[bool, bool, float]:
     """One poll: bid_info, then one transaction that reconciles the answer and schedules the next poll."""
     exchanger, remote_id, due_at = item.exchanger, item.remote_id, item.due_at
-    lag = (reconcile.now_utc() - due_at).total_seconds()
+    lag = (clock.now_utc() - due_at).total_seconds()
     error, bid, vanished = None, None, False
     runtime.limiter(exchanger).acquire()
-    observed_at = reconcile.now_utc()
+    observed_at = clock.now_utc()
     try:
         bid = runtime.premium(exchanger).bid_info(id=remote_id)
     except NotFoundError:
@@ -164,7 +165,7 @@ def poll_due(
     try:
         while time.monotonic() < deadline and not (stop and stop.is_set()):
             # Small claims keep lag low: a batch is done only when its slowest poll is.
-            batch = claim_due(runtime, reconcile.now_utc(), min(runtime.settings.poll_batch, FETCH_THREADS * 4))
+            batch = claim_due(runtime, clock.now_utc(), min(runtime.settings.poll_batch, FETCH_THREADS * 4))
             if not batch:
                 if idle_wait is None:
                     break

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -24,9 +24,10 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from core.clock import now_utc
 from models import Bid, BidPoll, BidStatusChange
 from models import statuses as rules
-from worker.config import Settings
+from core.config import Settings
 
 log = logging.getLogger("exsync.reconcile")
 
@@ -98,10 +99,6 @@ class Outcome:
     applied: bool = False  # observation accepted (False: it was stale)
     from_status: str | None = None
     status: str | None = None
-
-
-def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _poll_values(settings: Settings, status: str, step: int, first_seen: datetime, now: datetime) -> dict:

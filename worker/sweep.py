@@ -16,10 +16,11 @@ from typing import Callable
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from core import clock
 from models import SweepCursor
 from worker import reconcile
 from worker.locks import try_lock
-from worker.runtime import Runtime
+from core.runtime import Runtime
 
 log = logging.getLogger("exsync.sweep")
 
@@ -66,7 +67,7 @@ def sweep_exchanger(
         if not got:
             res.skipped = True
             return res
-        now = reconcile.now_utc()
+        now = clock.now_utc()
         cursor = _cursor(runtime, exchanger, now)
         start = since or ((cursor - timedelta(seconds=settings.sweep_overlap)) if cursor else EPOCH)
         res.window_start = start
@@ -76,7 +77,7 @@ def sweep_exchanger(
 
         def fetch():
             limiter.acquire()
-            sent = reconcile.now_utc()
+            sent = clock.now_utc()
             return sent, next(pages, None)
 
         try:
@@ -114,7 +115,7 @@ def sweep_exchanger(
         with runtime.db.session() as session:
             row = session.get(SweepCursor, exchanger, with_for_update=True)
             row.cursor_time = now
-            row.last_finished_at = reconcile.now_utc()
+            row.last_finished_at = clock.now_utc()
             row.last_seen = res.seen
             row.last_changed = res.changed
             row.last_error = None

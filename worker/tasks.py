@@ -6,9 +6,10 @@ import threading
 
 from celery.signals import worker_shutting_down
 
+from core import clock
 from worker import inbox, poll
 from worker import payout_callbacks  # noqa: F401  (registers the gateway and paysera inbox handlers)
-from worker import runtime as runtime_mod
+from core import runtime as runtime_mod
 from worker import sweep as sweep_mod
 from worker.celery_app import app
 from worker.locks import try_lock
@@ -66,7 +67,7 @@ def sweep_all() -> list[str]:
 @app.task(name="worker.tasks.requeue_inbox")
 def requeue_inbox() -> int:
     rt = runtime_mod.get()
-    ids = inbox.due_events(rt, inbox.reconcile.now_utc())
+    ids = inbox.due_events(rt, clock.now_utc())
     for event_id in ids:
         process_inbox_event.delay(event_id)
     if ids:

@@ -34,13 +34,14 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from core import clock
 from models.payouts import Payout
 from providers.errors import NotFoundError, ProviderError
 from providers.payouts import PayoutResult
-from worker import leases, reconcile
-from worker.config import ConfigError
+from worker import leases
+from core.config import ConfigError
 from worker.payouts import rails, rules
-from worker.runtime import Runtime
+from core.runtime import Runtime
 
 log = logging.getLogger("exsync.payouts")
 
@@ -48,7 +49,7 @@ THREADS = 8
 
 
 def _now(now: datetime | None) -> datetime:
-    return now or reconcile.now_utc()
+    return now or clock.now_utc()
 
 
 # -- 1. creation -----------------------------------------------------------------------------------
@@ -227,7 +228,7 @@ def _finish(runtime: Runtime, c: Claimed, attempt_id: int, *, outcome: str, stat
             error: str | None, maybe_sent: bool | None = None, result: PayoutResult | None = None,
             exc: BaseException | None = None) -> bool:
     """Record the call's outcome and the payout's next state, fenced by the claim's token. False: claim lost."""
-    now = reconcile.now_utc()
+    now = clock.now_utc()
     http_status = getattr(exc, "http_status", None)
     code = getattr(exc, "code", None) if exc is not None else (result.code if result else None)
     message = (str(exc) if exc is not None else (result.message if result else None))
@@ -282,7 +283,7 @@ def _after_result(runtime: Runtime, c: Claimed, aid: int, result: PayoutResult, 
 
 def _send(runtime: Runtime, c: Claimed, rail) -> str:
     cfg = runtime.payouts().settings
-    started = _start_attempt(runtime, c, "submit", reconcile.now_utc())
+    started = _start_attempt(runtime, c, "submit", clock.now_utc())
     if started is None:
         return "lease_lost"
     aid, attempts = started
@@ -300,7 +301,7 @@ def _send(runtime: Runtime, c: Claimed, rail) -> str:
 
 def _find_then_send(runtime: Runtime, c: Claimed, rail) -> str:
     cfg = runtime.payouts().settings
-    started = _start_attempt(runtime, c, "find", reconcile.now_utc())
+    started = _start_attempt(runtime, c, "find", clock.now_utc())
     if started is None:
         return "lease_lost"
     aid, checks = started
@@ -319,7 +320,7 @@ def _find_then_send(runtime: Runtime, c: Claimed, rail) -> str:
             with runtime.db.session() as s:
                 s.execute(text("""UPDATE payout_attempts SET finished_at = :now, outcome = 'pending',
                                   provider_code = :code, message = :m WHERE id = :aid"""),
-                          {"now": reconcile.now_utc(), "code": str(result.code), "aid": aid,
+                          {"now": clock.now_utc(), "code": str(result.code), "aid": aid,
                            "m": f"unsigned draft {result.provider_ref} found by key: nothing was paid; sending it"})
             return _send(runtime, c, rail)
         return _after_result(runtime, c, aid, result, checks)
@@ -332,7 +333,7 @@ def _find_then_send(runtime: Runtime, c: Claimed, rail) -> str:
     with runtime.db.session() as s:
         s.execute(text("""UPDATE payout_attempts SET finished_at = :now, outcome = 'not_found',
                           message = 'the provider has no payout with this key: sending' WHERE id = :aid"""),
-                  {"now": reconcile.now_utc(), "aid": aid})
+                  {"now": clock.now_utc(), "aid": aid})
         s.execute(text("UPDATE payouts SET maybe_sent = false WHERE id = :id AND lease_token = :token"),
                   {"id": c.id, "token": c.token})
     return _send(runtime, c, rail)
@@ -386,8 +387,8 @@ def _hold_before_first_send(runtime: Runtime, c: Claimed) -> str | None:
         s.execute(text("""UPDATE payouts SET state = :state, lease_token = NULL, lease_until = NULL, claimed_from = NULL,
                                  updated_at = :now, last_error = :e, next_attempt_at = :next_at
                           WHERE id = :id AND state = 'submitting' AND lease_token = :token"""),
-                  {"state": state, "now": reconcile.now_utc(), "e": reason, "id": c.id, "token": c.token,
-                   "next_at": reconcile.now_utc() + timedelta(seconds=delay) if delay else None})
+                  {"state": state, "now": clock.now_utc(), "e": reason, "id": c.id, "token": c.token,
+                   "next_at": clock.now_utc() + timedelta(seconds=delay) if delay else None})
     log.warning("payout %s held before its first send: %s", c.id, reason)
     return state
 
@@ -454,7 +455,7 @@ def _start_completion(runtime: Runtime, row: Any, now: datetime) -> int | None:
 
 def _complete_one(runtime: Runtime, row: Any) -> bool:
     cfg = runtime.payouts().settings
-    aid = _start_completion(runtime, row, reconcile.now_utc())
+    aid = _start_completion(runtime, row, clock.now_utc())
     if aid is None:
         log.warning("payout %s: completion claim lost before success_bid; another worker has it", row.id)
         return False
@@ -473,7 +474,7 @@ def _complete_one(runtime: Runtime, row: Any) -> bool:
             message = "already success on the exchanger"
     except (ProviderError, ConfigError) as exc:
         outcome, message, exc_seen = rules.error_outcome(exc), f"{type(exc).__name__}: {exc}", exc
-    now = reconcile.now_utc()
+    now = clock.now_utc()
     ok = exc_seen is None
     delay = None if ok else rules.ladder_delay(row.completion_attempts - 1, cfg.completion_ladder, cfg.jitter)
     with runtime.db.session() as s:

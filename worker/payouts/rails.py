@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import text
 
 from providers.payouts import PayoutRail, PayoutRequest
-from worker.config import ConfigError
-from worker.payout_config import ProviderConfig
+from core.config import ConfigError
+from core.payout_config import ProviderConfig
 
 
 def request_for(row: Any) -> PayoutRequest:

@@ -21,7 +21,7 @@ from providers.errors import (
     RetryableError,
     UnknownOutcomeError,
 )
-from worker.payout_config import PayoutSettings, RouteConfig, RouteRule
+from core.payout_config import PayoutSettings, RouteConfig, RouteRule
 
 # Payout states.
 PENDING, SUBMITTING, SUBMITTED = "pending", "submitting", "submitted"

@@ -52,7 +52,7 @@ Layout::
     min_amount = "1"
     max_amount = "100000"
 
-Amounts are decimal strings. Every error is a :class:`worker.config.ConfigError` naming its key.
+Amounts are decimal strings. Every error is a :class:`core.config.ConfigError` naming its key.
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from models import statuses
-from worker.config import NAME_RE, ConfigError, _float, _http_url, _int, _secret, _str, _bool
+from core.config import NAME_RE, ConfigError, _float, _http_url, _int, _secret, _str, _bool
 
 PROVIDER_TYPES = ("zaleycash", "gateway", "paysera")
 

@@ -3,7 +3,7 @@
 - The sandbox runs in this process on a free port, with some latency and about 30% of its callbacks
   dropped, duplicated or held back (reordered); its autopilot moves bids through their statuses.
 - A demo config (``exsync.toml``) and generated secrets (``secrets.env``) are written to
-  ``<data_dir>/demo/``; the stack (``worker.supervisor.Stack``, the same as ``exsync run``) runs on them
+  ``<data_dir>/demo/``; the stack (``devtools.supervisor.Stack``, the same as ``exsync run``) runs on them
   with its own embedded Postgres and Redis there. The demo never uses EXSYNC_DATABASE_URL/REDIS_URL:
   it must not write made-up bids into a real database. The folder is wiped at start, because the
   fresh sandbox knows none of the old bids.
@@ -42,10 +42,10 @@ import click
 from sqlalchemy import func, select
 
 from models import Bid, BidStatusChange
-from worker.config import Settings, load_settings
-from worker.logs import setup_logging
-from worker.runtime import Runtime
-from worker.supervisor import GaveUp, Stack, stop_on_signals
+from core.config import Settings, load_settings
+from core.logs import setup_logging
+from core.runtime import Runtime
+from devtools.supervisor import GaveUp, Stack, stop_on_signals
 
 log = logging.getLogger("exsync.demo")
 

@@ -378,7 +378,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 def _provider_secrets(providers: Any, env: Mapping[str, str]) -> tuple[str, ...]:
     """Every secret a payout provider table points at (its `*_env` keys), for redaction everywhere.
 
-    Validation of these tables belongs to worker.payout_config; here we only collect what must never be
+    Validation of these tables belongs to core.payout_config; here we only collect what must never be
     printed, so a log line can never leak a payout credential.
     """
     if not isinstance(providers, Mapping):

@@ -15,7 +15,7 @@ import re
 import sys
 from typing import IO, Iterable
 
-from worker.config import Settings
+from core.config import Settings
 
 FORMAT = "%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s"
 MASK = "***"

@@ -36,7 +36,7 @@ from typing import IO, Iterator, Mapping
 
 import click
 
-from worker.config import Settings
+from core.config import Settings
 
 log = logging.getLogger("exsync.supervisor")
 
@@ -78,7 +78,7 @@ class Child:
     def __init__(self, name: str, env: Mapping[str, str], output: IO | None = None) -> None:
         self.name = name
         self.output = output  # None: the supervisor's own stdout/stderr
-        self.argv = [sys.executable, "-m", "worker.cli", name]  # == `exsync <name>`, wherever exsync is installed
+        self.argv = [sys.executable, "-m", "cli", name]  # == `exsync <name>`, wherever exsync is installed
         self.env = dict(env)
         self.proc: subprocess.Popen | None = None
         self.deaths: list[float] = []
@@ -143,8 +143,8 @@ class Stack:
 
     def start_services(self) -> None:
         """Embedded Postgres/Redis where no URL is configured, then the migrations."""
-        from worker.embedded import EmbeddedPostgres, EmbeddedRedis
-        from worker.migrate import upgrade
+        from devtools.embedded import EmbeddedPostgres, EmbeddedRedis
+        from models.migrate import upgrade
 
         data = Path(self.settings.data_dir)
         if self.settings.database_url:

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from models.db import Database
-from worker.config import ConfigError, Settings, load_settings
+from core.config import ConfigError, Settings, load_settings
 
 
 class RateLimiter:
@@ -69,10 +69,10 @@ class Runtime:
             return client
 
     def payouts(self):
-        """The PayoutConfig (worker.payout_config), loaded once from the environment's EXSYNC_CONFIG."""
+        """The PayoutConfig (core.payout_config), loaded once from the environment's EXSYNC_CONFIG."""
         with self._lock:
             if self.payout_config is None:
-                from worker.payout_config import load_payout_config_from_env
+                from core.payout_config import load_payout_config_from_env
 
                 self.payout_config = load_payout_config_from_env()
             return self.payout_config

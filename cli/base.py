@@ -1,0 +1,111 @@
+"""What every command shares: the root group, expected failures as one line, settings loaded once."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from core.config import ConfigError, Settings, load_settings
+
+
+class ConfigFailure(click.ClickException):
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"config error: {self.message}", err=True)
+
+
+class ExsyncGroup(click.Group):
+    """Turns expected failures into one line on stderr instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import OperationalError as DbError
+
+        from providers.errors import ProviderError
+
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            raise ConfigFailure(str(exc)) from None
+        except DbError as exc:
+            detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            raise click.ClickException(_redact(ctx, f"database unavailable (EXSYNC_DATABASE_URL): {detail}")) from None
+        except ProviderError as exc:
+            raise click.ClickException(_redact(ctx, f"provider error: {exc}")) from None
+
+
+def _redact(ctx: click.Context, text: str) -> str:
+    state = ctx.find_object(Cli)
+    if state is None or state._settings is None:
+        return text
+    from core.logs import redactor
+
+    return redactor(state._settings).redact(text)
+
+
+@dataclass
+class Cli:
+    """What the commands share: settings loaded once (with logging set up), a runtime on demand."""
+
+    log_json: bool = False
+    _settings: Settings | None = None
+    _runtime: Any = None
+    _payouts: Any = None
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from core.logs import setup_logging
+            from core.payout_config import load_payout_config_from_env
+
+            settings = load_settings()
+            # The payout sections too: a bad [providers.*]/[routes.*] stops every command at start-up
+            # (run, web, worker, beat included) rather than the first payout tick.
+            self._payouts = load_payout_config_from_env()
+            self._settings = settings
+            setup_logging(self._settings, json=self.log_json)
+        return self._settings
+
+    def payouts(self):
+        """The PayoutConfig validated with the settings."""
+        self.settings()
+        return self._payouts
+
+    def runtime(self):
+        """A Runtime for this command, passed explicitly (the process-wide one is left alone)."""
+        if self._runtime is None:
+            from core.runtime import Runtime
+
+            settings = self.settings()
+            require_database(settings)
+            self._runtime = Runtime(settings)
+        return self._runtime
+
+    def close(self) -> None:
+        if self._runtime is not None:
+            self._runtime.close()
+
+
+def require_database(settings: Settings) -> None:
+    if not settings.database_url:
+        raise ConfigError("EXSYNC_DATABASE_URL", "is not set (only `exsync run` and `exsync demo` start an embedded Postgres)")
+
+
+def require_broker(settings: Settings) -> None:
+    if not settings.redis_url:
+        raise ConfigError("EXSYNC_REDIS_URL", "is not set (only `exsync run` and `exsync demo` start an embedded Redis)")
+
+
+pass_cli = click.make_pass_decorator(Cli)
+
+
+@click.group("exsync", cls=ExsyncGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-json", is_flag=True, envvar="EXSYNC_LOG_JSON",
+              help="Log one JSON object per line (env EXSYNC_LOG_JSON=1).")
+@click.version_option(package_name="exsync")
+@click.pass_context
+def cli(ctx: click.Context, log_json: bool) -> None:
+    """exsync: mirror a Premium Exchanger site's bids into Postgres, and pay them out."""
+    state = Cli(log_json=log_json)
+    ctx.obj = state
+    ctx.call_on_close(state.close)

@@ -1,0 +1,102 @@
+"""``check-config``: every setting, as parsed, with secrets masked."""
+from __future__ import annotations
+
+
+import click
+
+from cli.base import Cli, cli, pass_cli
+from cli.output import _fmt, _hide_url_password
+
+
+@cli.command("check-config")
+@pass_cli
+def check_config(state: Cli) -> None:
+    """Load the configuration, print it with secrets hidden; exit 2 naming the first bad key."""
+    from sqlalchemy.engine import make_url
+
+    s = state.settings()
+
+    def url(u: str | None, what: str) -> str:
+        if not u:
+            return f"embedded {what} under {s.data_dir} (exsync run / demo only)"
+        if u.startswith("postgres"):
+            return make_url(u).render_as_string(hide_password=True)
+        return _hide_url_password(u)
+
+    lines = [
+        f"database      {url(s.database_url, 'Postgres')}",
+        f"redis         {url(s.redis_url, 'Redis')}",
+        f"data_dir      {s.data_dir}",
+        f"public_url    {s.public_url}",
+        f"web           {s.web_bind}, {s.web_workers} workers",
+        f"worker        {s.worker_concurrency} threads",
+        f"api           {'on (EXSYNC_API_TOKEN set)' if s.api_token else 'off (no EXSYNC_API_TOKEN)'}",
+        f"log level     {s.log_level}",
+        f"sweep         every {s.sweep_interval}s, overlap {s.sweep_overlap}s, pages of {s.sweep_page_size}",
+        f"poll          every {s.poll_interval}s, batches of {s.poll_batch}, give up after {s.poll_give_up_after}s",
+        f"inbox         retry after {s.inbox_retry_after}s, at most {s.inbox_max_attempts} attempts, "
+        f"bodies up to {s.webhook_max_body} bytes",
+        "poll ladder   " + "; ".join(f"{k}: {','.join(map(str, v))}" for k, v in s.poll_ladder.items()),
+        f"exchangers    {len(s.exchangers) or 'none'}",
+    ]
+    for ex in s.exchangers.values():
+        lines += [
+            f"  {ex.name}{'' if ex.enabled else ' (disabled)'}",
+            f"    base_url      {ex.base_url}",
+            f"    api_login     {ex.api_login[:4]}…  api_key ***  webhook token ***",
+            f"    callback_url  {s.callback_url(ex.name)}",
+            f"    timeout {ex.timeout:g}s, rate limit {ex.rate_limit:g}/s, lang {ex.lang or '-'}, "
+            f"allowed_ips {', '.join(map(str, ex.allowed_ips)) or 'any'}",
+        ]
+    lines += _payout_summary(state.payouts())
+    from core.logs import RedactSecrets
+
+    red = RedactSecrets(s.secrets() + state.payouts().secrets())
+    for line in lines:
+        click.echo(red.redact(line))
+    click.echo("config OK")
+
+
+def _payout_summary(pc) -> list[str]:
+    """check-config's lines for [payouts], [providers.*] and [routes.*]; secrets only by variable name."""
+    p = pc.settings
+
+    def ladder(v) -> str:
+        return ",".join(map(str, v))
+
+    lines = [
+        f"payouts       lease {p.lease_seconds}s, {p.max_attempts} attempts (retry {ladder(p.retry_ladder)}), "
+        f"checks {ladder(p.check_ladder)} up to {p.max_checks}, park {p.park_seconds}s, "
+        f"completion {ladder(p.completion_ladder)}, jitter {p.jitter:g}, batches of {p.batch}",
+        f"providers     {len(pc.providers) or 'none'}",
+    ]
+    for pr in pc.providers.values():
+        opts = []
+        for k, v in pr.options.items():
+            if k == "currencies":
+                v = ", ".join(f"{c}={n}" for c, n in v.items())
+            opts.append(f"{k} {v}")
+        lines += [
+            f"  {pr.name} ({pr.type})",
+            f"    base_url      {pr.base_url}",
+            f"    timeout {pr.timeout:g}s; " + ", ".join(f"{k} ***" for k in pr.secrets),
+        ]
+        if opts:
+            lines.append("    " + "; ".join(opts))
+    lines.append(f"routes        {len(pc.routes) or 'none'}")
+    for r in pc.routes.values():
+        ceiling = f"auto-pay up to {_fmt(r.auto_pay_ceiling)}" if r.auto_pay_ceiling is not None else "no auto-pay ceiling"
+        lines.append(f"  {r.exchanger}{'' if r.enabled else ' (disabled)'}: on {', '.join(r.trigger_statuses)}; "
+                     f"{ceiling}; {len(r.rules)} rule(s)")
+        for i, rule in enumerate(r.rules):
+            via = f" via {rule.psys_get}" if rule.psys_get else ""
+            limits = f"{_fmt(rule.min_amount) if rule.min_amount is not None else '-'}.." \
+                     f"{_fmt(rule.max_amount) if rule.max_amount is not None else '-'}"
+            lines.append(f"    [{i}] {rule.currency}{via} → {rule.provider} to {rule.destination_field}, "
+                         f"amount {limits}")
+        if not r.rules:
+            lines.append("    (no rules: every bid in a trigger status waits for a person)")
+    return lines
+
+
+# -- output helpers ---------------------------------------------------------------------------------

@@ -1,0 +1,62 @@
+"""``inbox list|replay``."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from cli.base import Cli, cli, pass_cli
+from cli.output import _fmt, _table
+
+
+@cli.group()
+def inbox() -> None:
+    """Received webhook events."""
+
+
+@inbox.command("list")
+@click.option("--state", "event_state", type=click.Choice(["received", "processed", "failed", "dead", "rejected"]))
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@pass_cli
+def inbox_list(state: Cli, event_state: str | None, limit: int) -> None:
+    """Newest events first."""
+    from models.queries import list_inbox
+
+    with state.runtime().db.session() as session:
+        rows = list_inbox(session, state=event_state, limit=limit)
+    _table(rows, [
+        ("ID", "id"), ("RECEIVED", lambda e: _fmt(e["received_at"])), ("PROVIDER", "provider"),
+        ("ENDPOINT", "endpoint"), ("STATE", "state"), ("ATTEMPTS", "attempts"),
+        ("PAYLOAD", lambda e: json.dumps(e["payload"], default=str) if e["payload"] else ""),
+        ("LAST_ERROR", lambda e: (e["last_error"] or "")[:60]),
+    ], empty="no events")
+
+
+@inbox.command("replay")
+@click.argument("event_ids", nargs=-1, type=click.IntRange(min=1), metavar="[ID]...")
+@click.option("--all-failed", is_flag=True, help="Every failed and dead event.")
+@pass_cli
+def inbox_replay(state: Cli, event_ids: tuple[int, ...], all_failed: bool) -> None:
+    """Process events again (with fresh attempts)."""
+    from worker.inbox import replay
+
+    if bool(event_ids) == all_failed:
+        raise click.UsageError("give event IDs or --all-failed (not both)")
+    rt = state.runtime()
+    ids = replay(rt, event_ids=list(event_ids) or None)
+    if event_ids and len(ids) < len(event_ids):
+        missing = sorted(set(event_ids) - set(ids))
+        click.echo(f"skipped (unknown or already processed): {', '.join(map(str, missing))}", err=True)
+    if ids and rt.settings.redis_url:
+        from worker.celery_app import configure
+        from worker.tasks import process_inbox_event
+
+        configure(rt.settings)
+        for event_id in ids:
+            process_inbox_event.delay(event_id)
+        click.echo(f"replaying {len(ids)} event(s): {', '.join(map(str, ids))}")
+    elif ids:
+        click.echo(f"{len(ids)} event(s) reset to received; beat's inbox sweep enqueues them "
+                   f"(no EXSYNC_REDIS_URL here to enqueue now)")
+    else:
+        click.echo("nothing to replay")

@@ -1,0 +1,111 @@
+"""``payouts list|show|approve|retry|cancel``."""
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from cli.base import Cli, cli, pass_cli
+from cli.output import _fmt, _money, _table
+
+
+@cli.group()
+def payouts() -> None:
+    """Payouts: list, show, approve, retry, cancel (see docs/payouts.md)."""
+
+
+def _payout_action(state: Cli, payout_id: int, action) -> str:
+    from worker.payouts.queries import Refused
+    from core.clock import now_utc
+
+    try:
+        with state.runtime().db.session() as session:
+            return action(session, now_utc())
+    except Refused as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@payouts.command("list")
+@click.option("--state", "state_filter", type=click.Choice(["pending", "submitting", "submitted", "succeeded", "failed", "unknown",
+                                            "needs_review", "cancelled", "parked"]))
+@click.option("--exchanger", metavar="NAME")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pass_cli
+def payouts_list(state: Cli, state_filter: str | None, exchanger: str | None, limit: int, as_json: bool) -> None:
+    """Newest payouts first."""
+    from worker.payouts.queries import list_payouts
+
+    with state.runtime().db.session() as session:
+        rows = list_payouts(session, state=state_filter, exchanger=exchanger, limit=limit)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, default=str))
+        return
+    _table(rows, [
+        ("ID", "id"), ("EXCHANGER", "exchanger"), ("BID", "remote_id"), ("PROVIDER", "provider"),
+        ("AMOUNT", lambda r: _money(r["amount"], r["currency"])), ("STATE", "state"), ("TRIES", "attempts"),
+        ("BID_DONE", lambda r: "yes" if r["bid_completed_at"] else "-"),
+        ("NOTE", lambda r: (r["last_error"] or r["completion_error"] or "-")[:70]),
+    ], empty="no payouts")
+
+
+@payouts.command("show")
+@click.argument("payout_id", type=click.IntRange(min=1))
+@pass_cli
+def payouts_show(state: Cli, payout_id: int) -> None:
+    """One payout with every call made for it."""
+    from worker.payouts.queries import get_payout
+
+    with state.runtime().db.session() as session:
+        p = get_payout(session, payout_id)
+    if p is None:
+        raise click.ClickException(f"no payout {payout_id}")
+    log = p.pop("attempts_log")
+    width = max(len(k) for k in p)
+    for key, value in p.items():
+        click.echo(f"{key:<{width}}  {_fmt(value)}")
+    click.echo("")
+    _table(log, [("N", "n"), ("KIND", "kind"), ("STARTED", "started_at"), ("OUTCOME", "outcome"),
+                 ("HTTP", "http_status"), ("CODE", "provider_code"),
+                 ("MESSAGE", lambda r: (r["message"] or "-")[:80])], empty="no attempts yet")
+
+
+@payouts.command("approve")
+@click.argument("payout_id", type=click.IntRange(min=1))
+@click.option("--by", default=lambda: os.environ.get("USER", "operator"), show_default="$USER",
+              help="Who approves (recorded).")
+@pass_cli
+def payouts_approve(state: Cli, payout_id: int, by: str) -> None:
+    """needs_review → pending: pay it (above the auto-pay ceiling, or after a review)."""
+    from worker.payouts import queries
+
+    new = _payout_action(state, payout_id, lambda s, now: queries.approve(s, payout_id, by, now))
+    click.echo(f"payout {payout_id}: approved by {by}, now {new}")
+
+
+@payouts.command("retry")
+@click.argument("payout_id", type=click.IntRange(min=1))
+@pass_cli
+def payouts_retry(state: Cli, payout_id: int) -> None:
+    """failed / needs_review / parked → pending, attempts reset."""
+    from worker.payouts import queries
+
+    new = _payout_action(state, payout_id, lambda s, now: queries.retry(s, payout_id, now))
+    click.echo(f"payout {payout_id}: queued again, now {new}")
+
+
+@payouts.command("cancel")
+@click.argument("payout_id", type=click.IntRange(min=1))
+@click.option("--reason", help="Recorded as the payout's note.")
+@pass_cli
+def payouts_cancel(state: Cli, payout_id: int, reason: str | None) -> None:
+    """Never pay it (only from pending, needs_review, parked or failed)."""
+    from worker.payouts import queries
+
+    _payout_action(state, payout_id, lambda s, now: queries.cancel(s, payout_id, now, reason))
+    click.echo(f"payout {payout_id}: cancelled")
+
+
+# -- partner money ---------------------------------------------------------------------------------

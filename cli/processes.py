@@ -1,0 +1,227 @@
+"""Process commands: ``run`` (everything, supervised), ``demo``, ``web``, ``worker``, ``beat``, ``migrate``,
+``sandbox``."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from cli.base import Cli, cli, pass_cli, require_broker, require_database
+from core.config import Settings
+
+WEB_THREADS = 8  # per gunicorn worker; see `web` for why gthread
+
+from devtools.sandboxes import PROVIDERS as SANDBOX_PROVIDERS  # noqa: E402
+
+
+
+
+@cli.command()
+@click.option("--for", "duration", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Stop SECONDS after the web app answers /healthz (smoke tests; 0 = start, check, stop).")
+@click.option("--stop-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True, metavar="SECONDS",
+              help="How long children may take to stop after SIGTERM before they are killed.")
+@pass_cli
+def run(state: Cli, duration: float | None, stop_timeout: float) -> None:
+    """Migrate, then run web, worker and beat supervised (embedded Postgres/Redis when no URL is set)."""
+    from devtools.supervisor import run_stack
+
+    sys.exit(run_stack(state.settings(), duration=duration, stop_timeout=stop_timeout, log_json=state.log_json))
+
+
+@cli.command()
+@click.option("--duration", type=click.FloatRange(min=1), metavar="SECONDS", help="Stop after SECONDS (default: Ctrl-C).")
+@click.option("--bids", "bid_count", type=click.IntRange(min=1), default=20, show_default=True,
+              help="How many bids to create through exsync.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=3.0, show_default=True,
+              help="Seconds between two bid creations.")
+@pass_cli
+def demo(state: Cli, duration: float | None, bid_count: int, interval: float) -> None:
+    """Run the stack against an in-process Premium sandbox with faulty callbacks, and watch it converge."""
+    from devtools.demo import run_demo
+
+    sys.exit(run_demo(duration=duration, bids=bid_count, interval=interval, log_json=state.log_json))
+
+
+@cli.command()
+@click.option("--bind", metavar="HOST:PORT", help="Listen address (default: EXSYNC_WEB_BIND).")
+@click.option("--workers", type=click.IntRange(1, 64), help="Worker processes (default: EXSYNC_WEB_WORKERS).")
+@click.option("--threads", type=click.IntRange(1, 256), default=WEB_THREADS, show_default=True,
+              help="Threads per worker process.")
+@pass_cli
+def web(state: Cli, bind: str | None, workers: int | None, threads: int) -> None:
+    """The webhook receivers, the bid API and the operator pages, on gunicorn.
+
+    gthread workers: each callback spends most of its time waiting for the inbox row's COMMIT (an fsync
+    at Postgres' default durability); threads overlap those waits and let Postgres group commits,
+    where a sync worker would idle through each one. They also keep connections alive for load balancers.
+    """
+    from gunicorn.app.base import BaseApplication
+
+    from core.logs import GunicornLogger
+
+    settings = state.settings()
+    require_database(settings)
+    require_broker(settings)
+    options = {
+        "bind": bind or settings.web_bind,
+        "workers": workers or settings.web_workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "logger_class": GunicornLogger,
+        "loglevel": settings.log_level.lower(),
+        "proc_name": "exsync-web",
+        "timeout": 30,
+        "graceful_timeout": 20,
+        "keepalive": 5,
+    }
+    if os.path.isdir("/dev/shm"):
+        options["worker_tmp_dir"] = "/dev/shm"  # heartbeat files off overlay/disk (containers)
+
+    class Web(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            from webhooks.wsgi import app
+
+            return app
+
+    Web().run()
+
+
+def _celery(settings: Settings):
+    """The configured Celery app, with Celery's own logging setup disabled (ours is in place)."""
+    from celery.signals import setup_logging as celery_setup_logging
+
+    from core import runtime as runtime_mod
+    from worker.celery_app import configure
+
+    require_database(settings)
+    require_broker(settings)
+    runtime_mod.install(runtime_mod.Runtime(settings))  # tasks use the settings validated here
+    celery_setup_logging.connect(_keep_our_logging, weak=False)
+    return configure(settings)
+
+
+def _keep_our_logging(**_: Any) -> None:
+    """Connected to Celery's setup_logging signal: its presence tells Celery to leave logging alone."""
+
+
+@cli.command()
+@pass_cli
+def worker(state: Cli) -> None:
+    """A Celery worker (threads pool, EXSYNC_WORKER_CONCURRENCY threads).
+
+    Threads rather than prefork: every task waits on provider HTTP calls and Postgres, so threads give
+    the same throughput in one process, share one connection pool and one rate limiter per exchanger,
+    and start in a second.
+
+    It proves it consumes (a canary through its own queue, worker/liveness.py) and stops itself when it
+    no longer does. Exit status: 0 after SIGTERM/SIGINT/SIGQUIT, non-zero for any other stop (Celery's
+    "Unrecoverable error" path returns like a clean stop, and worker_main drops the exit code), so
+    ``Restart=on-failure`` and the ``exsync run`` supervisor restart it.
+    """
+    from worker.liveness import Guard
+
+    settings = state.settings()
+    app = _celery(settings)
+    guard = Guard(app, settings).install()
+    app.worker_main([
+        "worker", "--pool=threads", f"--concurrency={settings.worker_concurrency}",
+        f"--loglevel={settings.log_level}", f"--hostname={guard.hostname}",
+        f"--queues={app.conf.task_default_queue},{guard.queue}",
+        # Neither is used (no remote revokes to sync, no event monitors), and each is one more consumer to
+        # rebuild on every broker reconnect; mingle also holds each reconnect for a second.
+        "--without-mingle", "--without-gossip",
+    ])
+    code = guard.exit_code()
+    if code:
+        sys.exit(code)
+
+
+@cli.command()
+@pass_cli
+def beat(state: Cli) -> None:
+    """Celery beat: the periodic jobs. Run exactly one (a second one is harmless, but useless)."""
+    settings = state.settings()
+    app = _celery(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app.Beat(schedule=str(settings.data_dir / "celerybeat-schedule"), loglevel=settings.log_level,
+             quiet=True).run()
+
+
+@cli.command()
+@pass_cli
+def migrate(state: Cli) -> None:
+    """Bring the database schema up to date (safe to run concurrently: one waits for the other)."""
+    from models.migrate import current_head, upgrade
+
+    settings = state.settings()
+    require_database(settings)
+    upgrade(settings.database_url)
+    click.echo(f"database schema at {current_head()}")
+
+
+@cli.command()
+@click.argument("provider", type=click.Choice(SANDBOX_PROVIDERS), metavar="PROVIDER")
+@click.option("--port", type=click.IntRange(0, 65535), required=True, help="0 picks a free port.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--login", default=None, help="API-LOGIN it accepts (default: the sandbox's documented one).")
+@click.option("--key", default=None, help="API-KEY it accepts (default: the sandbox's documented one).")
+@click.option("--latency", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Seconds per call.")
+@click.option("--error-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of calls failing transiently (502 or maintenance).")
+@click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of callbacks never sent.")
+@click.option("--duplicate-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of callbacks sent twice.")
+@click.option("--reorder-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of callbacks held back behind newer ones.")
+@click.option("--maintenance", type=click.Choice(["off", "method", "api"]), default="off", show_default=True)
+@click.option("--autopilot", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
+              help="Move bids through their statuses every SECONDS (0: off).")
+@click.option("--fail-after-commit-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Payout sandboxes: share of money calls that commit, then lose their answer.")
+@click.option("--seed", type=int, default=None, help="Seed for ids and faults (repeatable runs).")
+def sandbox(provider: str, port: int, host: str, login: str | None, key: str | None, latency: float,
+            error_rate: float, drop_rate: float, duplicate_rate: float, reorder_rate: float, maintenance: str,
+            autopilot: float, fail_after_commit_rate: float, seed: int | None) -> None:
+    """Serve a provider sandbox (a faithful fake of its API) until Ctrl-C. LOCAL USE ONLY.
+
+    The callback and maintenance options are the Premium sandbox's; --fail-after-commit-rate is the
+    payout sandboxes' (zaleycash, gateway, paysera).
+    """
+    from providers.sandbox_server import serve
+    from devtools import sandboxes
+
+    premium = dict(login=login, key=key, maintenance=False if maintenance == "off" else maintenance,
+                   callback_drop_rate=drop_rate, callback_duplicate_rate=duplicate_rate,
+                   callback_reorder_rate=reorder_rate)
+    app = sandboxes.build(provider, latency=latency, error_rate=error_rate,
+                          fail_after_commit_rate=fail_after_commit_rate, seed=seed, premium=premium)
+    server = serve(app, host=host, port=port)
+    if autopilot and provider == "premium":
+        app.engine.start_autopilot(autopilot)
+    for line in sandboxes.banner(provider, app, server.url):
+        click.echo(line)
+    try:
+        _wait_for_signal()
+    finally:
+        server.shutdown()
+        sandboxes.close(app)
+
+
+def _wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass
