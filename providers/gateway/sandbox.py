@@ -71,7 +71,6 @@ Control API (JSON, NO AUTH, local use only): ``GET /_sandbox/state``, ``POST /_s
 """
 from __future__ import annotations
 
-import heapq
 import itertools
 import json
 import logging
@@ -82,16 +81,15 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable
+from typing import Any, Mapping
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import requests
-from flask import Flask, Response, request
+from flask import Flask, Response
 from requests.utils import requote_uri
 from werkzeug.http import http_date
 from werkzeug.wrappers import Request as _WRequest
 
-from providers.sandbox_knobs import SandboxKnobs
 from providers.gateway.client import DEFAULT_PATHS, GatewayPaths
 from providers.gateway.signing import (
     DEFAULT_HEADERS,
@@ -105,7 +103,9 @@ from providers.gateway.signing import (
 )
 from providers.gateway.types import FINAL_STATUSES, PAYOUT_STATUSES, format_amount, mask_account
 from providers.http import safe_url
-from providers.sandbox_server import SandboxServer
+from providers.sandbox import CallbackSender, Engine, Ledger, SandboxKnobs, SandboxServer, draw_faults, serve
+from providers.sandbox.clock import monotonic
+from providers.sandbox.web import bad_gateway, control_body, json_response, sandbox_app, serve_api_first
 
 __all__ = ["create_app", "serve", "describe", "SandboxEngine", "SandboxServer", "Knobs", "DEFAULT_API_KEY",
            "DEFAULT_SECRET", "DEFAULT_SHOP_CODE", "FAILURE_REASONS"]
@@ -118,24 +118,8 @@ DEFAULT_SHOP_CODE = "main"
 
 FAILURE_REASONS = ("Card declined by issuer", "Recipient account closed", "Limit exceeded at the recipient bank")
 
-_HTML_502 = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-             "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
-
-# Real monotonic clock kept in a tuple: freezegun patches module attributes, not container contents.
-_REAL_CLOCK = (time.monotonic,)
-
-
-def _mono() -> float:
-    return _REAL_CLOCK[0]()
-
-
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _json_response(obj: Any, status: int = 200) -> Response:
-    return Response(json.dumps(obj, ensure_ascii=False, separators=(",", ":")), status=status,
-                    mimetype="application/json")
 
 
 def _error_body(message: str, code: str, errors: list[dict] | None = None) -> dict:
@@ -152,7 +136,7 @@ class _ApiError(Exception):
         self.status, self.message, self.code, self.errors = status, message, code, errors
 
     def response(self) -> Response:
-        return _json_response(_error_body(self.message, self.code, self.errors), self.status)
+        return json_response(_error_body(self.message, self.code, self.errors), self.status)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -168,19 +152,14 @@ class Knobs(SandboxKnobs):
         "callback_drop_rate": 0.0, "callback_duplicate_rate": 0.0, "callback_max_attempts": 5,
         "callback_backoff": 0.2, "callback_timeout": 5.0,
     }
+    COUNTS = frozenset({"callback_max_attempts"})
 
     def _coerce(self, name: str, value: Any) -> Any:
-        if name == "replay_protection":
+        if name == "replay_protection":  # on unless clearly off
             if isinstance(value, str):
                 return value.strip().lower() not in ("", "0", "false", "off", "no")
             return bool(value)
-        if name == "callback_max_attempts":
-            value = int(value)
-            if value < 1:
-                raise ValueError("callback_max_attempts must be >= 1")
-            return value
         return super()._coerce(name, value)
-
 
 
 # --------------------------------------------------------------------------------------------------
@@ -232,128 +211,6 @@ class _Op:
 
 
 # --------------------------------------------------------------------------------------------------
-# Callback sender
-# --------------------------------------------------------------------------------------------------
-
-class _CallbackSender:
-    """One background thread sending signed callbacks from a time-ordered queue, with retries."""
-
-    def __init__(self, engine: "SandboxEngine") -> None:
-        self.e = engine
-        self._cv = threading.Condition()
-        self._heap: list = []
-        self._seq = itertools.count()
-        self._inflight = 0
-        self._stop = False
-        self._thread: threading.Thread | None = None
-        self._session = requests.Session()
-
-    def enqueue(self, kind: str, external_id: str, status: str, url: str, body: bytes) -> None:
-        k = self.e.knobs
-        with self.e.lock:  # seeded draws, same order for the same sequence of changes
-            r_drop, r_dup = self.e.cb_rng.random(), self.e.cb_rng.random()
-        item = {"kind": kind, "external_id": external_id, "status": status, "url": url, "body": body,
-                "attempt": 0, "duplicate": False}
-        if r_drop < k.callback_drop_rate:
-            self._record(item, "dropped", None)
-            return
-        now = _mono()
-        with self._cv:
-            self._ensure_thread()
-            self._push(now, item)
-            if r_dup < k.callback_duplicate_rate:
-                self._push(now + 0.05, dict(item, duplicate=True))
-            self._cv.notify_all()
-
-    def _push(self, due: float, item: dict) -> None:
-        heapq.heappush(self._heap, (due, next(self._seq), item))
-
-    def _ensure_thread(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._stop = False
-            self._thread = threading.Thread(target=self._run, name="gateway-sandbox-callbacks", daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            with self._cv:
-                while True:
-                    if self._stop:
-                        return
-                    now = _mono()
-                    if self._heap and self._heap[0][0] <= now:
-                        _, _, item = heapq.heappop(self._heap)
-                        self._inflight += 1
-                        break
-                    self._cv.wait(self._heap[0][0] - now if self._heap else None)
-            try:
-                self._send(item)
-            except Exception:  # never let one callback kill the sender
-                log.exception("gateway sandbox: callback sender crashed on one item")
-            finally:
-                with self._cv:
-                    self._inflight -= 1
-                    self._cv.notify_all()
-
-    def _send(self, item: dict) -> None:
-        k = self.e.knobs
-        item["attempt"] += 1
-        url = requote_uri(item["url"])  # what requests will put on the wire: sign exactly that
-        parts = urlsplit(url)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        ts = int(self.e.now())
-        h = self.e.header_names
-        headers = {h.api_key: self.e.api_key, h.timestamp: str(ts),
-                   h.signature: sign(self.e.callback_secret, ts, "POST", target, item["body"]),
-                   "Content-Type": "application/json", "User-Agent": "gateway-sandbox-callbacks/1"}
-        http_status = None
-        try:
-            r = self._session.post(url, data=item["body"], headers=headers, timeout=k.callback_timeout,
-                                   allow_redirects=False)
-            http_status = r.status_code
-            ok = 200 <= r.status_code < 300
-        except requests.RequestException:
-            ok = False
-        if item["duplicate"]:
-            self._record(item, "duplicated", http_status)
-            return
-        if ok:
-            self._record(item, "delivered", http_status)
-            return
-        if item["attempt"] >= k.callback_max_attempts:
-            self._record(item, "gave_up", http_status)
-            return
-        self._record(item, "failed", http_status)
-        with self._cv:
-            self._push(_mono() + k.callback_backoff * (2 ** (item["attempt"] - 1)), item)
-            self._cv.notify_all()
-
-    def _record(self, item: dict, outcome: str, http_status: int | None) -> None:
-        entry = {"kind": item["kind"], "external_id": item["external_id"], "status": item["status"],
-                 "url": safe_url(item["url"]), "attempt": item["attempt"], "outcome": outcome,
-                 "http_status": http_status, "at": time.time()}
-        self.e.callback_log.append(entry)
-        log.debug("gateway sandbox callback %s %s -> %s attempt %s: %s (HTTP %s)", item["kind"], item["external_id"],
-                  entry["url"], item["attempt"], outcome, http_status)
-
-    def pending(self) -> int:
-        with self._cv:
-            return len(self._heap) + self._inflight
-
-    def flush(self, timeout: float) -> bool:
-        with self._cv:
-            return self._cv.wait_for(lambda: not self._heap and not self._inflight, timeout)
-
-    def close(self) -> None:
-        with self._cv:
-            self._stop = True
-            self._cv.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-        self._session.close()
-
-
-# --------------------------------------------------------------------------------------------------
 # Engine
 # --------------------------------------------------------------------------------------------------
 
@@ -370,15 +227,17 @@ def _valid_url(value: Any) -> bool:
         return False
 
 
-class SandboxEngine:
+class SandboxEngine(Engine):
     """The gateway's state and its admin side. Thread-safe: one lock guards everything."""
 
-    def __init__(self, *, api_key: str = DEFAULT_API_KEY, secret: str = DEFAULT_SECRET, shop_code: str = DEFAULT_SHOP_CODE,
-                 shop_currency: str = "RUB", balance: Decimal | str | int = Decimal("1000000"),
+    def __init__(self, *, api_key: str = DEFAULT_API_KEY, secret: str = DEFAULT_SECRET,
+                 shop_code: str = DEFAULT_SHOP_CODE, shop_currency: str = "RUB",
+                 balance: Decimal | str | int = Decimal("1000000"),
                  window: float = DEFAULT_WINDOW, callback_secret: str | None = None, seed: int | None = None,
                  knobs: Knobs | None = None, paths: GatewayPaths = DEFAULT_PATHS,
                  header_names: HeaderNames = DEFAULT_HEADERS) -> None:
-        self.lock = threading.RLock()
+        base = seed if seed is not None else random.randrange(1 << 30)
+        super().__init__(knobs or Knobs(), random.Random(base + 1))  # error_rate / fail_after_commit_rate draws
         self.api_key = api_key
         self.secret = secret
         self.callback_secret = callback_secret or secret
@@ -388,27 +247,22 @@ class SandboxEngine:
         self.window = window
         self.paths = paths
         self.header_names = header_names
-        self.knobs = knobs or Knobs()
         self.seed = seed
-        base = seed if seed is not None else random.randrange(1 << 30)
         self.rng = random.Random(base)            # outcomes (final_failure_rate, failure reasons)
-        self.fault_rng = random.Random(base + 1)  # error_rate / fail_after_commit_rate draws
         self.cb_rng = random.Random(base + 2)     # callback drops and duplicates
         self.ops: dict[str, dict[str, _Op]] = {"payout": {}, "payin": {}}
-        self.ledger: list[dict] = []
-        self.callback_log: list[dict] = []
-        self.requests_served: dict[str, int] = {}
+        # debit when a payout is committed, refund when it then fails, payin when a pay-in succeeds
+        self.ledger = Ledger("external_id", executes=lambda entry: entry["type"] == "debit")
         self.replay = ReplayCache()
         self._ids = itertools.count(1)
-        self._sender = _CallbackSender(self)
+        self._session = requests.Session()
+        self._sender = CallbackSender(
+            self.callback_log, post=self._post_callback, entry=self._callback_entry, name="gateway-sandbox-callbacks",
+            attempts=lambda: self.knobs.callback_max_attempts, gave_up="gave_up",
+            backoff=lambda attempt: self.knobs.callback_backoff * (2 ** (attempt - 1)))
         self._proc_cv = threading.Condition(self.lock)
         self._proc_thread: threading.Thread | None = None
         self._proc_stop = False
-
-    # ---- clock -------------------------------------------------------------------------------
-    def now(self) -> float:
-        """The sandbox's clock: ``time.time()`` (freezegun-friendly) plus the ``clock_skew`` knob."""
-        return time.time() + self.knobs.clock_skew
 
     # ---- reading -----------------------------------------------------------------------------
     def get(self, external_id: str, kind: str = "payout") -> dict | None:
@@ -420,7 +274,7 @@ class SandboxEngine:
     def executed(self, external_id: str) -> int:
         """How many times the money of this payout really left (debits in the ledger): never > 1."""
         with self.lock:
-            return sum(1 for e in self.ledger if e["type"] == "debit" and e["external_id"] == external_id)
+            return self.ledger.executed(external_id)
 
     def describe(self) -> dict:
         return describe(self)
@@ -501,8 +355,11 @@ class SandboxEngine:
             return 201, op.public(self.shop_code)
 
     def _ledger(self, type_: str, op: _Op, delta: Decimal) -> None:
-        self.ledger.append({"type": type_, "kind": op.kind, "external_id": op.external_id, "amount": delta,
-                            "currency": op.currency, "balance": self.balance, "at": time.time()})
+        self.ledger.record(type=type_, kind=op.kind, external_id=op.external_id, amount=delta, currency=op.currency,
+                           balance=self.balance, at=time.time())
+
+    def ledger_json(self) -> list[dict]:
+        return self.ledger.rows(amount=format_amount, balance=format_amount)
 
     # ---- life cycle --------------------------------------------------------------------------
     def _schedule(self, op: _Op) -> None:
@@ -510,7 +367,7 @@ class SandboxEngine:
         if delay <= 0 or op.status in FINAL_STATUSES:
             op.due = None
             return
-        op.due = _mono() + delay
+        op.due = monotonic() + delay
         if self._proc_thread is None or not self._proc_thread.is_alive():
             self._proc_stop = False
             self._proc_thread = threading.Thread(target=self._process_loop, name="gateway-sandbox-processor",
@@ -521,14 +378,14 @@ class SandboxEngine:
     def _process_loop(self) -> None:
         with self.lock:
             while not self._proc_stop:
-                now = _mono()
+                now = monotonic()
                 due = [op for ops in self.ops.values() for op in ops.values() if op.due is not None]
                 for op in due:
                     if op.due is not None and op.due <= now:
                         self._step(op)
                         self._schedule(op)
                 nxt = [op.due for ops in self.ops.values() for op in ops.values() if op.due is not None]
-                self._proc_cv.wait(max(0.005, min(nxt) - _mono()) if nxt else None)
+                self._proc_cv.wait(max(0.005, min(nxt) - monotonic()) if nxt else None)
 
     def _step(self, op: _Op) -> None:
         """One step along created -> processing -> success | failed (lock held)."""
@@ -556,7 +413,9 @@ class SandboxEngine:
                 self._ledger("payin", op, op.amount)
         if op.callback_url:
             body = json.dumps(op.public(self.shop_code), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-            self._sender.enqueue(op.kind, op.external_id, status, op.callback_url, body)
+            self._sender.enqueue({"kind": op.kind, "external_id": op.external_id, "status": status,
+                                  "url": op.callback_url, "body": body}, duplicate_after=0.05,
+                                 **draw_faults(self.cb_rng, self.knobs, "drop", "duplicate"))
 
     def process(self, external_id: str, kind: str = "payout") -> str:
         """Move one object to a final status now (all remaining steps); returns that status."""
@@ -598,13 +457,26 @@ class SandboxEngine:
             self.balance = Decimal(str(value))
 
     # ---- callbacks ---------------------------------------------------------------------------
-    def flush_callbacks(self, timeout: float = 10) -> bool:
-        """Block until no callback is queued, retrying or in flight. False on timeout."""
-        return self._sender.flush(timeout)
+    def _post_callback(self, item: dict) -> int:
+        """A signed POST of the object, signed afresh on every try over exactly what goes on the wire."""
+        url = requote_uri(item["url"])
+        parts = urlsplit(url)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        ts = int(self.now())
+        h = self.header_names
+        headers = {h.api_key: self.api_key, h.timestamp: str(ts),
+                   h.signature: sign(self.callback_secret, ts, "POST", target, item["body"]),
+                   "Content-Type": "application/json", "User-Agent": "gateway-sandbox-callbacks/1"}
+        return self._session.post(url, data=item["body"], headers=headers, timeout=self.knobs.callback_timeout,
+                                  allow_redirects=False).status_code
 
-    @property
-    def callbacks_pending(self) -> int:
-        return self._sender.pending()
+    def _callback_entry(self, item: dict, outcome: str, http_status: int | None) -> dict:
+        entry = {"kind": item["kind"], "external_id": item["external_id"], "status": item["status"],
+                 "url": safe_url(item["url"]), "attempt": item["attempt"], "outcome": outcome,
+                 "http_status": http_status, "at": time.time()}
+        log.debug("gateway sandbox callback %s %s -> %s attempt %s: %s (HTTP %s)", item["kind"], item["external_id"],
+                  entry["url"], item["attempt"], outcome, http_status)
+        return entry
 
     def close(self) -> None:
         """Stop the background threads (processor, callback sender)."""
@@ -613,9 +485,10 @@ class SandboxEngine:
             self._proc_cv.notify_all()
         if self._proc_thread is not None:
             self._proc_thread.join(timeout=2)
-        self._sender.close()
+        super().close()
+        self._session.close()
 
-    def state(self) -> dict:
+    def state(self, query: Mapping[str, str] | None = None) -> dict:
         with self.lock:
             return {"shop_code": self.shop_code, "currency": self.shop_currency,
                     "balance": format_amount(self.balance), "knobs": self.knobs.as_dict(),
@@ -659,14 +532,7 @@ def create_app(*, api_key: str = DEFAULT_API_KEY, secret: str = DEFAULT_SECRET, 
                            balance=balance, window=window, callback_secret=callback_secret, seed=seed, knobs=knobs,
                            paths=GatewayPaths.of(paths), header_names=header_names)
     routes = _route_table(engine.paths)
-    app = Flask("gateway_sandbox")
-    app.engine = engine  # type: ignore[attr-defined]
-
-    def fault(rate: float) -> bool:
-        if not rate:
-            return False
-        with engine.lock:
-            return engine.fault_rng.random() < rate
+    app = sandbox_app("gateway_sandbox", engine)
 
     def api_view(req: _WRequest) -> Response:
         resp = checked_view(req)
@@ -677,17 +543,14 @@ def create_app(*, api_key: str = DEFAULT_API_KEY, secret: str = DEFAULT_SECRET, 
         k = engine.knobs
         target = path_with_query_from_environ(req.environ)
         path, _, query = target.partition("?")
-        with engine.lock:
-            engine.requests_served[req.method] = engine.requests_served.get(req.method, 0) + 1
-        if k.latency:
-            time.sleep(k.latency)
+        engine.begin_request(req.method)
         body = req.get_data(cache=True)
         try:
             verify(engine.secret, req.headers, req.method, target, body, now=engine.now(), window=engine.window,
                    seen=engine.replay if k.replay_protection else None, api_key=engine.api_key,
                    header_names=engine.header_names)
         except SignatureError as e:
-            return _json_response(e.body(), 401)
+            return json_response(e.body(), 401)
         try:
             return dispatch(req, path, query, body)
         except _ApiError as e:
@@ -719,114 +582,73 @@ def create_app(*, api_key: str = DEFAULT_API_KEY, secret: str = DEFAULT_SECRET, 
                 scope = str(data["shop_code"])
         if scope is not None and scope != engine.shop_code:
             raise _ApiError(403, "Access denied for this shop_code", "forbidden")
-        if fault(k.error_rate):  # before anything is committed
+        if engine.roll(k.error_rate):  # before anything is committed
             raise _ApiError(500, "Internal server error", "internal_error")
 
         if action == "balance":
             with engine.lock:
-                return _json_response({"balance": format_amount(engine.balance), "currency": engine.shop_currency,
+                return json_response({"balance": format_amount(engine.balance), "currency": engine.shop_currency,
                                        "shop_code": engine.shop_code})
         if action == "get":
             obj = engine.get(unquote(m.group("external_id")), kind)
             if obj is None:
                 raise _ApiError(404, "Payout not found" if kind == "payout" else "PayIn not found", "not_found")
-            return _json_response(obj)
+            return json_response(obj)
 
         status, obj = engine.create(kind, data, root=req.host_url.rstrip("/"))
-        if status == 201 and fault(k.fail_after_commit_rate):
+        if status == 201 and engine.roll(k.fail_after_commit_rate):
             # Committed, but the answer is lost: a stall past the client's timeout, or a proxy's 502.
             if k.hang_seconds > 0:
                 time.sleep(k.hang_seconds)
             else:
-                return Response(_HTML_502, status=502, mimetype="text/html")
-        return _json_response(obj, status)
+                return bad_gateway()
+        return json_response(obj, status)
 
-    flask_wsgi = app.wsgi_app
+    serve_api_first(app, lambda path: not path.startswith("/_sandbox/"), api_view)
 
-    def wsgi(environ: dict, start_response: Any) -> Iterable[bytes]:
-        if environ.get("PATH_INFO", "").startswith("/_sandbox/"):
-            return flask_wsgi(environ, start_response)
-        return api_view(_WRequest(environ))(environ, start_response)
-
-    app.wsgi_app = wsgi  # type: ignore[method-assign]
-
-    # ---- control API (no auth: local use only) -----------------------------------------------
-
-    def body_json() -> dict:
-        return request.get_json(silent=True, force=True) or {}
+    # ---- control API beyond state, knobs, callbacks, ledger, describe (no auth: local use only) ----
 
     def kind_of(plural: str) -> str:
         return "payout" if plural == "payouts" else "payin"
 
-    @app.get("/_sandbox/state")
-    def ctl_state() -> Response:
-        return _json_response(engine.state())
-
-    @app.get("/_sandbox/describe")
-    def ctl_describe() -> Response:
-        return _json_response(describe(engine))
-
-    @app.post("/_sandbox/knobs")
-    def ctl_knobs() -> Response:
-        try:
-            engine.knobs.update(**body_json())
-        except (AttributeError, ValueError, TypeError) as exc:
-            return _json_response({"error": str(exc)}, 400)
-        return _json_response(engine.knobs.as_dict())
-
     @app.post("/_sandbox/process")
     def ctl_process() -> Response:
-        b = body_json()
+        b = control_body()
         if b.get("external_id"):
             try:
                 status = engine.process(str(b["external_id"]), str(b.get("kind") or "payout"))
             except KeyError:
-                return _json_response({"error": "not found"}, 404)
-            return _json_response({"processed": 1, "status": status})
-        return _json_response({"processed": engine.process_all()})
+                return json_response({"error": "not found"}, 404)
+            return json_response({"processed": 1, "status": status})
+        return json_response({"processed": engine.process_all()})
 
     @app.get("/_sandbox/<any(payouts, payins):plural>/<path:external_id>")
     def ctl_get(plural: str, external_id: str) -> Response:
         obj = engine.get(external_id, kind_of(plural))
         if obj is None:
-            return _json_response({"error": "not found"}, 404)
+            return json_response({"error": "not found"}, 404)
         if plural == "payouts":
             obj["executed"] = engine.executed(external_id)
-        return _json_response(obj)
+        return json_response(obj)
 
     @app.post("/_sandbox/<any(payouts, payins):plural>/<path:external_id>/status")
     def ctl_status(plural: str, external_id: str) -> Response:
-        b = body_json()
+        b = control_body()
         try:
             engine.set_status(external_id, str(b.get("status", "")), b.get("failure_reason"), kind_of(plural))
         except KeyError:
-            return _json_response({"error": "not found"}, 404)
+            return json_response({"error": "not found"}, 404)
         except ValueError as exc:
-            return _json_response({"error": str(exc)}, 400)
-        return _json_response(engine.get(external_id, kind_of(plural)))
+            return json_response({"error": str(exc)}, 400)
+        return json_response(engine.get(external_id, kind_of(plural)))
 
     @app.post("/_sandbox/balance")
     def ctl_balance() -> Response:
         try:
-            engine.set_balance(str(body_json().get("balance")))
+            engine.set_balance(str(control_body().get("balance")))
         except (InvalidOperation, ValueError):
-            return _json_response({"error": "balance must be a decimal string"}, 400)
-        return _json_response({"balance": format_amount(engine.balance)})
-
-    @app.get("/_sandbox/ledger")
-    def ctl_ledger() -> Response:
-        with engine.lock:
-            rows = [dict(e, amount=format_amount(e["amount"]), balance=format_amount(e["balance"]))
-                    for e in engine.ledger]
-        return _json_response(rows)
-
-    @app.get("/_sandbox/callbacks")
-    def ctl_callbacks() -> Response:
-        try:
-            n = int(request.args.get("last", "100"))
-        except ValueError:
-            n = 100
-        return _json_response(engine.callback_log[-max(n, 1):])
+            return json_response({"error": "balance must be a decimal string"}, 400)
+        return json_response({"balance": format_amount(engine.balance)})
 
     return app
 
@@ -840,7 +662,7 @@ def describe(target: Any = None) -> dict:
     engine = getattr(target, "engine", target)
     if engine is None:
         engine = SandboxEngine()
-        engine._sender.close()
+        engine.close()
     h = engine.header_names
     return {
         "provider": "gateway",
@@ -859,7 +681,3 @@ def describe(target: Any = None) -> dict:
         "knobs": engine.knobs.as_dict(),
     }
 
-
-def serve(app: Any, host: str = "127.0.0.1", port: int = 0) -> SandboxServer:
-    """Serve ``app`` (from :func:`create_app`) on ``host:port`` (0 = a free port) in the background."""
-    return SandboxServer(app, host, port)

@@ -79,7 +79,6 @@ from __future__ import annotations
 import collections
 import itertools
 import json
-import queue
 import random
 import re
 import threading
@@ -93,10 +92,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask, Response, request
 
-from providers.sandbox_knobs import SandboxKnobs
 from providers.paysera.callbacks import sign_event
 from providers.paysera.mac import MacError, NonceCache, split_host_port, verify
-from providers.sandbox_server import SandboxServer
+from providers.sandbox import CallbackSender, Engine, Ledger, SandboxKnobs, SandboxServer, serve
+from providers.sandbox.web import control_body, json_response, sandbox_app
 
 __all__ = ["create_app", "serve", "describe", "SandboxEngine", "SandboxServer", "Knobs", "DEFAULT_MAC_ID",
            "DEFAULT_MAC_KEY", "DEFAULT_WALLET_ID", "DEFAULT_ACCOUNT"]
@@ -129,19 +128,14 @@ class Knobs(SandboxKnobs):
         "fault_match": "", "clock_skew": 0.0, "processing_delay": 0.0, "draft_ttl": 3600.0,
         "callback_attempts": 4, "callback_retry_delay": 0.1,
     }
+    COUNTS = frozenset({"callback_attempts"})
 
     def _coerce(self, name: str, value: Any) -> Any:
         if name == "fault_match":
             value = "" if value is None else str(value)
-            re.compile(value)  # raises re.error (a ValueError) for a bad pattern
-            return value
-        if name == "callback_attempts":
-            value = int(value)
-            if value < 1:
-                raise ValueError("callback_attempts must be >= 1")
+            re.compile(value)  # raises re.error for a bad pattern
             return value
         return super()._coerce(name, value)
-
 
 
 # --------------------------------------------------------------------------------------------------
@@ -192,86 +186,6 @@ def _money(amount: Decimal, currency: str) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Callback sender
-# --------------------------------------------------------------------------------------------------
-
-class _CallbackSender:
-    """One background thread posting signed callbacks, retrying deliveries without a 2xx."""
-
-    def __init__(self, engine: "SandboxEngine") -> None:
-        self._engine = engine
-        self._q: queue.Queue = queue.Queue()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._inflight = 0
-
-    def enqueue(self, item: dict) -> None:
-        with self._lock:
-            self._inflight += 1
-            if self._thread is None or not self._thread.is_alive():
-                self._stop.clear()
-                self._thread = threading.Thread(target=self._run, name="paysera-sandbox-callbacks", daemon=True)
-                self._thread.start()
-        self._q.put(item)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                item = self._q.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            try:
-                self._deliver(item)
-            finally:
-                with self._lock:
-                    self._inflight -= 1
-
-    def _deliver(self, item: dict) -> None:
-        knobs = self._engine.knobs
-        attempts = int(knobs.callback_attempts)
-        for attempt in range(1, attempts + 1):
-            http_status, outcome = None, "failed"
-            try:
-                r = requests.post(item["url"], data={"event": item["event"], "sign": item["sign"]}, timeout=10,
-                                  allow_redirects=False)
-                http_status = r.status_code
-                outcome = "delivered" if 200 <= r.status_code < 300 else "failed"
-            except requests.RequestException:
-                pass
-            self._engine.callback_log.append({"transfer_id": item["transfer_id"], "type": item["type"],
-                                              "url": item["url"], "attempt": attempt, "outcome": outcome,
-                                              "http_status": http_status, "at": time.time()})
-            if outcome == "delivered" or self._stop.is_set():
-                return
-            if attempt < attempts:
-                self._stop.wait(float(knobs.callback_retry_delay) * (2 ** (attempt - 1)))
-
-    def pending(self) -> int:
-        with self._lock:
-            return self._inflight
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        deadline = _mono() + timeout
-        while self.pending() and _mono() < deadline:
-            self._stop.wait(0.01)
-        return not self.pending()
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-
-
-# Real monotonic clock kept in a tuple: freezegun patches module attributes, not container contents.
-_REAL_CLOCK = (time.monotonic,)
-
-
-def _mono() -> float:
-    return _REAL_CLOCK[0]()
-
-
-# --------------------------------------------------------------------------------------------------
 # Engine
 # --------------------------------------------------------------------------------------------------
 
@@ -293,28 +207,24 @@ def _wallets_from(spec: Mapping[Any, Any] | None) -> dict[int, _Wallet]:
     return out
 
 
-class SandboxEngine:
+class SandboxEngine(Engine):
     """The provider's state and its admin side. Thread-safe: one lock guards everything."""
 
     def __init__(self, credentials: Iterable[tuple[str, str]], *, window: float = 300.0, knobs: Knobs | None = None,
                  wallets: Mapping[Any, Any] | None = None, seed: int | None = None,
                  private_key_pem: bytes | str | None = None) -> None:
-        self.lock = threading.RLock()
+        super().__init__(knobs or Knobs(), random.Random(seed))
         self.credentials = dict(credentials)
         self.window = float(window)
-        self.knobs = knobs or Knobs()
         self.nonces = NonceCache(self.window)
         self.wallets = _wallets_from(wallets)
         self._by_account = {w.account_number: w for w in self.wallets.values()}
         self.seed = seed
-        self.fault_rng = random.Random(seed)
         self.transfers: dict[str, _Transfer] = {}
         self.deleted: dict[str, _Transfer] = {}  # drafts removed after draft_ttl
         self._ids = itertools.count(int(random.Random(seed).randrange(10_000, 90_000)) * 100)
-        self.ledger: list[dict] = []
-        self.callback_log: list[dict] = []
+        self.ledger = Ledger("transfer_id")  # one entry per signed transfer; ``refunded`` set when it comes back
         self.requests_log: collections.deque = collections.deque(maxlen=2000)
-        self.requests_served: collections.Counter = collections.Counter()
         if private_key_pem is not None:
             data = private_key_pem.encode() if isinstance(private_key_pem, str) else private_key_pem
             key = serialization.load_pem_private_key(data, password=None)
@@ -325,14 +235,14 @@ class SandboxEngine:
             self._private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.public_key_pem = self._private_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
-        self._sender = _CallbackSender(self)
+        self._sender = CallbackSender(
+            self.callback_log, post=self._post_callback, entry=self._callback_entry, name="paysera-sandbox-callbacks",
+            attempts=lambda: self.knobs.callback_attempts, in_order=True,
+            backoff=lambda attempt: self.knobs.callback_retry_delay * (2 ** (attempt - 1)))
         self._ticker: threading.Thread | None = None
         self._ticker_stop = threading.Event()
 
-    # ---- clock, credentials ------------------------------------------------------------------
-
-    def server_now(self) -> float:
-        return time.time() + float(self.knobs.clock_skew)
+    # ---- credentials, state ------------------------------------------------------------------
 
     def key_for(self, mac_id: str) -> str | None:
         return self.credentials.get(mac_id)
@@ -345,12 +255,24 @@ class SandboxEngine:
                 "wallets": {str(w.id): w.account_number for w in self.wallets.values()},
                 "note": "LOCAL USE ONLY: /_sandbox/ needs no authentication"}
 
+    def state(self, query: Mapping[str, str] | None = None) -> dict:
+        with self.lock:
+            counts = collections.Counter(t.status for t in self.transfers.values())
+            currencies = {e["currency"] for e in self.ledger}
+            return {"knobs": self.knobs.as_dict(), "server_time": int(self.now()),
+                    "window": self.window, "transfers": dict(counts), "deleted_drafts": len(self.deleted),
+                    "wallets": {str(w.id): self.balance_json(w.id) for w in self.wallets.values()},
+                    "ledger": {"executions": len(self.ledger),
+                               "paid_total": {c: format(self.paid_total(c), "f") for c in sorted(currencies)}},
+                    "callbacks": {"pending": self.callbacks_pending, "log": len(self.callback_log)},
+                    "requests_served": dict(self.requests_served)}
+
     # ---- ledger ------------------------------------------------------------------------------
 
     def executed(self, transfer_id: str) -> int:
         """How many times the transfer moved money (0 or 1; more would be a double payout)."""
         with self.lock:
-            return sum(1 for e in self.ledger if e["transfer_id"] == str(transfer_id))
+            return self.ledger.executed(str(transfer_id))
 
     def paid_total(self, currency: str | None = None) -> Decimal:
         """What left the wallets and was not refunded (one currency, or all of them added up)."""
@@ -358,6 +280,9 @@ class SandboxEngine:
             return sum((e["amount"] for e in self.ledger
                         if not e["refunded"] and (currency is None or e["currency"] == currency.upper())),
                        Decimal(0))
+
+    def ledger_json(self) -> list[dict]:
+        return self.ledger.rows(amount=lambda amount: format(amount, "f"))
 
     # ---- wallets -----------------------------------------------------------------------------
 
@@ -424,7 +349,7 @@ class SandboxEngine:
 
     def _set_status(self, t: _Transfer, status: str, source: str) -> None:
         old, t.status = t.status, status
-        now = self.server_now()
+        now = self.now()
         t.history.append((int(now), status, source))
         if source != "client" and old != status:
             self._callback(t)
@@ -493,7 +418,7 @@ class SandboxEngine:
                       beneficiary=dict(beneficiary), wallet_id=wallet.id,  # type: ignore[arg-type]
                       purpose=dict(purpose) if purpose is not None else None,
                       callback=dict(callback) if callback is not None else None, extra=extra,
-                      created_at=int(self.server_now()), client_id=client_id)
+                      created_at=int(self.now()), client_id=client_id)
         t.history.append((t.created_at, "new", "client"))
         self.transfers[t.id] = t
         return t
@@ -538,10 +463,9 @@ class SandboxEngine:
             self._take_funds(t)
         if self.executed(t.id):  # cannot happen: the state machine forbids it; the ledger would show it
             raise AssertionError(f"transfer {t.id} would be executed twice")
-        self.ledger.append({"transfer_id": t.id, "amount": t.amount, "currency": t.currency,
-                            "account": self.wallets[t.wallet_id].account_number,
-                            "at": int(self.server_now()), "refunded": False})
-        t.due_at = self.server_now() + float(self.knobs.processing_delay)
+        self.ledger.record(transfer_id=t.id, amount=t.amount, currency=t.currency,
+                           account=self.wallets[t.wallet_id].account_number, at=int(self.now()), refunded=False)
+        t.due_at = self.now() + float(self.knobs.processing_delay)
         self._set_status(t, "processing", "client")
         self._ensure_ticker()
         return t
@@ -601,7 +525,7 @@ class SandboxEngine:
     def advance(self) -> None:
         """Apply what time has made due: processing → done, unsigned drafts older than draft_ttl deleted."""
         with self.lock:
-            now = self.server_now()
+            now = self.now()
             ttl = float(self.knobs.draft_ttl)
             for t in list(self.transfers.values()):
                 if t.status == "processing" and t.due_at is not None and now >= t.due_at:
@@ -651,7 +575,7 @@ class SandboxEngine:
                                  "message": failure_message or "the beneficiary's bank returned the transfer"}
                 t.due_at = None
             if status == "done" and t.performed_at is None:
-                t.performed_at = int(self.server_now())
+                t.performed_at = int(self.now())
             self._set_status(t, status, "admin")
             return self.transfer(t.id)
 
@@ -667,13 +591,15 @@ class SandboxEngine:
         self._sender.enqueue({"transfer_id": t.id, "type": t.status, "url": cb["url"], "event": event,
                               "sign": sign_event(self._private_key, event)})
 
-    @property
-    def callbacks_pending(self) -> int:
-        return self._sender.pending()
+    @staticmethod
+    def _post_callback(item: dict) -> int:
+        return requests.post(item["url"], data={"event": item["event"], "sign": item["sign"]}, timeout=10,
+                             allow_redirects=False).status_code
 
-    def flush_callbacks(self, timeout: float = 10.0) -> bool:
-        """Wait (real time) until every queued callback was delivered or gave up; True when none is left."""
-        return self._sender.flush(timeout)
+    @staticmethod
+    def _callback_entry(item: dict, outcome: str, http_status: int | None) -> dict:
+        return {"transfer_id": item["transfer_id"], "type": item["type"], "url": item["url"],
+                "attempt": item["attempt"], "outcome": outcome, "http_status": http_status, "at": time.time()}
 
     def sign_event(self, event: str) -> str:
         """Sign any event string with the sandbox's key (to build test callbacks)."""
@@ -681,23 +607,18 @@ class SandboxEngine:
 
     def close(self) -> None:
         self._ticker_stop.set()
-        self._sender.close()
+        super().close()
 
 
 # --------------------------------------------------------------------------------------------------
 # WSGI app
 # --------------------------------------------------------------------------------------------------
 
-def _json(obj: Any, status: int = 200) -> Response:
-    return Response(json.dumps(obj, ensure_ascii=False, separators=(",", ":")), status=status,
-                    mimetype="application/json", headers={"Content-Type": "application/json;charset=utf-8"})
-
-
 def _error(status: int, code: str, description: str, properties: dict | None = None) -> Response:
     body: dict[str, Any] = {"error": code, "error_description": description}
     if properties:
         body["error_properties"] = properties
-    return _json(body, status)
+    return json_response(body, status)
 
 
 def _raw_uri(environ: Mapping[str, Any]) -> str:
@@ -728,8 +649,7 @@ def create_app(*, mac_id: str = DEFAULT_MAC_ID, mac_key: str = DEFAULT_MAC_KEY, 
                   callback_retry_delay=callback_retry_delay)
     engine = SandboxEngine([(mac_id, mac_key), *(extra_keys or [])], window=window, knobs=knobs, wallets=wallets,
                            seed=seed, private_key_pem=private_key_pem)
-    app = Flask("paysera_sandbox")
-    app.engine = engine  # type: ignore[attr-defined]
+    app = sandbox_app("paysera_sandbox", engine)
 
     def authenticate() -> tuple[str | None, Response | None]:
         """(mac id, None) when the MAC checks out, else (None, a 401 answer)."""
@@ -740,7 +660,7 @@ def create_app(*, mac_id: str = DEFAULT_MAC_ID, mac_key: str = DEFAULT_MAC_KEY, 
         try:
             h = verify(request.headers.get("Authorization"), method=request.method, uri=_raw_uri(request.environ),
                        host=host, port=port, body=request.get_data(cache=True), key_for=engine.key_for,
-                       now=engine.server_now(), window=engine.window, nonces=engine.nonces)
+                       now=engine.now(), window=engine.window, nonces=engine.nonces)
         except MacError as exc:
             with engine.lock:
                 engine.requests_log.append({"method": request.method, "path": request.path, "ext": {},
@@ -756,20 +676,11 @@ def create_app(*, mac_id: str = DEFAULT_MAC_ID, mac_key: str = DEFAULT_MAC_KEY, 
         pattern = engine.knobs.fault_match
         return not pattern or re.search(pattern, f"{request.method} {request.path}") is not None
 
-    def draw(rate: float) -> bool:
-        if rate <= 0:
-            return False
-        with engine.lock:
-            return engine.fault_rng.random() < rate
-
     def api(action, *, auth: bool = True, mutating: bool = False) -> Response:
         """Run one API action with authentication and the fault knobs around it."""
         k = engine.knobs
-        with engine.lock:
-            rule = request.url_rule.rule if request.url_rule else request.path
-            engine.requests_served[f"{request.method} {rule}"] += 1
-        if k.latency:
-            time.sleep(k.latency)
+        rule = request.url_rule.rule if request.url_rule else request.path
+        engine.begin_request(f"{request.method} {rule}")
         client_id = None
         if auth:
             client_id, refusal = authenticate()
@@ -777,7 +688,7 @@ def create_app(*, mac_id: str = DEFAULT_MAC_ID, mac_key: str = DEFAULT_MAC_KEY, 
                 return refusal
         engine.advance()
         faulty = faults_apply()
-        if faulty and draw(k.error_rate):
+        if faulty and engine.roll(k.error_rate):
             return _error(500, "internal_server_error", "unexpected internal system error")
         try:
             with engine.lock:
@@ -785,8 +696,8 @@ def create_app(*, mac_id: str = DEFAULT_MAC_ID, mac_key: str = DEFAULT_MAC_KEY, 
         except _ApiError as exc:
             resp = _error(exc.status, exc.code, exc.description, exc.properties)
         else:
-            resp = _json(body, status)
-            if faulty and mutating and draw(k.fail_after_commit_rate):
+            resp = json_response(body, status)
+            if faulty and mutating and engine.roll(k.fail_after_commit_rate):
                 resp = _error(500, "internal_server_error", "unexpected internal system error")
         if faulty and k.hang_seconds:
             time.sleep(k.hang_seconds)
@@ -805,7 +716,7 @@ def create_app(*, mac_id: str = DEFAULT_MAC_ID, mac_key: str = DEFAULT_MAC_KEY, 
 
     @app.get("/rest/v1/server")
     def server() -> Response:
-        return api(lambda _c: (200, {"time": int(engine.server_now())}), auth=False)
+        return api(lambda _c: (200, {"time": int(engine.now())}), auth=False)
 
     @app.get("/rest/v1/configuration")
     def configuration() -> Response:
@@ -859,88 +770,48 @@ def create_app(*, mac_id: str = DEFAULT_MAC_ID, mac_key: str = DEFAULT_MAC_KEY, 
     def not_allowed(_e) -> Response:
         return _error(405, "invalid_request", "method not allowed for this resource")
 
-    # ---- control API (no auth: local use only) -------------------------------------------------
-
-    def ctl_body() -> dict:
-        return request.get_json(silent=True, force=True) or {}
-
-    @app.get("/_sandbox/state")
-    def ctl_state() -> Response:
-        with engine.lock:
-            counts = collections.Counter(t.status for t in engine.transfers.values())
-            currencies = {e["currency"] for e in engine.ledger}
-            return _json({"knobs": engine.knobs.as_dict(), "server_time": int(engine.server_now()),
-                          "window": engine.window, "transfers": dict(counts), "deleted_drafts": len(engine.deleted),
-                          "wallets": {str(w.id): engine.balance_json(w.id) for w in engine.wallets.values()},
-                          "ledger": {"executions": len(engine.ledger),
-                                     "paid_total": {c: format(engine.paid_total(c), "f") for c in sorted(currencies)}},
-                          "callbacks": {"pending": engine.callbacks_pending, "log": len(engine.callback_log)},
-                          "requests_served": dict(engine.requests_served)})
-
-    @app.post("/_sandbox/knobs")
-    def ctl_knobs() -> Response:
-        try:
-            engine.knobs.update(**ctl_body())
-        except (AttributeError, ValueError, TypeError, re.error) as exc:
-            return _json({"error": str(exc)}, 400)
-        return _json(engine.knobs.as_dict())
-
-    @app.get("/_sandbox/describe")
-    def ctl_describe() -> Response:
-        return _json(engine.describe())
+    # ---- control API beyond state, knobs, describe, ledger, callbacks (no auth: local use only) ----
 
     @app.get("/_sandbox/transfers")
     def ctl_transfers() -> Response:
         with engine.lock:
             ids = list(engine.transfers) + list(engine.deleted)
-            return _json([engine.transfer(i) for i in ids])
+            return json_response([engine.transfer(i) for i in ids])
 
     @app.get("/_sandbox/transfers/<transfer_id>")
     def ctl_transfer(transfer_id: str) -> Response:
         try:
-            return _json(engine.transfer(transfer_id))
+            return json_response(engine.transfer(transfer_id))
         except KeyError:
-            return _json({"error": "no such transfer"}, 404)
+            return json_response({"error": "no such transfer"}, 404)
 
     @app.post("/_sandbox/transfers/<transfer_id>/status")
     def ctl_status(transfer_id: str) -> Response:
-        b = ctl_body()
+        b = control_body()
         try:
-            return _json(engine.set_status(transfer_id, str(b.get("status", "")), failure_code=b.get("failure_code"),
-                                           failure_message=b.get("failure_message")))
+            return json_response(engine.set_status(transfer_id, str(b.get("status", "")),
+                                                   failure_code=b.get("failure_code"),
+                                                   failure_message=b.get("failure_message")))
         except KeyError:
-            return _json({"error": "no such transfer"}, 404)
+            return json_response({"error": "no such transfer"}, 404)
         except ValueError as exc:
-            return _json({"error": str(exc)}, 400)
+            return json_response({"error": str(exc)}, 400)
 
     @app.post("/_sandbox/wallets/<wallet_id>/balance")
     def ctl_balance(wallet_id: str) -> Response:
-        b = ctl_body()
+        b = control_body()
         try:
             engine.set_balance(wallet_id, str(b["currency"]), Decimal(str(b["amount"])))
-            return _json(engine.balance_json(wallet_id))
+            return json_response(engine.balance_json(wallet_id))
         except KeyError:
-            return _json({"error": "no such wallet (or currency/amount missing)"}, 404)
+            return json_response({"error": "no such wallet (or currency/amount missing)"}, 404)
         except (InvalidOperation, ValueError) as exc:
-            return _json({"error": str(exc)}, 400)
-
-    @app.get("/_sandbox/ledger")
-    def ctl_ledger() -> Response:
-        with engine.lock:
-            return _json([{**e, "amount": format(e["amount"], "f")} for e in engine.ledger])
-
-    @app.get("/_sandbox/callbacks")
-    def ctl_callbacks() -> Response:
-        try:
-            n = int(request.args.get("last") or 100)
-        except ValueError:
-            n = 100
-        return _json(engine.callback_log[-n:])
+            return json_response({"error": str(exc)}, 400)
 
     @app.post("/_sandbox/tick")
     def ctl_tick() -> Response:
         engine.advance()
-        return _json({"server_time": int(engine.server_now())})
+        return json_response({"server_time": int(engine.now())})
 
     return app
 
@@ -949,7 +820,3 @@ def describe(app: Any) -> dict:
     """``app.engine.describe()``: mac_id, mac_key, public key PEM, wallets (for ``exsync sandbox paysera``)."""
     return app.engine.describe()
 
-
-def serve(app: Any, host: str = "127.0.0.1", port: int = 0) -> SandboxServer:
-    """Serve ``app`` (from :func:`create_app`) on ``host:port`` (0 = a free port) in the background."""
-    return SandboxServer(app, host, port)

@@ -71,23 +71,21 @@ requests/s (the werkzeug server is the limit); run several sandboxes for more.
 from __future__ import annotations
 
 import bisect
-import collections
-import heapq
 import itertools
-import json
 import random
 import re
 import threading
 import time
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_UP, Decimal, InvalidOperation
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import requests
-from flask import Flask, Response, request
-from werkzeug.wrappers import Request as _WRequest
+from flask import Flask, Response
+from werkzeug.wrappers import Request
 
-from providers.sandbox_knobs import SandboxKnobs
+from providers.sandbox import CallbackSender, Engine, SandboxKnobs, SandboxServer, draw_faults, serve
+from providers.sandbox.web import bad_gateway, control_body, json_response, sandbox_app, serve_api_first
 
 __all__ = ["create_app", "serve", "SandboxEngine", "SandboxServer", "Knobs", "DEFAULT_LOGIN", "DEFAULT_KEY",
            "API_PATH", "ALL_METHODS", "STATUSES"]
@@ -144,17 +142,6 @@ _PAY_FROM = frozenset({"new", "techpay"})
 _OPEN_ACTIONS = frozenset({"new", "techpay"})  # api_actions.type stays as set while in these
 _LIVE = frozenset({"coldnew", "new", "techpay", "payed", "coldpay", "partpay", "realpay", "verify",
                    "amlwait", "amlerror", "merchwait", "mercherror", "coldsuccess", "partpayout"})
-
-_HTML_502 = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-             "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
-
-# Real monotonic clock kept in a tuple: freezegun patches module attributes, not container contents.
-_REAL_CLOCK = (time.monotonic,)
-
-
-def _mono() -> float:
-    return _REAL_CLOCK[0]()
-
 
 def _is_status(s: str) -> bool:
     return s in _TITLES or bool(_CUSTOM_RE.match(s or ""))
@@ -306,7 +293,6 @@ class Knobs(SandboxKnobs):
         return super()._coerce(name, value)
 
 
-
 class _Bid:
     __slots__ = ("id", "login", "api_id", "hash", "direction_id", "amount_give", "amount_get", "course_give",
                  "course_get", "status", "created_at", "edit_at", "history", "callback_url", "fields",
@@ -322,129 +308,19 @@ class _User:
 
 
 # --------------------------------------------------------------------------------------------------
-# Callback sender
+# Callbacks, engine
 # --------------------------------------------------------------------------------------------------
 
-class _CallbackSender:
-    """One background thread that posts callbacks like the engine: form ``bid_id``/``status``, one try.
-
-    Faults are decided when the callback is queued, from the engine's seeded callback RNG, so a seed
-    gives the same drops/duplicates/reorders for the same sequence of status changes.
-    """
-
-    IDLE_RELEASE = 0.15  # a held-back (reordered) callback goes out after this long with nothing newer
-
-    def __init__(self, log: list) -> None:
-        self._cv = threading.Condition()
-        self._heap: list = []
-        self._held: list = []
-        self._held_at = 0.0
-        self._seq = itertools.count()
-        self._inflight = 0
-        self._stop = False
-        self._thread: threading.Thread | None = None
-        self._log = log
-
-    def enqueue(self, bid_id: int, status: str, url: str, knobs: Knobs, rng: random.Random) -> None:
-        # Always draw three numbers so the fault stream does not depend on which rates are set.
-        r_drop, r_dup, r_reorder = rng.random(), rng.random(), rng.random()
-        if r_drop < knobs.callback_drop_rate:
-            self._log.append({"bid_id": bid_id, "status": status, "url": url, "outcome": "dropped",
-                              "http_status": None, "reordered": False, "at": time.time()})
-            return
-        item = {"bid_id": bid_id, "status": status, "url": url, "dup": r_dup < knobs.callback_duplicate_rate,
-                "reordered": False}
-        due = _mono() + knobs.callback_delay
-        with self._cv:
-            self._ensure_thread()
-            if r_reorder < knobs.callback_reorder_rate:
-                item["reordered"] = True
-                if not self._held:
-                    self._held_at = _mono()
-                self._held.append((due, item))
-            else:
-                self._push(due, item)
-                self._release_held(due)  # held ones go out right after this newer one
-            self._cv.notify_all()
-
-    def _push(self, due: float, item: dict) -> None:
-        heapq.heappush(self._heap, (due, next(self._seq), item))
-        if item["dup"]:
-            heapq.heappush(self._heap, (due, next(self._seq), dict(item, dup=False, duplicate=True)))
-
-    def _release_held(self, after: float) -> None:
-        for due, item in self._held:
-            self._push(max(due, after), item)
-        self._held.clear()
-
-    def _ensure_thread(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._stop = False
-            self._thread = threading.Thread(target=self._run, name="premium-sandbox-callbacks", daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            with self._cv:
-                while True:
-                    if self._stop:
-                        return
-                    now = _mono()
-                    if self._held and not self._heap and now - self._held_at >= self.IDLE_RELEASE:
-                        self._release_held(now)
-                    if self._heap and self._heap[0][0] <= now:
-                        _, _, item = heapq.heappop(self._heap)
-                        self._inflight += 1
-                        break
-                    if self._heap:
-                        timeout = self._heap[0][0] - now
-                    elif self._held:
-                        timeout = max(0.005, self.IDLE_RELEASE - (now - self._held_at))
-                    else:
-                        timeout = None
-                    self._cv.wait(timeout)
-            try:
-                self._send(item)
-            finally:
-                with self._cv:
-                    self._inflight -= 1
-                    self._cv.notify_all()
-
-    def _send(self, item: dict) -> None:
-        http_status = None
-        try:
-            # Exactly what the engine sends: two form fields, no signature, one attempt, answer ignored.
-            r = requests.post(item["url"], data={"bid_id": str(item["bid_id"]), "status": item["status"]},
-                              timeout=20, verify=False, allow_redirects=False)
-            http_status = r.status_code
-            outcome = "delivered" if 200 <= r.status_code < 300 else "failed"
-        except requests.RequestException:
-            outcome = "failed"
-        if item.get("duplicate"):
-            outcome = "duplicated"
-        self._log.append({"bid_id": item["bid_id"], "status": item["status"], "url": item["url"],
-                          "outcome": outcome, "http_status": http_status, "reordered": item["reordered"],
-                          "at": time.time()})
-
-    def pending(self) -> int:
-        with self._cv:
-            return len(self._heap) + len(self._held) + self._inflight
-
-    def flush(self, timeout: float) -> bool:
-        with self._cv:
-            return self._cv.wait_for(lambda: not self._heap and not self._held and not self._inflight, timeout)
-
-    def close(self) -> None:
-        with self._cv:
-            self._stop = True
-            self._cv.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+def _post_callback(item: dict) -> int:
+    # Exactly what the engine sends: two form fields, no signature, one attempt, answer ignored.
+    return requests.post(item["url"], data={"bid_id": str(item["bid_id"]), "status": item["status"]},
+                         timeout=20, verify=False, allow_redirects=False).status_code
 
 
-# --------------------------------------------------------------------------------------------------
-# Engine
-# --------------------------------------------------------------------------------------------------
+def _callback_entry(item: dict, outcome: str, http_status: int | None) -> dict:
+    return {"bid_id": item["bid_id"], "status": item["status"], "url": item["url"], "outcome": outcome,
+            "http_status": http_status, "reordered": item["reordered"], "at": time.time()}
+
 
 _DEFAULT_PATHS = (
     (("new", "payed", "realpay", "success"), 5),
@@ -455,7 +331,7 @@ _DEFAULT_PATHS = (
 )
 
 
-class SandboxEngine:
+class SandboxEngine(Engine):
     """The exchanger's state and its admin side. Thread-safe: one lock guards everything."""
 
     def __init__(self, users: Iterable[tuple[str, str]], *, flavour: str = "generic", seed: int | None = None,
@@ -463,16 +339,14 @@ class SandboxEngine:
                  methods: Iterable[str] | None = None, action_delay: float | None = None) -> None:
         if flavour not in ("generic", "alwaysmoney"):
             raise ValueError("flavour must be 'generic' or 'alwaysmoney'")
+        base = seed if seed is not None else random.randrange(1 << 30)
+        super().__init__(knobs or Knobs(), random.Random(base + 1))  # error_rate draws
         self.flavour = flavour
-        self.lock = threading.RLock()
-        self.knobs = knobs or Knobs()
         self.ip_allowlist = set(ip_allowlist) if ip_allowlist else None
         self.methods = set(methods) if methods is not None else set(ALL_METHODS)
         self.action_delay = action_delay  # accepted for API compatibility; actions apply at once
-        base = seed if seed is not None else random.randrange(1 << 30)
         self.seed = seed
         self.rng = random.Random(base)              # ids, hashes, bulk data
-        self.fault_rng = random.Random(base + 1)    # error_rate draws
         self.cb_rng = random.Random(base + 2)       # callback faults
         self.ap_rng = random.Random(base + 3)       # autopilot
         self.users: dict[str, _User] = {}
@@ -484,9 +358,8 @@ class SandboxEngine:
         self._by_login: dict[str | None, list[int]] = {}  # ids ascending, per login: the get_exchanges index
         self._api_ids: dict[tuple[str | None, str], int] = {}
         self._next_id = 1
-        self.callback_log: list[dict] = []
-        self.requests_served: collections.Counter = collections.Counter()
-        self._sender = _CallbackSender(self.callback_log)
+        self._sender = CallbackSender(self.callback_log, post=_post_callback, entry=_callback_entry,
+                                      name="premium-sandbox-callbacks")
         self._fault_flip = False
         self._ap_thread: threading.Thread | None = None
         self._ap_stop = threading.Event()
@@ -623,7 +496,9 @@ class SandboxEngine:
         if new == "success" and not b.hash_to and not self.currencies[d.get].fiat:
             b.hash_to = self._hex(256)    # payout txid
         if b.callback_url:
-            self._sender.enqueue(b.id, new, b.callback_url, self.knobs, self.cb_rng)
+            self._sender.enqueue({"bid_id": b.id, "status": new, "url": b.callback_url},
+                                 delay=self.knobs.callback_delay,
+                                 **draw_faults(self.cb_rng, self.knobs, "drop", "duplicate", "reorder"))
         return True
 
     def set_status(self, bid_id: int, status: str, *, at: float | None = None) -> None:
@@ -686,15 +561,13 @@ class SandboxEngine:
                 "hash_to": b.hash_to,
             }
 
-    # ---- callbacks ---------------------------------------------------------------------------
-
-    def flush_callbacks(self, timeout: float = 10) -> bool:
-        """Block until every queued callback was attempted (or dropped). False on timeout."""
-        return self._sender.flush(timeout)
-
-    @property
-    def callbacks_pending(self) -> int:
-        return self._sender.pending()
+    def state(self, query: Mapping[str, str] | None = None) -> dict:
+        """``GET /_sandbox/state[?api_login=]``: the truth (of one login), knobs, counters."""
+        login = (query or {}).get("api_login") or None
+        return {"truth": {str(i): s for i, s in self.truth(login).items()},
+                "knobs": self.knobs.as_dict(), "requests_served": dict(self.requests_served),
+                "callbacks": {"pending": self.callbacks_pending, "log": len(self.callback_log)},
+                "flavour": self.flavour, "directions": {str(i): d.enabled for i, d in self.directions.items()}}
 
     # ---- autopilot ---------------------------------------------------------------------------
 
@@ -755,7 +628,7 @@ class SandboxEngine:
     def close(self) -> None:
         """Stop the background threads (autopilot, callback sender)."""
         self.stop_autopilot()
-        self._sender.close()
+        super().close()
 
     # ---- partner data ------------------------------------------------------------------------
 
@@ -1246,11 +1119,6 @@ class _Api:
 # WSGI app
 # --------------------------------------------------------------------------------------------------
 
-def _json(obj: Any, status: int = 200) -> Response:
-    return Response(json.dumps(obj, ensure_ascii=False, separators=(",", ":")), status=status,
-                    mimetype="application/json")
-
-
 def _envelope(method: str, code: Any, text: str, data: Any, fields: dict | None) -> dict:
     if method in _INT_ERROR_METHODS:
         code = int(code)
@@ -1281,18 +1149,14 @@ def create_app(api_login: str = DEFAULT_LOGIN, api_key: str = DEFAULT_KEY, *, fl
     engine = SandboxEngine([(api_login, api_key), *(extra_keys or [])], flavour=flavour, seed=seed, knobs=knobs,
                            ip_allowlist=ip_allowlist, methods=methods, action_delay=action_delay)
     api = _Api(engine)
-    app = Flask("premium_sandbox")
-    app.engine = engine
+    app = sandbox_app("premium_sandbox", engine)
 
     def pre_error(code: int, text: str) -> Response:
-        return _json({"error": code, "error_text": text})
+        return json_response({"error": code, "error_text": text})
 
-    def api_view(request: _WRequest, method: str) -> Response:
+    def api_view(request: Request, method: str) -> Response:
         k = engine.knobs
-        with engine.lock:
-            engine.requests_served[method] += 1
-        if k.latency:
-            time.sleep(k.latency)
+        engine.begin_request(method)
         if k.maintenance == "api":
             return pre_error(1, "Api disabled")
         login, key = request.headers.get("API-LOGIN", ""), request.headers.get("API-KEY", "")
@@ -1303,80 +1167,48 @@ def create_app(api_login: str = DEFAULT_LOGIN, api_key: str = DEFAULT_KEY, *, fl
             return pre_error(2, "IP blocked")
         if method not in ALL_METHODS or method not in engine.methods or request.method != "POST":
             return pre_error(3, "Method not supported")
-        if k.error_rate:
-            with engine.lock:
-                fail = engine.fault_rng.random() < k.error_rate
-                if fail:
-                    engine._fault_flip = not engine._fault_flip
-                    as_html = engine._fault_flip or method not in _MAINTENANCE
-            if fail:
-                if as_html:
-                    return Response(_HTML_502, status=502, mimetype="text/html")
-                return _json(_envelope(method, *_MAINTENANCE[method], [], None))
+        if engine.roll(k.error_rate):
+            with engine.lock:  # alternate between the proxy's 502 and the method's maintenance answer
+                engine._fault_flip = not engine._fault_flip
+                as_html = engine._fault_flip or method not in _MAINTENANCE
+            if as_html:
+                return bad_gateway()
+            return json_response(_envelope(method, *_MAINTENANCE[method], [], None))
         if k.maintenance and method in _MAINTENANCE:
-            return _json(_envelope(method, *_MAINTENANCE[method], [], None))
+            return json_response(_envelope(method, *_MAINTENANCE[method], [], None))
         ctx = _Ctx()
         ctx.method, ctx.form, ctx.user = method, request.form, user
         ctx.lang, ctx.ip = _lang(request.headers.get("API-LANG")), request.remote_addr or ""
         ctx.root = request.host_url.rstrip("/")
         with engine.lock:
             code, text, data, fields = getattr(api, method)(ctx)
-        return _json(_envelope(method, code, text, data, fields))
+        return json_response(_envelope(method, code, text, data, fields))
 
-    # The API path skips Flask's routing and contexts: about half the cost per request.
-    flask_wsgi = app.wsgi_app
-    prefix_len = len(API_PATH)
+    serve_api_first(app, lambda path: path.startswith(API_PATH),
+                    lambda req: api_view(req, req.environ.get("PATH_INFO", "")[len(API_PATH):]))
 
-    def wsgi(environ: dict, start_response: Any) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        if path.startswith(API_PATH):
-            return api_view(_WRequest(environ), path[prefix_len:])(environ, start_response)
-        return flask_wsgi(environ, start_response)
-
-    app.wsgi_app = wsgi
-
-    # ---- control API (no auth: local use only) -----------------------------------------------
-
-    def body() -> dict:
-        return request.get_json(silent=True, force=True) or {}
+    # ---- control API beyond state, knobs and callbacks (no auth: local use only) ----------------
 
     def bid_or_404(fn):
         try:
             return fn()
         except KeyError:
-            return _json({"error": "no such bid"}, 404)
+            return json_response({"error": "no such bid"}, 404)
         except ValueError as exc:
-            return _json({"error": str(exc)}, 400)
-
-    @app.get("/_sandbox/state")
-    def ctl_state() -> Response:
-        login = request.args.get("api_login") or None
-        return _json({"truth": {str(i): s for i, s in engine.truth(login).items()},
-                      "knobs": engine.knobs.as_dict(), "requests_served": dict(engine.requests_served),
-                      "callbacks": {"pending": engine.callbacks_pending, "log": len(engine.callback_log)},
-                      "flavour": engine.flavour,
-                      "directions": {str(i): d.enabled for i, d in engine.directions.items()}})
-
-    @app.post("/_sandbox/knobs")
-    def ctl_knobs() -> Response:
-        try:
-            engine.knobs.update(**body())
-        except (AttributeError, ValueError, TypeError) as exc:
-            return _json({"error": str(exc)}, 400)
-        return _json(engine.knobs.as_dict())
+            return json_response({"error": str(exc)}, 400)
 
     @app.post("/_sandbox/bids")
     def ctl_add_bid() -> Response:
-        args = {k: v for k, v in body().items()
+        args = {k: v for k, v in control_body().items()
                 if k in ("direction_id", "amount", "status", "api_login", "api_id", "callback_url", "fields",
                          "created_at")}
-        return bid_or_404(lambda: _json({"id": engine.add_bid(**args)}))
+        return bid_or_404(lambda: json_response({"id": engine.add_bid(**args)}))
 
     @app.post("/_sandbox/bids/bulk")
     def ctl_bulk() -> Response:
-        b = body()
+        b = control_body()
         args = {k: v for k, v in b.items() if k in ("api_login", "start_time", "spread_seconds", "statuses")}
-        return bid_or_404(lambda: _json({"ids": engine.bulk_add(int(b.get("n", 0)), **args)}))
+        return bid_or_404(lambda: json_response({"ids": engine.bulk_add(int(b.get("n", 0)), **args)}))
 
     @app.get("/_sandbox/bids/<int:bid_id>")
     def ctl_bid(bid_id: int) -> Response:
@@ -1384,59 +1216,43 @@ def create_app(api_login: str = DEFAULT_LOGIN, api_key: str = DEFAULT_KEY, *, fl
             r = engine.bid(bid_id)
             for k in ("amount_give", "amount_get", "course_give", "course_get"):
                 r[k] = _s(r[k])
-            return _json(r)
+            return json_response(r)
         return bid_or_404(get)
 
     @app.post("/_sandbox/bids/<int:bid_id>/status")
     def ctl_status(bid_id: int) -> Response:
-        b = body()
+        b = control_body()
 
         def do():
             engine.set_status(bid_id, str(b.get("status", "")), at=b.get("at"))
-            return _json({"id": bid_id, "status": engine.bid(bid_id)["status"]})
+            return json_response({"id": bid_id, "status": engine.bid(bid_id)["status"]})
         return bid_or_404(do)
 
     @app.post("/_sandbox/bids/<int:bid_id>/advance")
     def ctl_advance(bid_id: int) -> Response:
-        path = list(body().get("path") or [])
+        path = list(control_body().get("path") or [])
         return bid_or_404(lambda: (engine.advance(bid_id, path),
-                                   _json({"id": bid_id, "status": engine.bid(bid_id)["status"]}))[1])
+                                   json_response({"id": bid_id, "status": engine.bid(bid_id)["status"]}))[1])
 
     @app.post("/_sandbox/bids/<int:bid_id>/archive")
     def ctl_archive(bid_id: int) -> Response:
-        return bid_or_404(lambda: (engine.archive(bid_id), _json({"id": bid_id, "archived": True}))[1])
+        return bid_or_404(lambda: (engine.archive(bid_id), json_response({"id": bid_id, "archived": True}))[1])
 
     @app.post("/_sandbox/directions/<int:direction_id>/<any(enable, disable):what>")
     def ctl_direction(direction_id: int, what: str) -> Response:
         if direction_id not in engine.directions:
-            return _json({"error": "no such direction"}, 404)
+            return json_response({"error": "no such direction"}, 404)
         (engine.enable_direction if what == "enable" else engine.disable_direction)(direction_id)
-        return _json({"id": direction_id, "enabled": what == "enable"})
+        return json_response({"id": direction_id, "enabled": what == "enable"})
 
     @app.post("/_sandbox/autopilot")
     def ctl_autopilot() -> Response:
-        b = body()
+        b = control_body()
         if b.get("on", True):
             engine.start_autopilot(interval=float(b.get("interval", 1.0)))
         else:
             engine.stop_autopilot()
-        return _json({"autopilot": bool(b.get("on", True))})
-
-    @app.get("/_sandbox/callbacks")
-    def ctl_callbacks() -> Response:
-        n = _int(request.args.get("last"), 100) or 100
-        return _json(engine.callback_log[-n:])
+        return json_response({"autopilot": bool(b.get("on", True))})
 
     return app
 
-
-# --------------------------------------------------------------------------------------------------
-# Server
-# --------------------------------------------------------------------------------------------------
-
-from providers.sandbox_server import SandboxServer  # noqa: E402  (shared by every sandbox)
-
-
-def serve(app: Any, host: str = "127.0.0.1", port: int = 0) -> SandboxServer:
-    """Serve ``app`` (from :func:`create_app`) on ``host:port`` (0 = a free port) in the background."""
-    return SandboxServer(app, host, port)

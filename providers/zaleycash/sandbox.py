@@ -74,8 +74,6 @@ from __future__ import annotations
 import collections
 import random
 import secrets
-import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -83,11 +81,12 @@ from typing import Any, Mapping
 
 from flask import Flask, Response, request
 
-from providers.sandbox_knobs import SandboxKnobs
+from providers.sandbox import Engine, SandboxKnobs, SandboxServer, serve
+from providers.sandbox.web import bad_gateway, control_body, drop_connection, sandbox_app
 from providers.zaleycash.wire import dumps, loads
 
-__all__ = ["create_app", "serve", "describe", "SandboxEngine", "Knobs", "DEFAULT_SECRET", "DEFAULT_STATUS_PATH",
-           "AGENT_ID", "CURRENCIES", "DEFAULT_BALANCES", "API_PATH"]
+__all__ = ["create_app", "serve", "describe", "SandboxEngine", "SandboxServer", "Knobs", "DEFAULT_SECRET",
+           "DEFAULT_STATUS_PATH", "AGENT_ID", "CURRENCIES", "DEFAULT_BALANCES", "API_PATH"]
 
 DEFAULT_SECRET = "zcSandboxSecretKey000000000000000000001"  # not a secret: local sandbox only
 DEFAULT_STATUS_PATH = "/api/v2/money/transfer/status"
@@ -98,8 +97,6 @@ DEFAULT_BALANCES = {1: Decimal("100000.00"), 2: Decimal("5000.00"), 3: Decimal("
 
 _HTTP = {1: 401, 2: 401, 3: 401, 4: 401, 5: 403, 10: 400, 20: 400, 21: 404, 22: 404, 26: 403, 50: 400, 51: 400,
          53: 500, 54: 403, 55: 404, 58: 400, 72: 400, 80: 400, 81: 403}
-_HTML_502 = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-             "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
 
 
 class _Refusal(Exception):
@@ -125,14 +122,10 @@ class Knobs(SandboxKnobs):
         "transfers_protected": False, "min_amount": Decimal("0"), "funds_before_duplicate": False,
         "clock_skew": 0.0,
     }
-    _BOOLS = frozenset({"reject_tokens", "agent_disabled", "transfers_protected", "funds_before_duplicate"})
+    FLAGS = frozenset({"reject_tokens", "agent_disabled", "transfers_protected", "funds_before_duplicate"})
     MODES = ("hang", "502", "close")
 
     def _coerce(self, name: str, value: Any) -> Any:
-        if name in self._BOOLS:
-            if isinstance(value, str):
-                return value.strip().lower() in ("1", "true", "yes", "on")
-            return bool(value)
         if name == "fail_after_commit_mode":
             if str(value) not in self.MODES:
                 raise ValueError(f"fail_after_commit_mode must be one of {', '.join(self.MODES)}")
@@ -143,7 +136,6 @@ class Knobs(SandboxKnobs):
                 raise ValueError("min_amount must be >= 0")
             return d
         return super()._coerce(name, value)
-
 
 
 @dataclass
@@ -173,22 +165,19 @@ class LedgerEntry:
                 "currency": self.currency, "amount": self.amount, "status": "done", "created_at": int(self.at)}
 
 
-class SandboxEngine:
+class SandboxEngine(Engine):
     """The sandbox's state and rules. Every change happens under ``lock``; the HTTP layer only adds faults."""
 
     def __init__(self, secret_key: str = DEFAULT_SECRET, *, token_ttl: float = 3600,
                  balances: Mapping[int, Any] | None = None, knobs: Knobs | None = None, seed: int | None = None,
                  status_path: str | None = DEFAULT_STATUS_PATH) -> None:
-        self.lock = threading.RLock()
+        super().__init__(knobs or Knobs(), random.Random(seed))
         self.secret_keys = {secret_key}
         self.token_ttl = float(token_ttl)
-        self.knobs = knobs or Knobs()
         self.status_path = status_path
-        self.fault_rng = random.Random(seed)
         self.tokens: dict[str, float] = {}  # access token -> expires_at (unix seconds)
         self.tokens_issued = 0
         self.issued_tokens: list[str] = []  # every token ever issued (tests check none of them leaks)
-        self.requests_served: collections.Counter[str] = collections.Counter()
         self.users: dict[int, SandboxUser] = {}
         self.balances: dict[int, dict[int, Decimal]] = collections.defaultdict(dict)
         self.ledger: dict[str, LedgerEntry] = {}
@@ -240,7 +229,7 @@ class SandboxEngine:
         with self.lock:
             return self._executions[operation_id]
 
-    def state(self) -> dict:
+    def state(self, query: Mapping[str, str] | None = None) -> dict:
         with self.lock:
             return {
                 "users": [{**u.as_json(), "parent_id": u.parent_id} for u in self.users.values()],
@@ -253,21 +242,10 @@ class SandboxEngine:
                 "status_path": self.status_path,
             }
 
-    def close(self) -> None:
-        """Nothing runs in the background; present so callers can treat every sandbox alike."""
-
-    # ---- faults ----------------------------------------------------------------------------------
-    def roll(self, rate: float) -> bool:
-        if rate <= 0:
-            return False
-        with self.lock:
-            return self.fault_rng.random() < rate
+    def ledger_json(self) -> list:
+        return [e.as_json() for e in self.ledger.values()]
 
     # ---- API side --------------------------------------------------------------------------------
-    def now(self) -> float:
-        """The server's clock: ``time.time()`` (freezegun-friendly) plus the ``clock_skew`` knob."""
-        return time.time() + self.knobs.clock_skew
-
     def issue_token(self, secret: str) -> dict:
         with self.lock:
             if secret not in self.secret_keys:
@@ -454,17 +432,6 @@ def _bearer() -> str | None:
     return value.strip()
 
 
-def _drop_connection() -> Response:
-    """Close the client's connection without an answer (werkzeug then drops the response silently)."""
-    sock = request.environ.get("werkzeug.socket")
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-    return Response(b"", status=500)
-
-
 def create_app(*, secret_key: str = DEFAULT_SECRET, token_ttl: float = 3600, balances: Mapping[int, Any] | None = None,
                latency: float = 0.0, error_rate: float = 0.0, fail_after_commit_rate: float = 0.0,
                fail_after_commit_mode: str = "hang", hang_seconds: float = 30.0, rate_limit_rate: float = 0.0,
@@ -475,8 +442,7 @@ def create_app(*, secret_key: str = DEFAULT_SECRET, token_ttl: float = 3600, bal
                   rate_limit_rate=rate_limit_rate)
     engine = SandboxEngine(secret_key, token_ttl=token_ttl, balances=balances, knobs=knobs, seed=seed,
                            status_path=status_path)
-    app = Flask("zaleycash_sandbox")
-    app.engine = engine  # type: ignore[attr-defined]
+    app = sandbox_app("zaleycash_sandbox", engine, respond=_json)
 
     def body() -> Any:
         try:
@@ -502,10 +468,7 @@ def create_app(*, secret_key: str = DEFAULT_SECRET, token_ttl: float = 3600, bal
     @app.route(API_PATH + "<path:sub>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     def api(sub: str) -> Response:
         k = engine.knobs
-        with engine.lock:
-            engine.requests_served[sub] += 1
-        if k.latency:
-            time.sleep(k.latency)
+        engine.begin_request(sub)
         if engine.roll(k.rate_limit_rate):
             return _json({"code": 429, "message": "Too Many Requests"}, 429, {"Retry-After": "1"})
         money = sub.startswith("money/")
@@ -544,33 +507,17 @@ def create_app(*, secret_key: str = DEFAULT_SECRET, token_ttl: float = 3600, bal
         result = engine.transfer(body())  # raises _Refusal; commits otherwise
         if fail:  # committed: now lose the answer
             if k.fail_after_commit_mode == "502":
-                return Response(_HTML_502, status=502, mimetype="text/html")
+                return bad_gateway()
             if k.fail_after_commit_mode == "close":
-                return _drop_connection()
+                return drop_connection(request.environ)
             time.sleep(k.hang_seconds)  # "hang": the client gives up first
         return _ok(result)
 
-    # ---- control API (no auth: local use only) -----------------------------------------------
-
-    def ctl_body() -> dict:
-        b = request.get_json(silent=True, force=True)
-        return b if isinstance(b, dict) else {}
-
-    @app.get("/_sandbox/state")
-    def ctl_state() -> Response:
-        return _json(engine.state())
-
-    @app.post("/_sandbox/knobs")
-    def ctl_knobs() -> Response:
-        try:
-            engine.knobs.update(**ctl_body())
-        except (AttributeError, ValueError, TypeError, ArithmeticError) as exc:
-            return _json({"error": str(exc)}, 400)
-        return _json(engine.knobs.as_dict())
+    # ---- control API beyond state, knobs and ledger (no auth: local use only) ------------------
 
     @app.post("/_sandbox/users")
     def ctl_users() -> Response:
-        b = ctl_body()
+        b = control_body()
         try:
             uid = engine.add_user(str(b["email"]), b.get("name"), is_active=b.get("is_active", True),
                                   linked=b.get("linked", True))
@@ -580,7 +527,7 @@ def create_app(*, secret_key: str = DEFAULT_SECRET, token_ttl: float = 3600, bal
 
     @app.post("/_sandbox/balance")
     def ctl_balance() -> Response:
-        b = ctl_body()
+        b = control_body()
         try:
             engine.set_balance(int(b["currency"]), b["balance"], int(b.get("user_id", AGENT_ID)))
         except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
@@ -591,11 +538,6 @@ def create_app(*, secret_key: str = DEFAULT_SECRET, token_ttl: float = 3600, bal
     def ctl_revoke() -> Response:
         engine.revoke_tokens()
         return _json({"ok": True})
-
-    @app.get("/_sandbox/ledger")
-    def ctl_ledger() -> Response:
-        with engine.lock:
-            return _json([e.as_json() for e in engine.ledger.values()])
 
     return app
 
@@ -617,14 +559,3 @@ def describe(url: str | None = None, *, secret_key: str = DEFAULT_SECRET,
         f"  control:     {root}/_sandbox/state, POST /_sandbox/knobs, /_sandbox/users, /_sandbox/balance",
     ])
 
-
-# --------------------------------------------------------------------------------------------------
-# Server
-# --------------------------------------------------------------------------------------------------
-
-from providers.sandbox_server import SandboxServer  # noqa: E402  (shared by every sandbox)
-
-
-def serve(app: Any, host: str = "127.0.0.1", port: int = 0) -> SandboxServer:
-    """Serve ``app`` (from :func:`create_app`) on ``host:port`` (0 = a free port) in the background."""
-    return SandboxServer(app, host, port)

@@ -1,9 +1,9 @@
-"""Fault knobs shared by every sandbox: typed values, changeable at run time as attributes or dict items
-(``knobs.error_rate = 0.2``, ``knobs["latency"] = 0.05``), unknown names refused.
+"""Fault knobs: typed values, changeable at run time as attributes or dict items (``knobs.error_rate = 0.2``,
+``knobs["latency"] = 0.05``, ``POST /_sandbox/knobs``), unknown names refused.
 
-A sandbox subclasses it with its ``FIELDS`` (name → default) and extends ``_coerce`` for its special
-knobs. Numbers are floats >= 0; a name ending in ``_rate`` is a share between 0 and 1; ``clock_skew`` may
-be negative.
+A sandbox subclasses :class:`SandboxKnobs` with its ``FIELDS`` (name → default), names its on/off knobs in
+``FLAGS`` and its attempt counts in ``COUNTS``, and extends ``_coerce`` for anything else. Every other
+knob is a float >= 0; a name ending in ``_rate`` is a share between 0 and 1; ``clock_skew`` may be negative.
 """
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from typing import Any
 
 class SandboxKnobs:
     FIELDS: dict[str, Any] = {}
+    FLAGS: frozenset[str] = frozenset()   # "1", "true", "yes", "on" (any case) or a truthy value
+    COUNTS: frozenset[str] = frozenset()  # whole numbers >= 1
 
     def __init__(self, **values: Any) -> None:
         for k, v in self.FIELDS.items():
@@ -24,6 +26,15 @@ class SandboxKnobs:
         object.__setattr__(self, name, self._coerce(name, value))
 
     def _coerce(self, name: str, value: Any) -> Any:
+        if name in self.FLAGS:
+            if isinstance(value, str):
+                return value.strip().lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if name in self.COUNTS:
+            value = int(value)
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1")
+            return value
         value = float(value)
         if name == "clock_skew":
             return value
@@ -32,12 +43,6 @@ class SandboxKnobs:
         if name.endswith("_rate") and value > 1:
             raise ValueError(f"{name} must be between 0 and 1")
         return value
-
-    @staticmethod
-    def _flag(value: Any) -> bool:
-        if isinstance(value, str):
-            return value.strip().lower() in ("1", "true", "yes", "on")
-        return bool(value)
 
     def update(self, **values: Any) -> "SandboxKnobs":
         for k, v in values.items():
