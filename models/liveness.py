@@ -17,9 +17,9 @@ from sqlalchemy import BigInteger, DateTime, Integer, Text, func, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base
+from models.states import RestartReason, one_of
 
 TS = DateTime(timezone=True)
-RESTART_REASONS = ("exited", "stalled")
 
 
 class WorkerLiveness(Base):
@@ -35,11 +35,12 @@ class WorkerLiveness(Base):
 
 class WorkerRestart(Base):
     __tablename__ = "worker_restarts"
+    __table_args__ = (one_of("reason", RestartReason),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
     hostname: Mapped[str | None] = mapped_column(Text)  # the worker that was replaced
-    reason: Mapped[str] = mapped_column(Text, nullable=False)  # exited | stalled
+    reason: Mapped[str] = mapped_column(Text, nullable=False)  # a RestartReason
     exit_code: Mapped[int | None] = mapped_column(Integer)
 
 
@@ -92,13 +93,11 @@ def live_workers(session: Session, within_seconds: float) -> list[dict]:
 
 
 def record_restart(session: Session, hostname: str | None, reason: str, exit_code: int | None) -> None:
-    if reason not in RESTART_REASONS:
-        raise ValueError(f"unknown restart reason {reason!r}")
-    session.add(WorkerRestart(hostname=hostname, reason=reason, exit_code=exit_code))
+    session.add(WorkerRestart(hostname=hostname, reason=RestartReason(reason), exit_code=exit_code))
 
 
 def restart_counts(session: Session) -> dict[str, int]:
     rows = session.execute(text("SELECT reason, count(*) FROM worker_restarts GROUP BY reason")).all()
-    counts = {reason: 0 for reason in RESTART_REASONS}
+    counts = {reason.value: 0 for reason in RestartReason}
     counts.update({reason: int(n) for reason, n in rows})
     return counts

@@ -19,11 +19,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
+from models.states import PartnerPayoutOrigin, one_of
 
 MONEY = Numeric(38, 18)
 TS = DateTime(timezone=True)
-
-REQUESTED_VIA = ("exsync", "sync")
 
 
 class PartnerAccount(Base):
@@ -75,6 +74,7 @@ class PartnerPayout(Base):
     __table_args__ = (
         UniqueConstraint("exchanger", "remote_id", name="uq_partner_payouts_exchanger_remote_id"),
         Index("ix_partner_payouts_status", "exchanger", "status"),
+        one_of("requested_via", PartnerPayoutOrigin),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -89,7 +89,7 @@ class PartnerPayout(Base):
     original_currency_code: Mapped[str | None] = mapped_column(Text)
     status: Mapped[int | None] = mapped_column(Integer)  # 0 pending, 1 paid, 2 cancelled, 3 cancelled by user
     status_name: Mapped[str | None] = mapped_column(Text)
-    requested_via: Mapped[str] = mapped_column(Text, nullable=False)  # exsync | sync
+    requested_via: Mapped[str] = mapped_column(Text, nullable=False)  # a PartnerPayoutOrigin
     raw: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     first_seen_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
     synced_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())

@@ -22,24 +22,22 @@ from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
+from models.states import PAYOUT_DUE, AttemptKind, AttemptOutcome, PayoutState, one_of, sql_in
 
 MONEY = Numeric(38, 18)
 TS = DateTime(timezone=True)
-
-STATES = ("pending", "submitting", "submitted", "succeeded", "failed", "unknown", "needs_review",
-          "cancelled", "parked")
-ATTEMPT_KINDS = ("submit", "find", "complete")
 
 
 class Payout(Base):
     __tablename__ = "payouts"
     __table_args__ = (
-        Index("ix_payouts_due", "next_attempt_at",
-              postgresql_where=text("state IN ('pending', 'unknown', 'parked', 'submitted')")),
+        Index("ix_payouts_due", "next_attempt_at", postgresql_where=text(sql_in("state", PAYOUT_DUE))),
         Index("ix_payouts_lease", "lease_until", postgresql_where=text("lease_until IS NOT NULL")),  # the reaper
         Index("ix_payouts_completion", "next_completion_at",
-              postgresql_where=text("state = 'succeeded' AND bid_completed_at IS NULL")),
+              postgresql_where=text(f"{sql_in('state', [PayoutState.SUCCEEDED])} AND bid_completed_at IS NULL")),
         Index("ix_payouts_state", "state", "exchanger"),
+        one_of("state", PayoutState),
+        one_of("claimed_from", PAYOUT_DUE),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -51,7 +49,7 @@ class Payout(Base):
     amount: Mapped[Decimal | None] = mapped_column(MONEY)
     currency: Mapped[str | None] = mapped_column(Text)
     destination: Mapped[str | None] = mapped_column(Text)
-    state: Mapped[str] = mapped_column(Text, nullable=False)
+    state: Mapped[str] = mapped_column(Text, nullable=False)  # a PayoutState
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")  # send calls
     checks: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")  # find calls
     # True once a send may have reached the provider: later sends are preceded by find().
@@ -81,17 +79,20 @@ class PayoutAttempt(Base):
     """One call to a provider (send/find) or to the exchanger (complete), with what came back."""
 
     __tablename__ = "payout_attempts"
-    __table_args__ = (Index("ix_payout_attempts_payout", "payout_id", "id"),)
+    __table_args__ = (
+        Index("ix_payout_attempts_payout", "payout_id", "id"),
+        one_of("kind", AttemptKind),
+        one_of("outcome", AttemptOutcome),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id", ondelete="CASCADE"), nullable=False)
     n: Mapped[int] = mapped_column(Integer, nullable=False)  # 1, 2, … per payout
-    kind: Mapped[str] = mapped_column(Text, nullable=False)  # submit | find | complete
+    kind: Mapped[str] = mapped_column(Text, nullable=False)  # an AttemptKind
     started_at: Mapped[datetime] = mapped_column(TS, nullable=False)
     finished_at: Mapped[datetime | None] = mapped_column(TS)
-    # started (call in flight or worker lost) | succeeded | pending | failed | not_found | retryable |
-    # unknown | insufficient_funds | permanent | auth | error | lost
-    outcome: Mapped[str] = mapped_column(Text, nullable=False, server_default="started")
+    # An AttemptOutcome: started while the call is in flight, lost when its worker died.
+    outcome: Mapped[str] = mapped_column(Text, nullable=False, server_default=AttemptOutcome.STARTED.value)
     http_status: Mapped[int | None] = mapped_column(Integer)
     provider_code: Mapped[str | None] = mapped_column(Text)
     message: Mapped[str | None] = mapped_column(Text)

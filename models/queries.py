@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import statuses as rules
+from models.states import INBOX_TO_PROCESS, InboxState, PollState
 from models.tables import Bid, BidPoll, BidStatusChange, InboxEvent, SweepCursor
 
 # A received event not processed after this long means the worker or the broker is not doing its job.
@@ -117,14 +118,16 @@ def stuck_report(
     """
     report: dict[str, Any] = {"generated_at": now}
     report["inbox_failed"] = _section(
-        session, InboxEvent, [InboxEvent.state.in_(("failed", "dead"))], InboxEvent.received_at, INBOX_COLUMNS)
+        session, InboxEvent, [InboxEvent.state.in_([InboxState.FAILED, InboxState.DEAD])], InboxEvent.received_at,
+        INBOX_COLUMNS)
     report["inbox_unprocessed"] = _section(
         session, InboxEvent,
-        [InboxEvent.state == "received", InboxEvent.received_at < now - UNPROCESSED_GRACE],
+        [InboxEvent.state == InboxState.RECEIVED, InboxEvent.received_at < now - UNPROCESSED_GRACE],
         InboxEvent.received_at, INBOX_COLUMNS)
-    report["polls_gave_up"] = _poll_section(session, [BidPoll.state == "gave_up"], BidPoll.gave_up_at)
+    report["polls_gave_up"] = _poll_section(session, [BidPoll.state == PollState.GAVE_UP], BidPoll.gave_up_at)
     report["polls_overdue"] = _poll_section(
-        session, [BidPoll.state == "active", BidPoll.next_poll_at < now - OVERDUE_GRACE], BidPoll.next_poll_at)
+        session, [BidPoll.state == PollState.ACTIVE, BidPoll.next_poll_at < now - OVERDUE_GRACE],
+        BidPoll.next_poll_at)
     report["bids_stale"] = _section(
         session, Bid,
         [Bid.status.not_in(rules.TERMINAL), Bid.archived_at.is_(None),
@@ -174,10 +177,10 @@ def metrics_snapshot(session: Session) -> dict[str, Any]:
     polls = dict(session.execute(select(BidPoll.state, func.count()).group_by(BidPoll.state)).all())
     overdue = session.execute(
         select(func.count()).select_from(BidPoll)
-        .where(BidPoll.state == "active", BidPoll.next_poll_at < now - OVERDUE_GRACE)
+        .where(BidPoll.state == PollState.ACTIVE, BidPoll.next_poll_at < now - OVERDUE_GRACE)
     ).scalar_one()
     oldest = session.execute(
-        select(func.min(InboxEvent.received_at)).where(InboxEvent.state.in_(("received", "failed")))
+        select(func.min(InboxEvent.received_at)).where(InboxEvent.state.in_(INBOX_TO_PROCESS))
     ).scalar_one()
     sweep_lag = {
         c.exchanger: (now - c.last_finished_at).total_seconds() if c.last_finished_at else None

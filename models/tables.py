@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base
+from models.states import INBOX_TO_PROCESS, BidOrigin, ChangeSource, InboxState, PollState, one_of, sql_in
 
 MONEY = Numeric(38, 18)
 TS = DateTime(timezone=True)
@@ -37,6 +38,7 @@ class Bid(Base):
         Index("uq_bids_exchanger_api_id", "exchanger", "api_id", unique=True,
               postgresql_where=text("api_id IS NOT NULL")),
         Index("ix_bids_status", "exchanger", "status"),
+        one_of("created_via", BidOrigin),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -59,7 +61,7 @@ class Bid(Base):
     user_ip: Mapped[str | None] = mapped_column(Text)
     # What the operator's app submitted to create_bid (account2, cf* fields): payouts read it.
     request_fields: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    created_via: Mapped[str] = mapped_column(Text, nullable=False)  # exsync | sweep | callback | poll
+    created_via: Mapped[str] = mapped_column(Text, nullable=False)  # a BidOrigin
     # The engine's own time of the last change ("time" of get_exchanges), when known.
     remote_changed_at: Mapped[datetime | None] = mapped_column(TS)
     # When the newest applied observation was *started* (request sent): newer observation wins.
@@ -78,13 +80,13 @@ class BidStatusChange(Base):
     """One row per status change applied to the mirror, with where we learned it."""
 
     __tablename__ = "bid_status_changes"
-    __table_args__ = (Index("ix_bid_status_changes_bid", "bid_id", "id"),)
+    __table_args__ = (Index("ix_bid_status_changes_bid", "bid_id", "id"), one_of("source", ChangeSource))
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     bid_id: Mapped[int] = mapped_column(ForeignKey("bids.id", ondelete="CASCADE"), nullable=False)
     from_status: Mapped[str | None] = mapped_column(Text)  # None: first sighting
     to_status: Mapped[str] = mapped_column(Text, nullable=False)
-    source: Mapped[str] = mapped_column(Text, nullable=False)  # create | callback | poll | sweep | operator
+    source: Mapped[str] = mapped_column(Text, nullable=False)  # a ChangeSource
     observed_at: Mapped[datetime] = mapped_column(TS, nullable=False)
     remote_changed_at: Mapped[datetime | None] = mapped_column(TS)
     inbox_event_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -95,20 +97,17 @@ class BidStatusChange(Base):
 
 
 class BidPoll(Base):
-    """Poll schedule: one row per bid still worth re-reading with bid_info.
-
-    ``state`` is ``active`` (due at ``next_poll_at``), ``done`` (terminal status, archived) or
-    ``gave_up`` (live for longer than poll_give_up_after: shown to the operator, no more polls).
-    """
+    """Poll schedule: one row per bid still worth re-reading with bid_info (``state``: a PollState)."""
 
     __tablename__ = "bid_polls"
     __table_args__ = (
-        Index("ix_bid_polls_due", "next_poll_at", postgresql_where=text("state = 'active'")),
+        Index("ix_bid_polls_due", "next_poll_at", postgresql_where=text(sql_in("state", [PollState.ACTIVE]))),
+        one_of("state", PollState),
     )
 
     bid_id: Mapped[int] = mapped_column(ForeignKey("bids.id", ondelete="CASCADE"), primary_key=True)
     exchanger: Mapped[str] = mapped_column(Text, nullable=False)
-    state: Mapped[str] = mapped_column(Text, nullable=False, server_default="active")
+    state: Mapped[str] = mapped_column(Text, nullable=False, server_default=PollState.ACTIVE.value)
     next_poll_at: Mapped[datetime | None] = mapped_column(TS)
     step: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")  # ladder step within status
     ladder_status: Mapped[str | None] = mapped_column(Text)  # status the step counts for
@@ -126,7 +125,8 @@ class InboxEvent(Base):
     __tablename__ = "inbox_events"
     __table_args__ = (
         Index("ix_inbox_events_pending", "state", "next_attempt_at",
-              postgresql_where=text("state IN ('received', 'failed')")),
+              postgresql_where=text(sql_in("state", INBOX_TO_PROCESS))),
+        one_of("state", InboxState),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -138,8 +138,7 @@ class InboxEvent(Base):
     content_type: Mapped[str | None] = mapped_column(Text)
     body: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # parsed: {"bid_id": …, "status": …}
-    # received -> processed | failed (will retry) -> dead (attempts ran out: an operator replays it)
-    state: Mapped[str] = mapped_column(Text, nullable=False, server_default="received")
+    state: Mapped[str] = mapped_column(Text, nullable=False, server_default=InboxState.RECEIVED.value)  # InboxState
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime | None] = mapped_column(TS)
