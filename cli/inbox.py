@@ -7,6 +7,7 @@ import click
 
 from cli.base import Cli, cli, pass_cli
 from cli.output import _fmt, _table
+from models.states import InboxState, values
 
 
 @cli.group()
@@ -15,7 +16,7 @@ def inbox() -> None:
 
 
 @inbox.command("list")
-@click.option("--state", "event_state", type=click.Choice(["received", "processed", "failed", "dead", "rejected"]))
+@click.option("--state", "event_state", type=click.Choice(values(InboxState)))
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @pass_cli
 def inbox_list(state: Cli, event_state: str | None, limit: int) -> None:

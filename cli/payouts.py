@@ -8,6 +8,7 @@ import click
 
 from cli.base import Cli, cli, pass_cli
 from cli.output import _fmt, _money, _table
+from models.states import PayoutState, values
 
 
 @cli.group()
@@ -27,8 +28,7 @@ def _payout_action(state: Cli, payout_id: int, action) -> str:
 
 
 @payouts.command("list")
-@click.option("--state", "state_filter", type=click.Choice(["pending", "submitting", "submitted", "succeeded", "failed", "unknown",
-                                            "needs_review", "cancelled", "parked"]))
+@click.option("--state", "state_filter", type=click.Choice(values(PayoutState)))
 @click.option("--exchanger", metavar="NAME")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")

@@ -42,6 +42,7 @@ import click
 from sqlalchemy import func, select
 
 from models import Bid, BidStatusChange
+from models.states import AttemptOutcome, PayoutState
 from core.config import Settings, load_settings
 from core.logs import setup_logging
 from core.runtime import Runtime
@@ -93,7 +94,7 @@ REQUESTS = [
     (ZC_RUB, 4, (Decimal("20"), Decimal("500")), {"account2": ZC_USERS[0], "cf6": "demo@example.com"}),
 ]
 # Payout states in which something is still to happen without a person.
-MOVING = ("pending", "submitting", "submitted", "unknown", "parked")
+MOVING = (PayoutState.PENDING, PayoutState.SUBMITTING, PayoutState.SUBMITTED, PayoutState.UNKNOWN, PayoutState.PARKED)
 
 
 def _alnum(n: int) -> str:
@@ -271,22 +272,24 @@ def _payouts(runtime) -> tuple[dict[int, PayoutRow], PayoutStats]:
         rows = session.execute(text("""
             SELECT p.id, p.remote_id, p.idempotency_key, p.state, p.attempts, p.provider,
                    p.bid_completed_at IS NOT NULL AS bid_done, coalesce(p.last_error, p.completion_error) AS note,
-                   EXISTS (SELECT 1 FROM payout_attempts a WHERE a.payout_id = p.id AND a.outcome = 'retryable')
+                   EXISTS (SELECT 1 FROM payout_attempts a WHERE a.payout_id = p.id AND a.outcome = :retryable)
                        AS retried,
-                   EXISTS (SELECT 1 FROM payout_attempts a WHERE a.payout_id = p.id AND a.outcome IN ('unknown', 'lost'))
+                   EXISTS (SELECT 1 FROM payout_attempts a WHERE a.payout_id = p.id AND a.outcome = ANY(:unclear))
                        AS was_unknown
-            FROM payouts p WHERE p.exchanger = :ex ORDER BY p.id"""), {"ex": EXCHANGER}).all()
+            FROM payouts p WHERE p.exchanger = :ex ORDER BY p.id"""),
+            {"ex": EXCHANGER, "retryable": AttemptOutcome.RETRYABLE,
+             "unclear": [AttemptOutcome.UNKNOWN, AttemptOutcome.LOST]}).all()
     out: dict[int, PayoutRow] = {}
     st = PayoutStats(total=len(rows))
     for r in rows:
         out[int(r.remote_id)] = PayoutRow(r.id, r.idempotency_key, r.state, r.attempts, r.provider, r.bid_done, r.note)
-        st.succeeded += r.state == "succeeded"
-        st.completed += r.state == "succeeded" and r.bid_done
-        st.failed += r.state == "failed"
-        st.waiting += r.state == "needs_review"
+        st.succeeded += r.state == PayoutState.SUCCEEDED
+        st.completed += r.state == PayoutState.SUCCEEDED and r.bid_done
+        st.failed += r.state == PayoutState.FAILED
+        st.waiting += r.state == PayoutState.NEEDS_REVIEW
         st.retried += bool(r.retried)
-        st.unknown_resolved += bool(r.was_unknown) and r.state in ("succeeded", "failed")
-        st.unknown_now += r.state == "unknown"
+        st.unknown_resolved += bool(r.was_unknown) and r.state in (PayoutState.SUCCEEDED, PayoutState.FAILED)
+        st.unknown_now += r.state == PayoutState.UNKNOWN
         st.in_flight += r.state in MOVING
     return out, st
 
@@ -306,7 +309,7 @@ def ledger_check(zc_engine, gw_engine, payouts: dict[int, PayoutRow]) -> tuple[b
                    + [f"gateway {k} ×{n}" for k, n in gw_runs.items() if n > 1])
     runs = {"zc": zc_runs, "gw": gw_runs}
     missing = sorted(p.key for p in payouts.values()
-                     if p.state == "succeeded" and runs.get(p.provider or "", {}).get(p.key, 0) != 1)
+                     if p.state == PayoutState.SUCCEEDED and runs.get(p.provider or "", {}).get(p.key, 0) != 1)
     lines = [f"ledger check: zaleycash executed {len(zc_runs)} transfer(s), gateway debited {len(gw_runs)} "
              f"payout(s); executed twice: {', '.join(twice) if twice else 'none'}"]
     if missing:
@@ -545,7 +548,7 @@ class Demo:
             p = v.payouts.get(c.remote_id)
             if v.truth.get(c.remote_id) == "realpay" and p is None:
                 return False
-            if p is not None and (p.state in MOVING or (p.state == "succeeded" and not p.bid_done)):
+            if p is not None and (p.state in MOVING or (p.state == PayoutState.SUCCEEDED and not p.bid_done)):
                 return False
         return True
 

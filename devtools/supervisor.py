@@ -37,6 +37,7 @@ from typing import IO, Iterator, Mapping
 import click
 
 from core.config import Settings
+from models.states import RestartReason
 
 log = logging.getLogger("exsync.supervisor")
 
@@ -184,7 +185,8 @@ class Stack:
                 child.kill_group(signal.SIGKILL)  # whatever it left behind (gunicorn workers)
                 stalled = child.stalled_at is not None or code == EXIT_STALLED
                 if child.name == "worker" and self.monitor is not None:
-                    self.monitor.record_restart(child.hostname, "stalled" if stalled else "exited", code)
+                    reason = RestartReason.STALLED if stalled else RestartReason.EXITED
+                    self.monitor.record_restart(child.hostname, reason, code)
                 child.deaths = [t for t in child.deaths if now - t < RESTART_WINDOW] + [now]
                 if len(child.deaths) > self.max_restarts:
                     raise GaveUp(f"{child.name} exited {len(child.deaths)} times within {RESTART_WINDOW:g}s "

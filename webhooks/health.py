@@ -22,14 +22,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from models import liveness as liveness_rows
 from models.queries import metrics_snapshot
+from models.states import InboxState, PollState
 from webhooks.openapi import documented
 from worker.liveness import METRICS_WINDOW, Thresholds
 
 log = logging.getLogger("exsync.webhooks.health")
 
 bp = Blueprint("health", __name__)
-INBOX_STATES = ("received", "processed", "failed", "dead")
-POLL_STATES = ("active", "done", "gave_up")
 
 
 @bp.get("/healthz")
@@ -116,12 +115,12 @@ class SnapshotCollector:
         yield bids
 
         inbox = GaugeMetricFamily("exsync_inbox_events", "Inbox events by state", labels=["state"])
-        for state in sorted(set(INBOX_STATES) | set(snap["inbox"])):
+        for state in sorted(set(InboxState) | set(snap["inbox"])):
             inbox.add_metric([state], snap["inbox"].get(state, 0))
         yield inbox
 
         polls = GaugeMetricFamily("exsync_bid_polls", "Poll schedule rows by state", labels=["state"])
-        for state in sorted(set(POLL_STATES) | set(snap["polls"])):
+        for state in sorted(set(PollState) | set(snap["polls"])):
             polls.add_metric([state], snap["polls"].get(state, 0))
         yield polls
 

@@ -32,6 +32,7 @@ from sqlalchemy.engine import Engine
 
 from providers.values import clean_text
 from core.redis_url import for_redis_py
+from models.states import InboxState
 
 log = logging.getLogger("exsync.webhooks.inbox")
 
@@ -118,7 +119,7 @@ class Inbox:
         content_type: str | None,
         body: bytes,
         payload: Mapping[str, Any] | None,
-        state: str = "received",
+        state: str = InboxState.RECEIVED,
         last_error: str | None = None,
     ) -> int:
         """Commit one event; returns its id or raises ``StorageUnavailable``."""

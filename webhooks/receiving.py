@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 from flask import current_app, jsonify, request
 from werkzeug.formparser import parse_form_data
 
+from models.states import InboxState
 from providers.values import BadValue, check_json
 from webhooks.auth import safe_headers
 from webhooks.inbox import Inbox, InvalidEvent
@@ -110,4 +111,4 @@ def keep(inbox: Inbox, event: Mapping[str, Any], body: bytes, payload: Mapping[s
             return inbox.store(**event, body=body, payload=payload), None
         except InvalidEvent as exc:  # a value Postgres refused despite the checks: keep the raw bytes
             problem = f"refused by the database: {exc}"
-    return inbox.store(**event, body=body, payload=None, state="dead", last_error=problem[:1000]), problem
+    return inbox.store(**event, body=body, payload=None, state=InboxState.DEAD, last_error=problem[:1000]), problem

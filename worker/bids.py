@@ -24,6 +24,7 @@ from sqlalchemy import update
 from core import clock
 from models import Bid
 from models.queries import get_bid, get_bid_by_api_id
+from models.states import BidOrigin, ChangeSource
 from providers import values
 from providers.errors import ProviderError, UnknownOutcomeError
 from providers.premium.errors import DuplicateApiIdError
@@ -166,8 +167,8 @@ def _store(runtime, exchanger: str, obj: Any, observed_at, api_id: str, fields: 
     # create_bid's answer has no api_id: the row needs it for the next idempotent lookup.
     snap = dataclasses.replace(reconcile.Snapshot.from_provider(obj, observed_at), api_id=api_id)
     with runtime.db.session() as session:
-        reconcile.apply_snapshot(session, runtime.settings, exchanger, snap, "create",
-                                 request_fields=fields, created_via="exsync")
+        reconcile.apply_snapshot(session, runtime.settings, exchanger, snap, ChangeSource.CREATE,
+                                 request_fields=fields, created_via=BidOrigin.EXSYNC)
         row = get_bid(session, exchanger, snap.remote_id)
     assert row is not None  # apply_snapshot inserted or locked it in this very transaction
     return row

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from core import clock
 from models import InboxEvent
+from models.states import INBOX_REPLAYABLE, INBOX_TO_PROCESS, ChangeSource, InboxState
 from providers.errors import NotFoundError, ProviderError
 from worker import reconcile
 from core.runtime import Runtime
@@ -46,11 +47,12 @@ def _handle_premium(runtime: Runtime, session: Session, event: InboxEvent) -> st
     try:
         bid = runtime.premium(exchanger).bid_info(id=remote_id)
     except NotFoundError:
-        out = reconcile.mark_vanished(session, runtime.settings, exchanger, remote_id, observed_at, "callback",
-                                      inbox_event_id=event.id)
+        out = reconcile.mark_vanished(session, runtime.settings, exchanger, remote_id, observed_at,
+                                      ChangeSource.CALLBACK, inbox_event_id=event.id)
         return "archived" if out and out.changed else "unknown bid (bid_info: no bid exists)"
     snap = reconcile.Snapshot.from_provider(bid, observed_at)
-    out = reconcile.apply_snapshot(session, runtime.settings, exchanger, snap, "callback", inbox_event_id=event.id)
+    out = reconcile.apply_snapshot(session, runtime.settings, exchanger, snap, ChangeSource.CALLBACK,
+                                   inbox_event_id=event.id)
     if out.created:
         return f"new bid {remote_id} ({out.status})"
     return f"{out.from_status} -> {out.status}" if out.changed else ("unchanged" if out.applied else "stale")
@@ -69,7 +71,7 @@ def process_event(runtime: Runtime, event_id: int) -> str:
             # Either it does not exist or another worker holds it right now.
             exists = session.execute(select(InboxEvent.id).where(InboxEvent.id == event_id)).first()
             return "busy" if exists else "missing"
-        if event.state not in ("received", "failed"):
+        if event.state not in INBOX_TO_PROCESS:
             return f"skipped ({event.state})"
         handler = HANDLERS.get(event.provider)
         event.attempts += 1
@@ -85,7 +87,7 @@ def process_event(runtime: Runtime, event_id: int) -> str:
             dead = event.attempts >= runtime.settings.inbox_max_attempts
             _fail(event, f"{type(exc).__name__}: {exc}", dead=dead, runtime=runtime)
             return f"{'dead' if dead else 'failed'}: {exc}"
-        event.state = "processed"
+        event.state = InboxState.PROCESSED
         event.processed_at = clock.now_utc()
         event.next_attempt_at = None
         event.last_error = None
@@ -93,7 +95,7 @@ def process_event(runtime: Runtime, event_id: int) -> str:
 
 
 def _fail(event: InboxEvent, error: str, *, dead: bool, runtime: Runtime) -> None:
-    event.state = "dead" if dead else "failed"
+    event.state = InboxState.DEAD if dead else InboxState.FAILED
     event.last_error = error[:2000]
     event.next_attempt_at = None if dead else clock.now_utc() + backoff(event.attempts)
     log.warning("inbox event %s %s after %s attempts: %s", event.id, event.state, event.attempts, error)
@@ -111,21 +113,22 @@ def due_events(runtime: Runtime, now: datetime, limit: int = 500) -> list[int]:
             UPDATE inbox_events SET next_attempt_at = :lease
             WHERE id IN (
                 SELECT id FROM inbox_events
-                WHERE state IN ('received', 'failed')
-                  AND ((state = 'received' AND next_attempt_at IS NULL AND received_at <= :stale)
+                WHERE state = ANY(:to_process)
+                  AND ((state = :received AND next_attempt_at IS NULL AND received_at <= :stale)
                        OR next_attempt_at <= :now)
                 ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)
-            RETURNING id"""), {"now": now, "stale": now - grace, "lease": now + grace, "limit": limit}).scalars().all()
+            RETURNING id"""), {"now": now, "stale": now - grace, "lease": now + grace, "limit": limit,
+                               "to_process": list(INBOX_TO_PROCESS), "received": InboxState.RECEIVED}).scalars().all()
     return sorted(rows)
 
 
 def replay(runtime: Runtime, event_ids: Iterable[int] | None = None,
-           states: Iterable[str] = ("failed", "dead")) -> list[int]:
+           states: Iterable[str] = INBOX_REPLAYABLE) -> list[int]:
     """Operator action: put events back to ``received`` with fresh attempts; returns the ids to enqueue."""
     with runtime.db.session() as session:
-        stmt = update(InboxEvent).values(state="received", attempts=0, next_attempt_at=None)
+        stmt = update(InboxEvent).values(state=InboxState.RECEIVED, attempts=0, next_attempt_at=None)
         if event_ids is not None:
-            stmt = stmt.where(InboxEvent.id.in_(list(event_ids)), InboxEvent.state != "processed")
+            stmt = stmt.where(InboxEvent.id.in_(list(event_ids)), InboxEvent.state != InboxState.PROCESSED)
         else:
             stmt = stmt.where(InboxEvent.state.in_(list(states)))
         return sorted(session.execute(stmt.returning(InboxEvent.id)).scalars().all())

@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from models.partner import PartnerAccount
 from models.partner import PartnerExchange as PartnerExchangeRow
 from models.partner import PartnerPayout as PartnerPayoutRow
+from models.states import PartnerPayoutOrigin
 from providers.errors import UnknownOutcomeError
 from providers.premium.errors import PartnerProgramError
 from providers.premium.types import PAYOUT_STATUSES, PartnerExchange, PartnerInfo, PartnerPayout
@@ -163,7 +164,7 @@ def _exchange_row(exchanger: str, x: PartnerExchange) -> dict:
             "raw": x.raw}
 
 
-def _payout_row(exchanger: str, p: PartnerPayout, via: str = "sync") -> dict:
+def _payout_row(exchanger: str, p: PartnerPayout, via: str = PartnerPayoutOrigin.SYNC) -> dict:
     return {"exchanger": exchanger, "remote_id": p.id, "time": p.time, "method_id": p.method_id,
             "account": p.account, "pay_amount": p.pay_amount, "pay_currency_code": p.pay_currency_code,
             "original_amount": p.original_amount, "original_currency_code": p.original_currency_code,
@@ -334,12 +335,13 @@ def request_payout(runtime: Runtime, exchanger: str, method_id: int, account: st
             raise UnknownOutcomeError("add_partner_payout answered without a payout_id", provider="premium")
         row = {"exchanger": exchanger, "remote_id": int(payout_id), "time": now_utc(), "method_id": mid,
                "account": acct, "status": PENDING, "status_name": PAYOUT_STATUSES[PENDING],
-               "requested_via": "exsync", "raw": None}
+               "requested_via": PartnerPayoutOrigin.EXSYNC, "raw": None}
         with runtime.db.session() as session:
             stmt = pg_insert(PartnerPayoutRow).values(row)
             # A sync may have stored it first (as 'sync'): it is ours, say so.
             stmt = stmt.on_conflict_do_update(index_elements=["exchanger", "remote_id"],
-                                              set_={"requested_via": "exsync", "synced_at": func.now()})
+                                              set_={"requested_via": PartnerPayoutOrigin.EXSYNC,
+                                                    "synced_at": func.now()})
             session.execute(stmt)
         log.info("partner payout %s: requested #%s (method %s, account %s)", exchanger, payout_id, mid,
                  mask_account(acct))
@@ -349,8 +351,8 @@ def request_payout(runtime: Runtime, exchanger: str, method_id: int, account: st
         found = client.get_partner_payouts(id=int(payout_id))
         if found:
             with runtime.db.session() as session:
-                _upsert(session, PartnerPayoutRow, [_payout_row(exchanger, found[0], "exsync")], _PAYOUT_COMPARE,
-                        keep=("requested_via",))
+                _upsert(session, PartnerPayoutRow, [_payout_row(exchanger, found[0], PartnerPayoutOrigin.EXSYNC)],
+                        _PAYOUT_COMPARE, keep=("requested_via",))
     except Exception as exc:  # noqa: BLE001 — the payout exists; the next sync fills the details
         log.warning("partner payout %s #%s: read-back failed: %s", exchanger, payout_id, exc)
     return int(payout_id)

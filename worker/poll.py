@@ -21,6 +21,7 @@ from sqlalchemy import text
 
 from core import clock
 from models import statuses as rules
+from models.states import ChangeSource, PollState
 from providers.errors import NotFoundError, ProviderError
 from worker import leases, reconcile
 from core.runtime import Runtime
@@ -60,17 +61,18 @@ def claim_due(runtime: Runtime, now: datetime, limit: int) -> list[PollClaim]:
         rows = session.execute(text("""
             WITH due AS (
                 SELECT bid_id, next_poll_at FROM bid_polls
-                WHERE state = 'active' AND next_poll_at <= :now
+                WHERE state = :active AND next_poll_at <= :now
                 ORDER BY next_poll_at LIMIT :limit FOR UPDATE SKIP LOCKED)
             UPDATE bid_polls p SET next_poll_at = :lease, lease_token = :token
             FROM due, bids b
             WHERE p.bid_id = due.bid_id AND b.id = p.bid_id
             RETURNING p.bid_id, p.exchanger, b.remote_id, b.status, p.step, due.next_poll_at"""),
-            {"now": now, "limit": limit, "lease": now + LEASE, "token": token}).all()
+            {"now": now, "limit": limit, "lease": now + LEASE, "token": token, "active": PollState.ACTIVE}).all()
     return [PollClaim(*r, token) for r in rows]
 
 
-def refresh(runtime: Runtime, exchanger: str, remote_id: int, source: str = "poll") -> reconcile.Outcome | None:
+def refresh(runtime: Runtime, exchanger: str, remote_id: int,
+            source: str = ChangeSource.POLL) -> reconcile.Outcome | None:
     """Read one bid with bid_info and reconcile it (also used by `exsync` operator commands)."""
     runtime.limiter(exchanger).acquire()
     observed_at = clock.now_utc()
@@ -99,15 +101,15 @@ def _after_poll(runtime: Runtime, session, item: PollClaim, error: str | None) -
     state, next_at = rules.next_poll(status, next_step, now, first_seen, runtime.settings.poll_ladder,
                                      runtime.settings.poll_give_up_after)
     if archived_at is not None:
-        state, next_at = "done", None
+        state, next_at = PollState.DONE, None
     session.execute(text("""
         UPDATE bid_polls SET state = :state, next_poll_at = :next_at, step = :step, ladder_status = :status,
                polls = polls + 1, last_polled_at = :now, last_error = :error, lease_token = NULL,
-               gave_up_at = CASE WHEN :state = 'gave_up' THEN :now ELSE gave_up_at END
+               gave_up_at = CASE WHEN :gave_up THEN :now ELSE gave_up_at END
         WHERE bid_id = :id"""),
         {"state": state, "next_at": next_at, "step": next_step, "status": status, "now": now,
-         "error": error, "id": bid_id})
-    if state == "gave_up":
+         "error": error, "id": bid_id, "gave_up": state == PollState.GAVE_UP})
+    if state == PollState.GAVE_UP:
         log.warning("bid %s still %s after %ss: polling gave up (see /stuck)",
                     bid_id, status, runtime.settings.poll_give_up_after)
 
@@ -129,12 +131,14 @@ def _poll_one(runtime: Runtime, item: PollClaim) -> tuple[bool, bool, float]:
     changed = False
     with runtime.db.session() as session:
         if vanished:
-            out = reconcile.mark_vanished(session, runtime.settings, exchanger, remote_id, observed_at, "poll")
+            out = reconcile.mark_vanished(session, runtime.settings, exchanger, remote_id, observed_at,
+                                          ChangeSource.POLL)
             changed = bool(out and out.changed)
         elif bid is not None:
             try:
                 snap = reconcile.Snapshot.from_provider(bid, observed_at)
-                changed = reconcile.apply_snapshot(session, runtime.settings, exchanger, snap, "poll").changed
+                changed = reconcile.apply_snapshot(session, runtime.settings, exchanger, snap,
+                                                   ChangeSource.POLL).changed
             except reconcile.InvalidObservation as exc:
                 error = f"InvalidObservation: {exc}"[:1000]
         if changed:  # the ladder restarted with the change; the claim ends here

@@ -27,11 +27,12 @@ from sqlalchemy.orm import Session
 from core.clock import now_utc
 from models import Bid, BidPoll, BidStatusChange
 from models import statuses as rules
+from models.states import BidOrigin, ChangeSource, PollState
 from core.config import Settings
 
 log = logging.getLogger("exsync.reconcile")
 
-SOURCES = frozenset({"create", "callback", "poll", "sweep", "operator"})
+SOURCES = frozenset(ChangeSource)
 
 # Columns copied from an observation onto the bid row (None means "not in this observation": kept).
 DATA_FIELDS = (
@@ -110,7 +111,7 @@ def _poll_values(settings: Settings, status: str, step: int, first_seen: datetim
         "next_poll_at": next_at,
         "step": step,
         "ladder_status": status,
-        "gave_up_at": now if state == "gave_up" else None,
+        "gave_up_at": now if state == PollState.GAVE_UP else None,
     }
 
 
@@ -118,7 +119,7 @@ def schedule_after_change(session: Session, settings: Settings, bid: Bid, now: d
     """A new status restarts the ladder from its first step."""
     values = _poll_values(settings, bid.status, 0, bid.first_seen_at or now, now)
     if bid.archived_at is not None:
-        values.update(state="done", next_poll_at=None)
+        values.update(state=PollState.DONE, next_poll_at=None)
     stmt = pg_insert(BidPoll).values(bid_id=bid.id, exchanger=bid.exchanger, **values)
     session.execute(stmt.on_conflict_do_update(index_elements=[BidPoll.bid_id], set_=values))
 
@@ -159,7 +160,7 @@ def apply_snapshot(
                 observed_at=snap.observed_at,
                 remote_changed_at=snap.remote_changed_at,
                 request_fields=dict(request_fields) if request_fields else None,
-                created_via=created_via or source,
+                created_via=created_via or BidOrigin.of(source),
                 first_seen_at=now,
                 updated_at=now,
                 **data,
@@ -233,8 +234,8 @@ def mark_vanished(
     ))
     session.execute(
         pg_insert(BidPoll)
-        .values(bid_id=bid.id, exchanger=exchanger, state="done", next_poll_at=None)
-        .on_conflict_do_update(index_elements=[BidPoll.bid_id], set_={"state": "done", "next_poll_at": None})
+        .values(bid_id=bid.id, exchanger=exchanger, state=PollState.DONE, next_poll_at=None)
+        .on_conflict_do_update(index_elements=[BidPoll.bid_id], set_={"state": PollState.DONE, "next_poll_at": None})
     )
     return Outcome(bid.id, changed=True, applied=True, from_status=bid.status, status=rules.ARCHIVED)
 
@@ -261,7 +262,7 @@ _INSERT_NEW = f"""
 WITH v({', '.join(_NEW_COLS)}, poll_state, next_poll_at) AS (VALUES %s),
 ins AS (
     INSERT INTO bids (exchanger, created_via, first_seen_at, updated_at, {', '.join(_NEW_COLS)})
-    SELECT %(exchanger)s, %(source)s, %(now)s, %(now)s, {', '.join(_NEW_COLS)} FROM v
+    SELECT %(exchanger)s, %(origin)s, %(now)s, %(now)s, {', '.join(_NEW_COLS)} FROM v
     ON CONFLICT (exchanger, remote_id) DO NOTHING
     RETURNING id, remote_id, status, observed_at, remote_changed_at),
 h AS (
@@ -289,7 +290,7 @@ h AS (
     SELECT id, from_status, status, %(source)s, observed_at, remote_changed_at, note FROM v WHERE changed)
 INSERT INTO bid_polls (bid_id, exchanger, state, next_poll_at, step, ladder_status, gave_up_at)
 SELECT id, %(exchanger)s, poll_state, next_poll_at, 0, status,
-       CASE WHEN poll_state = 'gave_up' THEN %(now)s::timestamptz END
+       CASE WHEN poll_state = %(gave_up)s THEN %(now)s::timestamptz END
 FROM v WHERE changed
 ON CONFLICT (bid_id) DO UPDATE SET state = EXCLUDED.state, next_poll_at = EXCLUDED.next_poll_at, step = 0,
     ladder_status = EXCLUDED.ladder_status, gave_up_at = EXCLUDED.gave_up_at"""
@@ -310,7 +311,8 @@ class BatchResult:
 
 
 def apply_batch(
-    session: Session, settings: Settings, exchanger: str, snaps: Sequence[Snapshot], source: str = "sweep",
+    session: Session, settings: Settings, exchanger: str, snaps: Sequence[Snapshot],
+    source: str = ChangeSource.SWEEP,
 ) -> BatchResult:
     """Apply a page of observations in three statements, under the same rules as ``apply_snapshot``.
 
@@ -353,7 +355,7 @@ def apply_batch(
             if row is None:
                 state, next_at = rules.next_poll(s.status, 0, now, now, ladder, give_up)
                 new_rows.append(tuple([rid, s.status, _iso(s.observed_at), _iso(s.remote_changed_at)]
-                                      + data + [None if state == "done" else state, _iso(next_at)]))
+                                      + data + [None if state == PollState.DONE else state, _iso(next_at)]))
                 continue
             decision = decisions[rid]
             if decision != "write":
@@ -371,7 +373,8 @@ def apply_batch(
 
         if new_rows:
             inserted = _exec_fetch(cur, _INSERT_NEW, new_rows, _template(_NEW_COLS + ("poll_state", "next_poll_at")),
-                                   {"source": source, "exchanger": exchanger, "now": now})
+                                   {"source": source, "origin": BidOrigin.of(source), "exchanger": exchanger,
+                                    "now": now})
             got = set()
             for rid, status in inserted:
                 got.add(rid)
@@ -382,7 +385,8 @@ def apply_batch(
                 apply_snapshot(session, settings, exchanger, by_id[rid], source)
         if updates:
             _exec_fetch(cur, _UPDATE_KNOWN, updates, _template(_UPD_COLS),
-                        {"source": source, "exchanger": exchanger, "now": now}, fetch=False)
+                        {"source": source, "exchanger": exchanger, "now": now, "gave_up": PollState.GAVE_UP},
+                        fetch=False)
     finally:
         cur.close()
     res.changed = len(res.changes)

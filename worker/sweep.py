@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from core import clock
 from models import SweepCursor
+from models.states import ChangeSource
 from worker import reconcile
 from worker.locks import try_lock
 from core.runtime import Runtime
@@ -97,7 +98,7 @@ def sweep_exchanger(
                     res.invalid += len(errors)
                     t0 = time.perf_counter()
                     with runtime.db.session() as session:
-                        b = reconcile.apply_batch(session, settings, exchanger, snaps, "sweep")
+                        b = reconcile.apply_batch(session, settings, exchanger, snaps, ChangeSource.SWEEP)
                     res.db_seconds += time.perf_counter() - t0
                     res.pages += 1
                     res.unchanged += b.unchanged

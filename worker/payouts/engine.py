@@ -42,6 +42,7 @@ from worker import leases
 from core.config import ConfigError
 from worker.payouts import rails, rules
 from core.runtime import Runtime
+from models.states import PAYOUT_DUE, AttemptKind, AttemptOutcome, ChangeSource, PayoutState
 
 log = logging.getLogger("exsync.payouts")
 
@@ -102,10 +103,10 @@ LOST_FIND = "worker lost during a find() (lease expired): nothing was sent by it
 LOST_IDLE = "worker lost before it called the provider (lease expired): due again"
 LOST_COMPLETION = "worker lost during success_bid (lease expired): trying again"
 _LOST_ATTEMPT = {
-    "submit": "worker lost while this send was in flight (lease expired): the payout is unknown until the "
+    AttemptKind.SUBMIT: "worker lost while this send was in flight (lease expired): the payout is unknown until the "
               "provider is asked",
-    "find": "worker lost while this find() was in flight (lease expired); a find moves no money",
-    "complete": "worker lost while this success_bid was in flight (lease expired); it is tried again "
+    AttemptKind.FIND: "worker lost while this find() was in flight (lease expired); a find moves no money",
+    AttemptKind.COMPLETE: "worker lost while this success_bid was in flight (lease expired); it is tried again "
                 "(repeating it is harmless)",
 }
 
@@ -113,14 +114,14 @@ _LOST_ATTEMPT = {
 # worker is writing this instant, so reaping costs next to nothing on every tick.
 _REAP_SUBMITTING = """
     WITH lost AS (
-        SELECT p.id, (SELECT a.kind FROM payout_attempts a WHERE a.payout_id = p.id AND a.outcome = 'started'
+        SELECT p.id, (SELECT a.kind FROM payout_attempts a WHERE a.payout_id = p.id AND a.outcome = :started
                       ORDER BY a.id DESC LIMIT 1) AS in_flight
-        FROM payouts p WHERE p.lease_until < :now AND p.state = 'submitting'
+        FROM payouts p WHERE p.lease_until < :now AND p.state = :submitting
         FOR UPDATE OF p SKIP LOCKED)
     UPDATE payouts p SET
-        state = CASE WHEN lost.in_flight = 'submit' THEN 'unknown' ELSE coalesce(p.claimed_from, 'unknown') END,
-        maybe_sent = p.maybe_sent OR lost.in_flight IS NOT DISTINCT FROM 'submit',
-        last_error = CASE lost.in_flight WHEN 'submit' THEN :lost_send WHEN 'find' THEN :lost_find
+        state = CASE WHEN lost.in_flight = :submit THEN :unknown ELSE coalesce(p.claimed_from, :unknown) END,
+        maybe_sent = p.maybe_sent OR lost.in_flight IS NOT DISTINCT FROM :submit,
+        last_error = CASE lost.in_flight WHEN :submit THEN :lost_send WHEN :find THEN :lost_find
                      ELSE :lost_idle END,
         next_attempt_at = :now, updated_at = :now, lease_token = NULL, lease_until = NULL, claimed_from = NULL
     FROM lost WHERE p.id = lost.id
@@ -128,7 +129,7 @@ _REAP_SUBMITTING = """
 
 _REAP_COMPLETIONS = """
     WITH lost AS (
-        SELECT id FROM payouts WHERE lease_until < :now AND state <> 'submitting' FOR UPDATE SKIP LOCKED)
+        SELECT id FROM payouts WHERE lease_until < :now AND state <> :submitting FOR UPDATE SKIP LOCKED)
     UPDATE payouts p SET lease_token = NULL, lease_until = NULL, updated_at = :now,
         next_completion_at = CASE WHEN p.bid_completed_at IS NULL THEN :now END,
         completion_error = CASE WHEN p.bid_completed_at IS NULL THEN :lost_completion END
@@ -141,17 +142,21 @@ def reap(runtime: Runtime, now: datetime | None = None) -> int:
     now = _now(now)
     with runtime.db.session() as s:
         sent = s.execute(text(_REAP_SUBMITTING), {"now": now, "lost_send": LOST_SEND, "lost_find": LOST_FIND,
-                                                  "lost_idle": LOST_IDLE}).all()
-        completions = s.execute(text(_REAP_COMPLETIONS), {"now": now, "lost_completion": LOST_COMPLETION}
-                                ).scalars().all()
+                                                  "lost_idle": LOST_IDLE, "started": AttemptOutcome.STARTED,
+                                                  "submitting": PayoutState.SUBMITTING, "unknown": PayoutState.UNKNOWN,
+                                                  "submit": AttemptKind.SUBMIT, "find": AttemptKind.FIND}).all()
+        completions = s.execute(text(_REAP_COMPLETIONS), {"now": now, "lost_completion": LOST_COMPLETION,
+                                                          "submitting": PayoutState.SUBMITTING}).scalars().all()
         ids = [r.id for r in sent] + list(completions)
         if ids:
             s.execute(text("""
-                UPDATE payout_attempts SET outcome = 'lost', finished_at = :now,
-                       message = CASE kind WHEN 'submit' THEN :m_submit WHEN 'find' THEN :m_find ELSE :m_complete END
-                WHERE payout_id = ANY(:ids) AND outcome = 'started'"""),
-                {"now": now, "ids": ids, "m_submit": _LOST_ATTEMPT["submit"], "m_find": _LOST_ATTEMPT["find"],
-                 "m_complete": _LOST_ATTEMPT["complete"]})
+                UPDATE payout_attempts SET outcome = :lost, finished_at = :now,
+                       message = CASE kind WHEN :submit THEN :m_submit WHEN :find THEN :m_find ELSE :m_complete END
+                WHERE payout_id = ANY(:ids) AND outcome = :started"""),
+                {"now": now, "ids": ids, "lost": AttemptOutcome.LOST, "started": AttemptOutcome.STARTED,
+                 "submit": AttemptKind.SUBMIT, "find": AttemptKind.FIND,
+                 "m_submit": _LOST_ATTEMPT[AttemptKind.SUBMIT], "m_find": _LOST_ATTEMPT[AttemptKind.FIND],
+                 "m_complete": _LOST_ATTEMPT[AttemptKind.COMPLETE]})
     if sent:
         log.warning("took back %s payouts from a lost worker: %s", len(sent),
                     ", ".join(f"{r.id}→{r.state}" for r in sent))
@@ -192,15 +197,15 @@ def claim(runtime: Runtime, now: datetime | None = None, limit: int | None = Non
         rows = s.execute(text("""
             WITH due AS (
                 SELECT id, state FROM payouts
-                WHERE state IN ('pending', 'unknown', 'parked', 'submitted') AND next_attempt_at <= :now
+                WHERE state = ANY(:due) AND next_attempt_at <= :now
                 ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED)
-            UPDATE payouts p SET state = 'submitting', claimed_from = due.state, lease_token = :token,
+            UPDATE payouts p SET state = :submitting, claimed_from = due.state, lease_token = :token,
                    lease_until = :lease, updated_at = :now
             FROM due WHERE p.id = due.id
             RETURNING p.id, due.state AS prior, p.provider, p.idempotency_key, p.amount, p.currency,
                       p.destination, p.maybe_sent, p.attempts, p.checks"""),
             {"now": now, "limit": limit or runtime.payouts().settings.batch, "token": token,
-             "lease": _lease_until(runtime, now)}).all()
+             "lease": _lease_until(runtime, now), "due": list(PAYOUT_DUE), "submitting": PayoutState.SUBMITTING}).all()
     return [Claimed(r.id, r.prior, token, r.provider, r.idempotency_key, r) for r in rows]
 
 
@@ -209,18 +214,20 @@ def _start_attempt(runtime: Runtime, c: Claimed, kind: str, now: datetime) -> tu
 
     The lease is renewed in the same statement, so every call starts with a whole lease ahead of it.
     """
-    counter = "attempts" if kind == "submit" else "checks"
+    counter = "attempts" if kind == AttemptKind.SUBMIT else "checks"
     with runtime.db.session() as s:
         count = s.execute(text(f"""
             UPDATE payouts SET {counter} = {counter} + 1, lease_until = greatest(lease_until, :until)
-            WHERE id = :id AND state = 'submitting' AND lease_token = :token
-            RETURNING {counter}"""), {"id": c.id, "token": c.token, "until": _lease_until(runtime, now)}).scalar()
+            WHERE id = :id AND state = :submitting AND lease_token = :token
+            RETURNING {counter}"""), {"id": c.id, "token": c.token, "until": _lease_until(runtime, now),
+                                      "submitting": PayoutState.SUBMITTING}).scalar()
         if count is None:
             return None
         attempt_id = s.execute(text("""
             INSERT INTO payout_attempts (payout_id, n, kind, started_at, outcome)
             VALUES (:id, (SELECT coalesce(max(n), 0) + 1 FROM payout_attempts WHERE payout_id = :id), :kind, :now,
-                    'started') RETURNING id"""), {"id": c.id, "kind": kind, "now": now}).scalar()
+                    :started) RETURNING id"""), {"id": c.id, "kind": kind, "now": now,
+                                                 "started": AttemptOutcome.STARTED}).scalar()
     return attempt_id, count
 
 
@@ -240,6 +247,7 @@ def _finish(runtime: Runtime, c: Claimed, attempt_id: int, *, outcome: str, stat
         "pstatus": str(result.code) if result and result.code is not None else None,
         "final": state in rules.FINAL,
         "complete_at": now if state == rules.SUCCEEDED else None,
+        "submitting": PayoutState.SUBMITTING,
     }
     with runtime.db.session() as s:
         done = s.execute(text("""
@@ -249,7 +257,7 @@ def _finish(runtime: Runtime, c: Claimed, attempt_id: int, *, outcome: str, stat
                    provider_ref = coalesce(:ref, provider_ref), provider_status = coalesce(:pstatus, provider_status),
                    completed_at = CASE WHEN :final THEN :now ELSE completed_at END,
                    next_completion_at = coalesce(:complete_at, next_completion_at)
-            WHERE id = :id AND state = 'submitting' AND lease_token = :token RETURNING id"""), params).first()
+            WHERE id = :id AND state = :submitting AND lease_token = :token RETURNING id"""), params).first()
         if done is None:  # the call's own row still tells what came back, marked as not applied
             message = f"[claim lost: not applied to the payout] {message or ''}".strip()
         s.execute(text("""
@@ -283,7 +291,7 @@ def _after_result(runtime: Runtime, c: Claimed, aid: int, result: PayoutResult, 
 
 def _send(runtime: Runtime, c: Claimed, rail) -> str:
     cfg = runtime.payouts().settings
-    started = _start_attempt(runtime, c, "submit", clock.now_utc())
+    started = _start_attempt(runtime, c, AttemptKind.SUBMIT, clock.now_utc())
     if started is None:
         return "lease_lost"
     aid, attempts = started
@@ -301,7 +309,7 @@ def _send(runtime: Runtime, c: Claimed, rail) -> str:
 
 def _find_then_send(runtime: Runtime, c: Claimed, rail) -> str:
     cfg = runtime.payouts().settings
-    started = _start_attempt(runtime, c, "find", clock.now_utc())
+    started = _start_attempt(runtime, c, AttemptKind.FIND, clock.now_utc())
     if started is None:
         return "lease_lost"
     aid, checks = started
@@ -318,22 +326,23 @@ def _find_then_send(runtime: Runtime, c: Claimed, rail) -> str:
         if result.unsent:
             # Found, but it moved no money and send() with the same key continues it (e.g. signs a draft).
             with runtime.db.session() as s:
-                s.execute(text("""UPDATE payout_attempts SET finished_at = :now, outcome = 'pending',
+                s.execute(text("""UPDATE payout_attempts SET finished_at = :now, outcome = :pending,
                                   provider_code = :code, message = :m WHERE id = :aid"""),
                           {"now": clock.now_utc(), "code": str(result.code), "aid": aid,
+                           "pending": AttemptOutcome.PENDING,
                            "m": f"unsigned draft {result.provider_ref} found by key: nothing was paid; sending it"})
             return _send(runtime, c, rail)
         return _after_result(runtime, c, aid, result, checks)
     if c.prior == rules.SUBMITTED:
         # The provider accepted it once and now does not know it: a person must look.
-        _finish(runtime, c, aid, outcome="not_found", state=rules.NEEDS_REVIEW, delay=None,
+        _finish(runtime, c, aid, outcome=AttemptOutcome.NOT_FOUND, state=rules.NEEDS_REVIEW, delay=None,
                 error="the provider no longer knows a payout it had accepted")
         return rules.NEEDS_REVIEW
     # Never reached the provider: a new send under the same key is safe. Keep the claim and send now.
     with runtime.db.session() as s:
-        s.execute(text("""UPDATE payout_attempts SET finished_at = :now, outcome = 'not_found',
+        s.execute(text("""UPDATE payout_attempts SET finished_at = :now, outcome = :not_found,
                           message = 'the provider has no payout with this key: sending' WHERE id = :aid"""),
-                  {"now": clock.now_utc(), "aid": aid})
+                  {"now": clock.now_utc(), "aid": aid, "not_found": AttemptOutcome.NOT_FOUND})
         s.execute(text("UPDATE payouts SET maybe_sent = false WHERE id = :id AND lease_token = :token"),
                   {"id": c.id, "token": c.token})
     return _send(runtime, c, rail)
@@ -345,10 +354,11 @@ def process(runtime: Runtime, c: Claimed) -> str:
         rail = rails.rail_for(runtime, c.provider)
     except ConfigError as exc:
         with runtime.db.session() as s:
-            s.execute(text("""UPDATE payouts SET state = 'needs_review', lease_token = NULL, lease_until = NULL,
+            s.execute(text("""UPDATE payouts SET state = :needs_review, lease_token = NULL, lease_until = NULL,
                               claimed_from = NULL, updated_at = now(), last_error = :e
                               WHERE id = :id AND lease_token = :token"""),
-                      {"e": f"provider {c.provider!r}: {exc}", "id": c.id, "token": c.token})
+                      {"e": f"provider {c.provider!r}: {exc}", "id": c.id, "token": c.token,
+                       "needs_review": PayoutState.NEEDS_REVIEW})
         return rules.NEEDS_REVIEW
     if c.row.maybe_sent or c.prior in (rules.UNKNOWN, rules.SUBMITTED):
         return _find_then_send(runtime, c, rail)
@@ -386,8 +396,9 @@ def _hold_before_first_send(runtime: Runtime, c: Claimed) -> str | None:
     with runtime.db.session() as s:
         s.execute(text("""UPDATE payouts SET state = :state, lease_token = NULL, lease_until = NULL, claimed_from = NULL,
                                  updated_at = :now, last_error = :e, next_attempt_at = :next_at
-                          WHERE id = :id AND state = 'submitting' AND lease_token = :token"""),
+                          WHERE id = :id AND state = :submitting AND lease_token = :token"""),
                   {"state": state, "now": clock.now_utc(), "e": reason, "id": c.id, "token": c.token,
+                   "submitting": PayoutState.SUBMITTING,
                    "next_at": clock.now_utc() + timedelta(seconds=delay) if delay else None})
     log.warning("payout %s held before its first send: %s", c.id, reason)
     return state
@@ -430,13 +441,14 @@ def _claim_completions(runtime: Runtime, now: datetime, limit: int) -> list[Any]
     with runtime.db.session() as s:
         return s.execute(text("""
             WITH due AS (
-                SELECT id FROM payouts WHERE state = 'succeeded' AND bid_completed_at IS NULL
+                SELECT id FROM payouts WHERE state = :succeeded AND bid_completed_at IS NULL
                   AND next_completion_at <= :now ORDER BY next_completion_at LIMIT :limit FOR UPDATE SKIP LOCKED)
             UPDATE payouts p SET next_completion_at = NULL, lease_token = :token, lease_until = :lease,
                    completion_attempts = completion_attempts + 1
             FROM due WHERE p.id = due.id
             RETURNING p.id, p.exchanger, p.remote_id, p.completion_attempts, p.lease_token AS token"""),
-            {"now": now, "limit": limit, "token": leases.new_token(), "lease": _lease_until(runtime, now)}).all()
+            {"now": now, "limit": limit, "token": leases.new_token(), "lease": _lease_until(runtime, now),
+             "succeeded": PayoutState.SUCCEEDED}).all()
 
 
 def _start_completion(runtime: Runtime, row: Any, now: datetime) -> int | None:
@@ -449,8 +461,9 @@ def _start_completion(runtime: Runtime, row: Any, now: datetime) -> int | None:
             return None
         return s.execute(text("""
             INSERT INTO payout_attempts (payout_id, n, kind, started_at, outcome)
-            VALUES (:id, (SELECT coalesce(max(n), 0) + 1 FROM payout_attempts WHERE payout_id = :id), 'complete',
-                    :now, 'started') RETURNING id"""), {"id": row.id, "now": now}).scalar()
+            VALUES (:id, (SELECT coalesce(max(n), 0) + 1 FROM payout_attempts WHERE payout_id = :id), :complete,
+                    :now, :started) RETURNING id"""),
+            {"id": row.id, "now": now, "complete": AttemptKind.COMPLETE, "started": AttemptOutcome.STARTED}).scalar()
 
 
 def _complete_one(runtime: Runtime, row: Any) -> bool:
@@ -459,7 +472,7 @@ def _complete_one(runtime: Runtime, row: Any) -> bool:
     if aid is None:
         log.warning("payout %s: completion claim lost before success_bid; another worker has it", row.id)
         return False
-    outcome, message, exc_seen = "succeeded", None, None
+    outcome, message, exc_seen = AttemptOutcome.SUCCEEDED, None, None
     try:
         client = runtime.premium(row.exchanger)
         runtime.limiter(row.exchanger).acquire()
@@ -500,7 +513,7 @@ def _complete_one(runtime: Runtime, row: Any) -> bool:
     try:  # the mirror's history shows the change now rather than at the next poll
         from worker import poll
 
-        poll.refresh(runtime, row.exchanger, row.remote_id, "poll")
+        poll.refresh(runtime, row.exchanger, row.remote_id, ChangeSource.POLL)
     except Exception as exc:  # noqa: BLE001 - the poll ladder will catch up
         log.info("payout %s: refresh of bid %s/%s after success_bid failed: %s", row.id, row.exchanger,
                  row.remote_id, exc)

@@ -87,9 +87,9 @@ def cancel(session: Session, payout_id: int, now: datetime, reason: str | None =
     if session.execute(text("SELECT maybe_sent FROM payouts WHERE id = :id"), {"id": payout_id}).scalar():
         raise Refused(f"payout {payout_id} may have reached the provider: retry it (the engine asks the "
                       f"provider first) instead of cancelling")
-    session.execute(text("""UPDATE payouts SET state = 'cancelled', next_attempt_at = NULL, updated_at = :now,
+    session.execute(text("""UPDATE payouts SET state = :cancelled, next_attempt_at = NULL, updated_at = :now,
                             completed_at = :now, last_error = coalesce(:reason, last_error) WHERE id = :id"""),
-                    {"now": now, "reason": reason, "id": payout_id})
+                    {"now": now, "reason": reason, "id": payout_id, "cancelled": rules.CANCELLED})
     return rules.CANCELLED
 
 

@@ -22,12 +22,12 @@ from providers.errors import (
     UnknownOutcomeError,
 )
 from core.payout_config import PayoutSettings, RouteConfig, RouteRule
+from models.states import AttemptOutcome, PayoutState
 
-# Payout states.
-PENDING, SUBMITTING, SUBMITTED = "pending", "submitting", "submitted"
-SUCCEEDED, FAILED, UNKNOWN = "succeeded", "failed", "unknown"
-NEEDS_REVIEW, CANCELLED, PARKED = "needs_review", "cancelled", "parked"
-STATES = (PENDING, SUBMITTING, SUBMITTED, SUCCEEDED, FAILED, UNKNOWN, NEEDS_REVIEW, CANCELLED, PARKED)
+# Payout states (models/states.py), by the short names the engine uses.
+PENDING, SUBMITTING, SUBMITTED = PayoutState.PENDING, PayoutState.SUBMITTING, PayoutState.SUBMITTED
+SUCCEEDED, FAILED, UNKNOWN = PayoutState.SUCCEEDED, PayoutState.FAILED, PayoutState.UNKNOWN
+NEEDS_REVIEW, CANCELLED, PARKED = PayoutState.NEEDS_REVIEW, PayoutState.CANCELLED, PayoutState.PARKED
 FINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
 # Operator actions and the states they may start from. Never from submitting/submitted/unknown: the
 # money may be moving.
@@ -146,7 +146,7 @@ def next_at(now: datetime, seconds: float) -> datetime:
 class Transition:
     state: str
     delay: float | None = None  # seconds until the next try (None: nothing scheduled)
-    outcome: str = "error"  # the attempt row's outcome
+    outcome: str = AttemptOutcome.ERROR  # the attempt row's outcome
     maybe_sent: bool = False  # the call may have moved money: find() before any new send
     alert: bool = False  # log a warning an operator should see
     reason: str | None = None
@@ -155,26 +155,26 @@ class Transition:
 def from_result(result: rail.PayoutResult) -> tuple[str, str]:
     """(payout state, attempt outcome) for an answer of send() or find()."""
     if result.state == rail.SUCCEEDED:
-        return SUCCEEDED, "succeeded"
+        return SUCCEEDED, AttemptOutcome.SUCCEEDED
     if result.state == rail.FAILED:
-        return FAILED, "failed"
-    return SUBMITTED, "pending"
+        return FAILED, AttemptOutcome.FAILED
+    return SUBMITTED, AttemptOutcome.PENDING
 
 
 def error_outcome(exc: BaseException) -> str:
     if isinstance(exc, RetryableError):
-        return "retryable"
+        return AttemptOutcome.RETRYABLE
     if isinstance(exc, UnknownOutcomeError):
-        return "unknown"
+        return AttemptOutcome.UNKNOWN
     if isinstance(exc, InsufficientFundsError):
-        return "insufficient_funds"
+        return AttemptOutcome.INSUFFICIENT_FUNDS
     if isinstance(exc, AuthError):
-        return "auth"
+        return AttemptOutcome.AUTH
     if isinstance(exc, NotFoundError):
-        return "not_found"
+        return AttemptOutcome.NOT_FOUND
     if isinstance(exc, PermanentError):
-        return "permanent"
-    return "error"
+        return AttemptOutcome.PERMANENT
+    return AttemptOutcome.ERROR
 
 
 def _describe(exc: BaseException) -> str:
