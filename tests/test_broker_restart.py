@@ -444,14 +444,3 @@ def test_thresholds_follow_the_polling_round_and_refuse_nonsense(settings):
         with pytest.raises(ConfigError) as err:
             Thresholds.for_settings(settings, env)
         assert err.value.key == key
-
-
-def test_migration_0004_matches_the_models(db):
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    from models import Base
-
-    with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-    assert [d for d in diff if "worker_" in str(d)] == []

@@ -225,14 +225,3 @@ def test_beat_entry_and_task_runs(runtime, premium_sandbox):
     assert partner_sync("main")["main"] == {"skipped": True, "reason": "no active partner program",
                                             "exchanges_inserted": 0, "exchanges_changed": 0,
                                             "payouts_inserted": 0, "payouts_changed": 0}
-
-
-def test_migration_0003_matches_the_models(db):
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    from models import Base
-
-    with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-    assert [d for d in diff if "partner" in str(d)] == []
