@@ -1,6 +1,7 @@
 """Provider clients, usable as a library: nothing here imports the rest of exsync."""
 from providers.errors import (  # noqa: F401
     AuthError,
+    BadResponseError,
     ConnectionFailedError,
     InsufficientFundsError,
     NotFoundError,
@@ -15,6 +16,7 @@ __all__ = [
     "ProviderError",
     "RetryableError",
     "ConnectionFailedError",
+    "BadResponseError",
     "UnknownOutcomeError",
     "PermanentError",
     "ValidationError",

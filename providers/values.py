@@ -11,9 +11,14 @@ One place for the rules every edge applies (HTTP requests, callbacks, provider a
 - a time is inside years 1970–9998, so every conversion (offsets, UTC, timestamps) stays in range.
 
 Pure functions, no I/O: usable by ``providers`` (the bottom layer) as well as by the HTTP edge.
+
+The second half, ``to_decimal``/``to_int``/``to_bool``/``to_time``/``to_text``/``to_dict``, reads
+provider answers leniently with the same bounds: a value it cannot read becomes None (the typed result
+keeps the payload in ``raw``) instead of raising. The four ``providers/<name>/types.py`` use only these.
 """
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -21,7 +26,8 @@ from typing import Any, Mapping, Pattern
 
 __all__ = [
     "BadValue", "clean_text", "first_unclean", "text", "whole_number", "amount", "timestamp", "check_json",
-    "MAX_INT_DIGITS", "MAX_FRACTION_DIGITS", "MIN_TIME", "MAX_TIME",
+    "MAX_INT_DIGITS", "MAX_FRACTION_DIGITS", "MIN_TIME", "MAX_TIME", "MAX_JSON_DEPTH",
+    "to_decimal", "to_int", "to_bool", "to_time", "to_text", "to_dict",
 ]
 
 # The database keeps money as Numeric(38, 18): 20 integer digits and 18 fraction digits.
@@ -186,3 +192,110 @@ def check_json(value: Any, field: str, *, _depth: int = 0) -> None:
     elif isinstance(value, float) or isinstance(value, Decimal):
         if not (value.is_finite() if isinstance(value, Decimal) else value == value and abs(value) != float("inf")):
             raise BadValue(field, "contains a number that is not finite")
+
+
+# --------------------------------------------------------------------------- lenient readers (provider answers)
+# Decisions, the same for every provider:
+# - a comma is never a decimal separator: "1,234" is a thousand in one locale and 1.234 in another, and
+#   reading it wrong is a 1000x error on money, so it is unreadable (None); spaces that group thousands
+#   (" ", NBSP, narrow NBSP, thin space) are dropped;
+# - NaN and ±Infinity are not numbers (None), nor are values beyond the bounds of ``amount``;
+# - times: unix seconds (milliseconds when the number is above 10^11, i.e. past year 5138), or ISO 8601;
+#   0 and negatives mean "unset" (None): no provider reports an event in 1970.
+
+_GROUPING = str.maketrans("", "", " \u00a0\u202f\u2009")
+_UNIX_MS = 10**11
+_TRUE = frozenset({"1", "true", "yes", "y", "on", "active"})
+_FALSE = frozenset({"0", "false", "no", "n", "off", "", "inactive"})
+_INT_LIMIT = 2**63
+
+
+def to_decimal(v: Any) -> Decimal | None:
+    """``"9"``, ``9``, ``"0.00100000"``, ``"1 543 021.55"``, a ``Decimal`` → Decimal; None, bools, ``"no"``,
+    ``"1,5"``, NaN, Infinity, garbage, or more digits than ``amount`` allows → None. A float (JSON decoded
+    without ``parse_float=Decimal``) goes through ``repr`` so that 0.1 stays 0.1."""
+    if v is None or isinstance(v, bool):
+        return None
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return None
+        v = Decimal(repr(v))
+    elif isinstance(v, str):
+        v = v.translate(_GROUPING)
+        if not v:
+            return None
+    try:
+        return amount(v, "value", positive=False)
+    except BadValue:
+        return None
+
+
+def to_int(v: Any) -> int | None:
+    """An int from an int, a whole-number string (``"12"``, ``"12.0"``) or an integral Decimal; else None."""
+    if v is None or isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v if -_INT_LIMIT < v < _INT_LIMIT else None
+    d = to_decimal(v)
+    if d is None or d != d.to_integral_value():
+        return None
+    n = int(d)
+    return n if -_INT_LIMIT < n < _INT_LIMIT else None
+
+
+def to_bool(v: Any) -> bool | None:
+    """True/False from a bool, a number (non-zero) or a word (1/0, true/false, yes/no, on/off,
+    active/inactive; "" is False); anything else → None."""
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (int, Decimal)):
+        return v != 0
+    if isinstance(v, str):
+        s = v.strip().lower()
+        if s in _TRUE:
+            return True
+        if s in _FALSE:
+            return False
+    return None
+
+
+def to_time(v: Any) -> datetime | None:
+    """An aware UTC datetime from unix seconds (or milliseconds) as a number or digit string, an ISO 8601
+    string (``Z`` or an offset; none = UTC) or a datetime (naive = UTC); None when it is not a time
+    between 1970 and 9998, or is 0."""
+    if v is None or isinstance(v, bool):
+        return None
+    if isinstance(v, datetime):
+        dt = v if v.tzinfo else v.replace(tzinfo=timezone.utc)
+        return dt.astimezone(timezone.utc) if MIN_TIME <= dt <= MAX_TIME else None
+    n = to_decimal(v)
+    if n is None:
+        if not isinstance(v, str) or not v.strip():
+            return None
+        try:
+            return timestamp(v.strip(), "time")
+        except BadValue:
+            return None
+    if n <= 0:
+        return None
+    if n > _UNIX_MS:
+        n = n / 1000
+    if n > Decimal(int(MAX_TIME.timestamp())):
+        return None
+    return datetime.fromtimestamp(float(n), tz=timezone.utc)
+
+
+def to_text(v: Any) -> str | None:
+    """``str(v)`` for a scalar, exactly as sent (NUL and lone surrogates included: whoever stores it checks
+    it with :func:`text`, and a silent repair here would hide hostile input from that check); None for None
+    or a list/dict."""
+    if v is None or isinstance(v, (dict, list)):
+        return None
+    return v if isinstance(v, str) else str(v)
+
+
+def to_dict(v: Any) -> dict:
+    """A copy of a mapping; ``{}`` for anything else."""
+    return dict(v) if isinstance(v, Mapping) else {}

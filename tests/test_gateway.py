@@ -230,40 +230,40 @@ def recorded(name: str) -> tuple[int, bytes]:
 
 
 ERROR_CASES = [
-    # file, operation, idempotent, class, code, fields
-    ("401__api_key_required.json", None, True, MissingApiKeyError, "unauthorized", None),
-    ("401__invalid_api_key.json", "payout", False, InvalidApiKeyError, "unauthorized", None),
-    ("401__timestamp_required.json", None, True, MissingTimestampError, "unauthorized", None),
-    ("401__invalid_timestamp_format.json", None, True, InvalidTimestampError, "unauthorized", None),
-    ("401__timestamp_window_exceeded.json", None, True, TimestampWindowError, "unauthorized", None),
-    ("401__invalid_signature.json", "payout", False, InvalidSignatureError, "unauthorized", None),
-    ("401__replay.json", None, True, ReplayError, "unauthorized", None),
-    ("403__forbidden.json", None, True, ForbiddenError, "forbidden", None),
-    ("404__payout_not_found.json", "payout", True, PayoutNotFoundError, "not_found", None),
-    ("404__payin_not_found.json", "payin", True, PayInNotFoundError, "not_found", None),
-    ("404__payin_not_found.json", None, True, PayInNotFoundError, "not_found", None),  # by the message
-    ("422__validation_amount.json", "payout", False, ValidationError, "validation_error",
+    # file, call, class, code, fields (a create is not idempotent: providers.http.SEMANTICS)
+    ("401__api_key_required.json", "request", MissingApiKeyError, "unauthorized", None),
+    ("401__invalid_api_key.json", "create_payout", InvalidApiKeyError, "unauthorized", None),
+    ("401__timestamp_required.json", "request", MissingTimestampError, "unauthorized", None),
+    ("401__invalid_timestamp_format.json", "request", InvalidTimestampError, "unauthorized", None),
+    ("401__timestamp_window_exceeded.json", "request", TimestampWindowError, "unauthorized", None),
+    ("401__invalid_signature.json", "create_payout", InvalidSignatureError, "unauthorized", None),
+    ("401__replay.json", "request", ReplayError, "unauthorized", None),
+    ("403__forbidden.json", "request", ForbiddenError, "forbidden", None),
+    ("404__payout_not_found.json", "get_payout", PayoutNotFoundError, "not_found", None),
+    ("404__payin_not_found.json", "get_payin", PayInNotFoundError, "not_found", None),
+    ("404__payin_not_found.json", "request", PayInNotFoundError, "not_found", None),  # by the message
+    ("422__validation_amount.json", "create_payout", ValidationError, "validation_error",
      {"amount": "amount must be a positive decimal string"}),
-    ("422__validation_several.json", "payout", False, ValidationError, "validation_error",
+    ("422__validation_several.json", "create_payout", ValidationError, "validation_error",
      {"external_id": "external_id is required", "card_number": "card_number is required",
       "callback_url": "callback_url must be a valid URL"}),
-    ("422__currency_mismatch.json", "payout", False, CurrencyMismatchError, "currency_mismatch", None),
-    ("422__insufficient_balance.json", "payout", False, InsufficientBalanceError, "insufficient_balance", None),
-    ("422__idempotency_conflict.json", "payout", False, IdempotencyConflictError, "idempotency_conflict", None),
-    ("422__business_other.json", "payout", False, PermanentError, "business_error", None),
-    ("500__internal.json", "payout", True, RetryableError, "internal_error", None),
-    ("500__internal.json", "payout", False, UnknownOutcomeError, "internal_error", None),
+    ("422__currency_mismatch.json", "create_payout", CurrencyMismatchError, "currency_mismatch", None),
+    ("422__insufficient_balance.json", "create_payout", InsufficientBalanceError, "insufficient_balance", None),
+    ("422__idempotency_conflict.json", "create_payout", IdempotencyConflictError, "idempotency_conflict", None),
+    ("422__business_other.json", "create_payout", PermanentError, "business_error", None),
+    ("500__internal.json", "get_payout", RetryableError, "internal_error", None),
+    ("500__internal.json", "create_payout", UnknownOutcomeError, "internal_error", None),
 ]
 
 
-@pytest.mark.parametrize("name,operation,idempotent,cls,code,fields", ERROR_CASES)
-def test_error_mapping(name, operation, idempotent, cls, code, fields):
+@pytest.mark.parametrize("name,call,cls,code,fields", ERROR_CASES)
+def test_error_mapping(name, call, cls, code, fields):
     status, content = recorded(name)
     body = json.loads(content)
-    err = error_for(status, content, operation=operation, idempotent=idempotent)
+    err = error_for(status, content, call=call)
     assert type(err) is cls
     assert (err.provider, err.code, err.message, err.http_status) == ("gateway", code, body["message"], status)
-    assert err.operation == operation
+    assert err.call == call and err.raw_body == body
     if fields is not None:
         assert err.fields == fields
     assert err.retryable is (cls is RetryableError)
@@ -282,17 +282,19 @@ def test_error_details():
     status, content = recorded("422__currency_mismatch.json")
     assert error_for(status, content).expected == "RUB"
     status, content = recorded("401__timestamp_window_exceeded.json")
-    e = error_for(status, content, headers={"Date": "Wed, 29 May 2024 16:30:00 GMT"}, now=VEC_TS - 900)
+    with freeze_time(datetime.fromtimestamp(VEC_TS - 900, UTC)):  # our clock, 900 s behind the answer's Date
+        e = error_for(status, content, headers={"Date": "Wed, 29 May 2024 16:30:00 GMT"})
     assert e.skew == 900 and "check the clock" in str(e) and "900 s behind" in str(e)
     assert error_for(200, b"{}") is None and error_for(201, b"") is None
     # transport-ish answers
     e = error_for(429, b"slow down", headers={"Retry-After": "7"})
     assert type(e) is RetryableError and e.retry_after == 7.0 and e.code == "http_429"
     for st in (500, 502, 503, 504):
-        assert type(error_for(st, b"<html>oops</html>", operation="payout")) is RetryableError
-        e = error_for(st, b"<html>oops</html>", operation="payout", idempotent=False, url="http://h/api/v1/payouts")
+        assert type(error_for(st, b"<html>oops</html>", call="get_payout")) is RetryableError
+        e = error_for(st, b"<html>oops</html>", call="create_payout")
         assert type(e) is UnknownOutcomeError and e.code == f"http_{st}" and "oops" not in str(e)
-    assert type(error_for(404, b"<html>nginx</html>", operation="payout")) is PayoutNotFoundError
+        assert e.raw_body == "<html>oops</html>"  # kept on the error, never in its text
+    assert type(error_for(404, b"<html>nginx</html>", call="get_payout")) is PayoutNotFoundError
     assert type(error_for(404, b'{"message": "Not found", "code": "not_found"}')) is NotFoundError
     assert type(error_for(401, b"")) is SignatureError
     assert type(error_for(400, b'{"message": "Bad request"}')) is PermanentError

@@ -73,7 +73,7 @@ def recorded(name: str):
 
 def parsed(name: str):
     method, env = recorded(name)
-    return parse_result(method, check_envelope(env, method))
+    return parse_result(method, check_envelope(200, env, call=method))
 
 
 # =====================================================================================================
@@ -234,13 +234,13 @@ ERROR_CASES = [
 @pytest.mark.parametrize("name,method,cls,retryable,reason", ERROR_CASES)
 def test_error_mapping(name, method, cls, retryable, reason):
     _, env = recorded(name)
-    err = error_for(env, method)
+    err = error_for(200, env, call=method)
     assert type(err) is cls
     assert err.retryable is retryable
     assert (err.provider, err.code, err.message, err.http_status) == ("premium", env["error"], env["error_text"], 200)
-    assert err.method == method and err.reason == reason
+    assert err.call == method and err.reason == reason and err.raw_body == env
     with pytest.raises(cls):
-        check_envelope(env, method)
+        check_envelope(200, env, call=method)
 
 
 def test_error_hierarchy_placement():
@@ -253,46 +253,48 @@ def test_error_hierarchy_placement():
 
 def test_validation_fields_and_status_hint():
     _, env = recorded("create_bid__validation.json")
-    err = error_for(env, "create_bid")
+    err = error_for(200, env, call="create_bid")
     assert err.fields == {"account2": "Invalid card number", "cf6": "E-mail is required"}
     _, env = recorded("create_bid__validation_no_fields.json")
-    assert error_for(env, "create_bid").fields == {}  # error_fields: [] → {}
-    assert error_for(recorded("cancel_bid__no_bid.json")[1], "cancel_bid").maybe_status_forbids is True
-    assert error_for(recorded("bid_info__no_bid.json")[1], "bid_info").maybe_status_forbids is False
+    assert error_for(200, env, call="create_bid").fields == {}  # error_fields: [] → {}
+    assert error_for(200, recorded("cancel_bid__no_bid.json")[1], call="cancel_bid").maybe_status_forbids is True
+    assert error_for(200, recorded("bid_info__no_bid.json")[1], call="bid_info").maybe_status_forbids is False
     # api id reuse reported inside error_fields instead of error_text
-    dup = error_for({"error": "3", "error_text": "", "error_fields": {"api_id": "api id not unique"}}, "create_bid")
+    dup = error_for(200, {"error": "3", "error_text": "", "error_fields": {"api_id": "api id not unique"}},
+                    call="create_bid")
     assert type(dup) is DuplicateApiIdError and dup.message
 
 
 @pytest.mark.parametrize("code", [0, "0", " 0 "])
 def test_zero_and_string_zero_are_success(code):
     env = {"error": code, "error_text": "", "data": {"ip": "1.2.3.4"}}
-    assert error_for(env, "test") is None and check_envelope(env, "test") == {"ip": "1.2.3.4"}
+    assert error_for(200, env, call="test") is None and check_envelope(200, env, call="test") == {"ip": "1.2.3.4"}
 
 
 def test_int_pre_method_code_wins_over_method_meaning():
     # A translated "Api disabled" (int 1, no data) on bid_info must never read as "no bid exists".
-    err = error_for({"error": 1, "error_text": "API выключено администратором"}, "bid_info")
+    err = error_for(200, {"error": 1, "error_text": "API выключено администратором"}, call="bid_info")
     assert type(err) is ApiDisabledError
-    assert type(error_for({"error": 2, "error_text": "??"}, "cancel_bid")) is IpBlockedError
-    assert type(error_for({"error": 3, "error_text": "??"}, "create_bid")) is MethodNotSupportedError
+    assert type(error_for(200, {"error": 2, "error_text": "??"}, call="cancel_bid")) is IpBlockedError
+    assert type(error_for(200, {"error": 3, "error_text": "??"}, call="create_bid")) is MethodNotSupportedError
     # the same codes as strings keep the method's own meaning
-    assert type(error_for({"error": "1", "error_text": "??", "data": []}, "bid_info")) is BidNotFoundError
-    assert type(error_for({"error": "2", "error_text": "Ведутся работы", "data": []}, "success_bid")) is MaintenanceError
-    assert type(error_for({"error": "1", "error_text": "balance is less than minimum payout", "data": []},
-                          "add_partner_payout")) is PermanentError
+    assert type(error_for(200, {"error": "1", "error_text": "??", "data": []}, call="bid_info")) is BidNotFoundError
+    assert type(error_for(200, {"error": "2", "error_text": "Ведутся работы", "data": []},
+                          call="success_bid")) is MaintenanceError
+    assert type(error_for(200, {"error": "1", "error_text": "balance is less than minimum payout", "data": []},
+                          call="add_partner_payout")) is PermanentError
 
 
 @pytest.mark.parametrize("env", [[], "oops", None, {"data": {"id": "1"}}, {"error": "", "error_text": ""}])
 def test_not_an_envelope(env):
-    err = error_for(env, "bid_info")
+    err = error_for(200, env, call="bid_info")
     assert isinstance(err, BadResponseError) and err.retryable
 
 
 def test_decode_body_tolerance():
     assert decode_body(b'\xef\xbb\xbf{"error":0,"data":{"x":1.10}}')["data"]["x"] == Decimal("1.10")
     noisy = b'<br />\n<b>Deprecated</b>: something in wp-includes on line 12<br />\n{"error":"0","data":"cancel"}'
-    assert check_envelope(decode_body(noisy), "cancel_bid") == "cancel"
+    assert check_envelope(200, decode_body(noisy), call="cancel_bid") == "cancel"
     with pytest.raises(ValueError):
         decode_body(b"<html><body>502 Bad Gateway</body></html>")
 

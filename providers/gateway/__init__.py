@@ -13,6 +13,7 @@ from providers.gateway.errors import (
     InsufficientBalanceError,
     PayInNotFoundError,
     PayoutNotFoundError,
+    check_envelope,
     error_for,
     parse_error_body,
 )
@@ -47,5 +48,5 @@ __all__ = [
     "SignatureError", "MissingApiKeyError", "InvalidApiKeyError", "MissingTimestampError", "InvalidTimestampError",
     "TimestampWindowError", "InvalidSignatureError", "ReplayError", "ForbiddenError", "PayoutNotFoundError",
     "PayInNotFoundError", "CurrencyMismatchError", "InsufficientBalanceError", "IdempotencyConflictError",
-    "BadResponseError", "CallbackError", "error_for", "parse_error_body",
+    "BadResponseError", "CallbackError", "error_for", "check_envelope", "parse_error_body",
 ]

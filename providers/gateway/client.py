@@ -39,25 +39,29 @@ Memory stays bounded: only the current second's signatures (at most ``MAX_SLOTS`
 """
 from __future__ import annotations
 
-import json as _json
-import logging
 import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, fields, replace
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 from urllib.parse import quote, urlencode
 
 import requests
 
-from providers.errors import ProviderError, RetryableError, UnknownOutcomeError
-from providers.gateway.errors import PROVIDER, BadResponseError, error_for, parse_error_body
+from providers.errors import RetryableError
+from providers.gateway.errors import ENVELOPE, PROVIDER, parse_error_body
 from providers.gateway.signing import DEFAULT_HEADERS, HeaderNames, ReplayError, sign
 from providers.gateway.types import Balance, PayIn, Payout, format_amount
-from providers.http import DEFAULT_POOL_MAXSIZE, HttpResponse, HttpTransport, json_dumps, TransportClient
-
-log = logging.getLogger("providers.gateway")
+from providers.http import (
+    DEFAULT_POOL_MAXSIZE,
+    HttpResponse,
+    HttpTransport,
+    Reply,
+    TransportClient,
+    json_dumps,
+    unreadable_error,
+)
 
 __all__ = ["GatewayClient", "GatewayPaths", "DEFAULT_PATHS", "mask_key"]
 
@@ -205,6 +209,7 @@ class GatewayClient(TransportClient):
     """
 
     provider = PROVIDER
+    envelope = ENVELOPE
 
     def __init__(
         self,
@@ -237,6 +242,11 @@ class GatewayClient(TransportClient):
     def __repr__(self) -> str:  # never shows the key or the secret
         return f"GatewayClient({self.base_url!r}, key={mask_key(self.api_key)!r})"
 
+    def _credential(self) -> str:
+        return f"key={mask_key(self.api_key)}"
+
+    def _secrets(self) -> Iterable[str]:
+        return (self._secret, self.api_key)
 
     # ------------------------------------------------------------------ signing
     def signed_headers(self, method: str, path_with_query: str, body: bytes = b"", *,
@@ -258,37 +268,26 @@ class GatewayClient(TransportClient):
         return f"{path}{'&' if '?' in path else '?'}{q}"
 
     def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None,
-              idempotent: bool | None = None, operation: str | None = None, what: str = "") -> tuple[int, Any]:
-        """Send one signed request; returns ``(status, decoded JSON)`` for a 2xx, raises otherwise."""
+              idempotent: bool | None = None, call: str = "request") -> Reply:
+        """Send one signed request; the ``Reply`` (status, decoded JSON) of a 2xx, raises otherwise."""
         method = method.upper()
         target = self._target(path, params)
         raw = json_dumps(body) if body is not None else b""  # serialised once: these bytes are signed and sent
         if idempotent is None:
-            idempotent = method in _IDEMPOTENT_METHODS
-        what = what or f"{method} {target.split('?', 1)[0]}"
-        started = time.monotonic()
-        outcome = "ok"
-        try:
-            resp = self._exchange(method, target, raw, what)
-            outcome = f"HTTP {resp.status}"
-            if resp.status == 401 and _is_replay(resp):  # refused before any processing, every time
-                raise RetryableError(f"{what}: the gateway refused {MAX_REPLAY_RESENDS + 1} signatures in a row as "
-                                     f"replays (other senders send this identical request every second); "
-                                     f"nothing was processed", code="replay", http_status=401, retry_after=1.0,
-                                     provider=PROVIDER)
-            return resp.status, self._decode(resp, idempotent=idempotent, operation=operation, what=what)
-        except ProviderError as e:
-            outcome = f"{type(e).__name__}(code={e.code!r})"
-            raise
-        except Exception as e:  # programming errors: logged, never swallowed
-            outcome = f"crash {type(e).__name__}"
-            raise
-        finally:
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("gateway %s key=%s %.3fs %s", what, mask_key(self.api_key), time.monotonic() - started,
-                          outcome)
+            idempotent = method in _IDEMPOTENT_METHODS and self.envelope.idempotent(call)
 
-    def _exchange(self, method: str, target: str, raw: bytes, what: str) -> HttpResponse:
+        def exchange() -> HttpResponse:
+            resp = self._exchange(method, target, raw, call, idempotent)
+            if resp.status == 401 and _is_replay(resp):  # refused before any processing, every time
+                raise RetryableError(f"the gateway refused {MAX_REPLAY_RESENDS + 1} signatures in a row as "
+                                     f"replays (other senders send this identical request every second); "
+                                     f"nothing was processed", code="replay", reason="replay", http_status=401,
+                                     retry_after=1.0, provider=PROVIDER, call=call)
+            return resp
+
+        return self._request(call, idempotent, method, target, exchange)
+
+    def _exchange(self, method: str, target: str, raw: bytes, call: str, idempotent: bool) -> HttpResponse:
         """One signed exchange, each signature used once (see "Timestamps and replays" in the module doc)."""
         fp = (method, target, raw)
         share = method in _READ_METHODS
@@ -298,12 +297,13 @@ class GatewayClient(TransportClient):
             while True:
                 second, future, lead = self._seconds.claim(fp, share)
                 if not lead:
-                    resp = future.result()  # type: ignore[union-attr]  # raises what that exchange raised
+                    assert future is not None  # a follower always has the leader's exchange
+                    resp = future.result()  # raises what that exchange raised
                     break
                 if future is not None:
                     owned.append(future)
                 try:
-                    resp = self._send_signed(method, target, raw, what, second)
+                    resp = self._send_signed(method, target, raw, call, idempotent, second)
                 except BaseException:
                     self._seconds.settle(fp, second, shareable=False)
                     raise
@@ -325,34 +325,21 @@ class GatewayClient(TransportClient):
             f.set_result(resp)
         return resp
 
-    def _send_signed(self, method: str, target: str, raw: bytes, what: str, timestamp: int) -> HttpResponse:
+    def _send_signed(self, method: str, target: str, raw: bytes, call: str, idempotent: bool,
+                     timestamp: int) -> HttpResponse:
         headers = self.signed_headers(method, target, raw, timestamp=timestamp)
         headers["Accept"] = "application/json"
         if raw:
             headers["Content-Type"] = "application/json"
-        return self._http.send(method, self.base_url + target, data=raw or None, headers=headers, what=what)
+        return self._http.send(method, self.base_url + target, data=raw or None, headers=headers, what=call,
+                               idempotent=idempotent)
 
-    def _decode(self, resp: HttpResponse, *, idempotent: bool, operation: str | None, what: str) -> Any:
-        err = error_for(resp.status, resp.content, operation=operation, idempotent=idempotent,
-                        headers=resp.headers, url=resp.url, now=time.time())
-        if err is not None:
-            raise err
-        if resp.status == 204 or not resp.content.strip():
-            return None
-        try:
-            return _json.loads(resp.content.lstrip(b"\xef\xbb\xbf").decode("utf-8"), parse_float=Decimal)
-        except (ValueError, UnicodeDecodeError):
-            msg = (f"{what}: answer from {resp.url} is not JSON (HTTP {resp.status}, "
-                   f"{resp.content_type or 'no content type'}, {len(resp.content)} bytes)")
-            cls = BadResponseError if idempotent else UnknownOutcomeError
-            raise cls(msg, code="bad_response", http_status=resp.status, provider=PROVIDER) from None
-
-    def _object(self, status: int, body: Any, what: str, idempotent: bool) -> Any:
-        if not isinstance(body, Mapping):
-            cls = BadResponseError if idempotent else UnknownOutcomeError
-            raise cls(f"{what}: HTTP {status} answer is not a JSON object", code="bad_response", http_status=status,
-                      provider=PROVIDER)
-        return body
+    def _object(self, reply: Reply, call: str) -> Any:
+        """The answer's JSON object; a 2xx without one is the table's "unreadable" row."""
+        if not isinstance(reply.data, Mapping):
+            raise unreadable_error(self.envelope, call, self.envelope.idempotent(call),
+                                   "the answer is not a JSON object", http_status=reply.status, raw_body=reply.data)
+        return reply.data
 
     def _path(self, template: str, external_id: str) -> str:
         if external_id is None or str(external_id) == "":
@@ -368,8 +355,7 @@ class GatewayClient(TransportClient):
 
         Errors are mapped as for the named methods (a 5xx on a POST/PATCH is an UnknownOutcomeError).
         """
-        _status, body = self._call(method, path, params=params, body=json)
-        return body
+        return self._call(method, path, params=params, body=json).data
 
     def create_payout(self, external_id: str, amount: Decimal | int | str, currency: str, card_number: str,
                       callback_url: str | None = None, **extra: Any) -> tuple[Payout, bool]:
@@ -379,33 +365,29 @@ class GatewayClient(TransportClient):
         A 5xx or a read timeout raises UnknownOutcomeError: the payout may exist, ask ``get_payout``.
         """
         body = self._create_body(external_id, amount, currency, callback_url, extra, card_number=card_number)
-        status, data = self._call("POST", self.paths.payouts, body=body, idempotent=False, operation="payout",
-                                  what="create_payout")
-        return Payout.from_raw(self._object(status, data, "create_payout", False)), status == 201
+        reply = self._call("POST", self.paths.payouts, body=body, call="create_payout")
+        return Payout.from_raw(self._object(reply, "create_payout")), reply.status == 201
 
     def get_payout(self, external_id: str) -> Payout:
         """The payout with this external_id; PayoutNotFoundError when the gateway has none."""
-        _status, data = self._call("GET", self._path(self.paths.payout, external_id), params=self._scope(),
-                                   operation="payout", what="get_payout")
-        return Payout.from_raw(self._object(_status, data, "get_payout", True))
+        reply = self._call("GET", self._path(self.paths.payout, external_id), params=self._scope(), call="get_payout")
+        return Payout.from_raw(self._object(reply, "get_payout"))
 
     def create_payin(self, external_id: str, amount: Decimal | int | str, currency: str,
                      callback_url: str | None = None, **extra: Any) -> tuple[PayIn, bool]:
         """Create a pay-in (money coming in); ``(payin, created)`` as for :meth:`create_payout`."""
         body = self._create_body(external_id, amount, currency, callback_url, extra)
-        status, data = self._call("POST", self.paths.payins, body=body, idempotent=False, operation="payin",
-                                  what="create_payin")
-        return PayIn.from_raw(self._object(status, data, "create_payin", False)), status == 201
+        reply = self._call("POST", self.paths.payins, body=body, call="create_payin")
+        return PayIn.from_raw(self._object(reply, "create_payin")), reply.status == 201
 
     def get_payin(self, external_id: str) -> PayIn:
         """The pay-in with this external_id; PayInNotFoundError when the gateway has none."""
-        _status, data = self._call("GET", self._path(self.paths.payin, external_id), params=self._scope(),
-                                   operation="payin", what="get_payin")
-        return PayIn.from_raw(self._object(_status, data, "get_payin", True))
+        reply = self._call("GET", self._path(self.paths.payin, external_id), params=self._scope(), call="get_payin")
+        return PayIn.from_raw(self._object(reply, "get_payin"))
 
     def balance(self) -> Balance:
-        _status, data = self._call("GET", self.paths.balance, params=self._scope(), what="balance")
-        return Balance.from_raw(self._object(_status, data, "balance", True))
+        return Balance.from_raw(self._object(self._call("GET", self.paths.balance, params=self._scope(),
+                                                        call="balance"), "balance"))
 
     def _create_body(self, external_id: Any, amount: Any, currency: Any, callback_url: str | None,
                      extra: Mapping[str, Any], **more: Any) -> dict:

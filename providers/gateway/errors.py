@@ -9,7 +9,7 @@ Error bodies (seed 003)::
      "error": {"code": "validation_error", "message": "amount must be a positive decimal string"}}
 
 Mapping (every error carries ``provider="gateway"``, the gateway's ``code`` and exact ``message``,
-``http_status`` and ``operation``):
+``http_status``, ``call`` and ``body``):
 
 =========================================================  ==========================================
 answer                                                     error
@@ -19,42 +19,37 @@ answer                                                     error
                                                            says "check the clock"), else SignatureError
 403                                                        ``ForbiddenError`` (AuthError)
 404 ``Payout not found`` / ``PayIn not found``             ``PayoutNotFoundError`` / ``PayInNotFoundError``
-                                                           (NotFoundError); other 404s NotFoundError
+                                                           (NotFoundError); another 404 to a read of a
+                                                           payout/pay-in is that class too, else the
+                                                           shared table (NotFoundError)
 422 ``Shop currency mismatch. Expected X.``                ``CurrencyMismatchError`` (PermanentError),
                                                            ``.expected`` = X
 422 ``Insufficient balance...``                            ``InsufficientBalanceError``
                                                            (InsufficientFundsError)
 422 a create repeated with other parameters                ``IdempotencyConflictError`` (PermanentError)
 422 ``validation_error`` (or an ``errors`` list)           ``ValidationError``, ``.fields`` = {field: message}
-other 422, other 4xx                                       PermanentError
-429, 5xx                                                   RetryableError (``retry_after`` from Retry-After)
-5xx on a create (not idempotent)                           UnknownOutcomeError: the object may exist now;
-                                                           ask by external_id before sending again
-a 2xx whose body is not JSON                               BadResponseError (RetryableError), or
-                                                           UnknownOutcomeError on a create
+anything else (other 4xx, 429, 5xx, a 2xx that is not      the shared table of :mod:`providers.http`: 5xx
+JSON)                                                      on a create (not idempotent) is an
+                                                           UnknownOutcomeError — the object may exist
+                                                           now: ask by external_id before sending again
 =========================================================  ==========================================
-
-Every 5xx on a create is an unknown outcome, 503 included (``providers.http`` treats 503 as "not
-processed"; for money leaving we would rather pay one extra GET than guess).
 """
 from __future__ import annotations
 
-import json
 import re
-from decimal import Decimal
+import time
 from typing import Any, Mapping
 
 from providers.errors import (
     AuthError,
+    BadResponseError,
     InsufficientFundsError,
     NotFoundError,
     PermanentError,
-    ProviderError,
-    RetryableError,
-    UnknownOutcomeError,
     ValidationError,
 )
 from providers.gateway.signing import SIGNATURE_ERRORS, SignatureError, TimestampWindowError
+from providers.http import Answer, Envelope, Refusal
 
 PROVIDER = "gateway"
 
@@ -68,8 +63,10 @@ __all__ = [
     "IdempotencyConflictError",
     "BadResponseError",
     "CallbackError",
+    "ENVELOPE",
     "parse_error_body",
     "error_for",
+    "check_envelope",
 ]
 
 
@@ -102,10 +99,6 @@ class IdempotencyConflictError(PermanentError):
     created; the existing object is untouched. A bug on our side (a key reused for another payout)."""
 
 
-class BadResponseError(RetryableError):
-    """A 2xx answer that is not the JSON object expected (a proxy page, a truncated body)."""
-
-
 class CallbackError(PermanentError):
     """A callback that passed the signature check but is not a JSON object."""
 
@@ -118,12 +111,17 @@ def parse_error_body(content: bytes | str | None) -> tuple[str | None, str | Non
     if content is None:
         return None, None, {}
     try:
-        body = json.loads(content if isinstance(content, str) else content.decode("utf-8"), parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError):
+        body = ENVELOPE.decode(content.encode("utf-8") if isinstance(content, str) else content)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None, None, {}
+    return _error_parts(body)
+
+
+def _error_parts(body: Any) -> tuple[str | None, str | None, dict[str, str]]:
     if not isinstance(body, Mapping):
         return None, None, {}
-    inner = body.get("error") if isinstance(body.get("error"), Mapping) else {}
+    inner = body.get("error")
+    inner = inner if isinstance(inner, Mapping) else {}
     message = body.get("message") or inner.get("message")
     if message is None and isinstance(body.get("error"), str):
         message = body["error"]
@@ -141,9 +139,9 @@ def parse_error_body(content: bytes | str | None) -> tuple[str | None, str | Non
     return (None if code is None else str(code)), (None if message is None else str(message)), fields
 
 
-def _skew_from_date(headers: Mapping[str, str] | None, now: float | None) -> float | None:
+def _skew_from_date(headers: Mapping[str, str] | None, now: float) -> float | None:
     """Server time minus ours from the answer's ``Date`` header (for the clock hint), None if unknown."""
-    if not headers or now is None:
+    if not headers:
         return None
     from email.utils import parsedate_to_datetime
 
@@ -159,79 +157,54 @@ def _skew_from_date(headers: Mapping[str, str] | None, now: float | None) -> flo
     return None
 
 
-def error_for(
-    status: int,
-    content: bytes | str | None,
-    *,
-    operation: str | None = None,
-    idempotent: bool = True,
-    headers: Mapping[str, str] | None = None,
-    url: str = "",
-    now: float | None = None,
-) -> ProviderError | None:
-    """The error an answer stands for, or None for a 2xx. Pure (no I/O), never raises.
+def _kind(call: str) -> str | None:
+    """What a read is about (what its bare 404 means): ``"payout"``, ``"payin"`` or None."""
+    return {"get_payout": "payout", "get_payin": "payin"}.get(call)
 
-    ``operation``: ``"payout"`` or ``"payin"`` (what a 404 is about) or None. ``idempotent=False`` for
-    creates: a 5xx is then an UnknownOutcomeError. ``now``: our clock, to estimate the skew for the
-    timestamp-window hint from the ``Date`` header.
-    """
-    if 200 <= status < 300:
-        return None
-    code, message, fields = parse_error_body(content)
-    kw: dict[str, Any] = {"code": code, "http_status": status, "provider": PROVIDER}
-    where = f" from {url}" if url else ""
-    err: ProviderError
 
-    if status == 429 or status >= 500:
-        from providers.http import parse_retry_after
+class GatewayEnvelope(Envelope):
+    """The gateway answers objects with 2xx and ``{"message", "code", "error", "errors"}`` otherwise."""
 
-        kw["code"] = code or f"http_{status}"
-        text = message or f"HTTP {status}{where}"
-        if status >= 500 and not idempotent:
-            err = UnknownOutcomeError(text, **kw)
-        else:
-            retry_after = parse_retry_after((headers or {}).get("Retry-After")) if status in (429, 503) else None
-            err = RetryableError(text, retry_after=retry_after, **kw)
-    elif status == 401:
-        cls = SIGNATURE_ERRORS.get((message or "").strip().lower())
-        if cls is None and (message or "").lower().startswith("replay"):
-            cls = SIGNATURE_ERRORS["replay"]
-        cls = cls or SignatureError
-        kw["code"] = code or "unauthorized"
-        if cls is TimestampWindowError:
-            err = TimestampWindowError(message, skew=_skew_from_date(headers, now), **kw)
-        else:
-            err = cls(message, **kw)
-    elif status == 403:
-        err = ForbiddenError(message or "Forbidden", **kw)
-    elif status == 404:
-        low = (message or "").lower()
-        if low.startswith("payout not found") or (not message and operation == "payout"):
-            cls404: type[NotFoundError] = PayoutNotFoundError
-        elif low.startswith("payin not found") or (not message and operation == "payin"):
-            cls404 = PayInNotFoundError
-        elif operation == "payout" and "not found" in low:
-            cls404 = PayoutNotFoundError
-        elif operation == "payin" and "not found" in low:
-            cls404 = PayInNotFoundError
-        else:
-            cls404 = NotFoundError
-        err = cls404(message or f"not found{where}", **kw)
-    elif status == 422:
-        low = (message or "").lower()
-        if low.startswith("shop currency mismatch"):
-            m = _EXPECTED_RE.search(message or "")
-            err = CurrencyMismatchError(message or "", expected=m.group(1) if m else None, **kw)
-        elif low.startswith("insufficient balance"):
-            err = InsufficientBalanceError(message or "", **kw)
-        elif code == "idempotency_conflict" or "different parameters" in low:
-            err = IdempotencyConflictError(message or "", **kw)
-        elif code == "validation_error" or fields:
-            first = next(iter(fields.values()), None)
-            err = ValidationError(message or first or "validation error", fields=fields, **kw)
-        else:
-            err = PermanentError(message or f"HTTP 422{where}", **kw)
-    else:
-        err = PermanentError(message or f"HTTP {status}{where}", **kw)
-    err.operation = operation  # type: ignore[attr-defined]
-    return err
+    provider = PROVIDER
+    money_calls = frozenset({"create_payout", "create_payin"})  # each may create an object at the gateway
+
+    def refusal(self, answer: Answer, call: str) -> Refusal | None:
+        status = answer.status
+        if 200 <= status < 300:
+            return None if answer.is_json or not answer.size else Refusal()  # a proxy's page is no answer
+        code, message, fields = _error_parts(answer.body)
+        low = (message or "").strip().lower()
+        if status == 401:  # every 401 is the gateway refusing our signature, before any processing
+            cls = SIGNATURE_ERRORS.get(low) or (SIGNATURE_ERRORS["replay"] if low.startswith("replay") else None)
+            cls = cls or SignatureError
+            extra = {"skew": _skew_from_date(answer.headers, time.time())} if cls is TimestampWindowError else {}
+            return Refusal(cls=cls, code=code or "unauthorized", message=message or cls.default_message,
+                           reason=cls.reason, extra=extra)
+        if status == 403:
+            return Refusal(cls=ForbiddenError, code=code, message=message or "Forbidden", reason="forbidden")
+        if status == 404:
+            kind = "payout" if low.startswith("payout not found") else "payin" if low.startswith("payin not found") \
+                else _kind(call) if ("not found" in low or not message) else None
+            cls404 = {"payout": PayoutNotFoundError, "payin": PayInNotFoundError}.get(kind or "")
+            return Refusal(cls=cls404, code=code, message=message or "", reason=f"{kind}_not_found" if kind else None)
+        if status == 422:
+            if low.startswith("shop currency mismatch"):
+                m = _EXPECTED_RE.search(message or "")
+                return Refusal(cls=CurrencyMismatchError, code=code, message=message or "", reason="currency_mismatch",
+                               extra={"expected": m.group(1) if m else None})
+            if low.startswith("insufficient balance"):
+                return Refusal(cls=InsufficientBalanceError, code=code, message=message or "",
+                               reason="insufficient_balance")
+            if code == "idempotency_conflict" or "different parameters" in low:
+                return Refusal(cls=IdempotencyConflictError, code=code, message=message or "",
+                               reason="idempotency_conflict")
+            if code == "validation_error" or fields:
+                first = next(iter(fields.values()), None)
+                return Refusal(cls=ValidationError, code=code, message=message or first or "validation error",
+                               reason="validation_error", fields=fields)
+        return Refusal(code=code, message=message or "", fields=fields)  # the shared table decides by status
+
+
+ENVELOPE = GatewayEnvelope()
+error_for = ENVELOPE.error_for  # (status, body, *, call, idempotent=None, headers=None): the same for every provider
+check_envelope = ENVELOPE.check

@@ -6,13 +6,13 @@ UTC ``datetime``. A card/account number is always masked, even if a server sent 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
-from providers.values import MAX_TIME, BadValue, timestamp
+# Scalars are read by the converters every provider shares (providers.values); re-exported here.
+from providers.values import to_decimal, to_text, to_time
 
 __all__ = [
     "PAYOUT_STATUSES",
@@ -55,7 +55,8 @@ def format_amount(value: Any, name: str = "amount") -> str:
         d = value
     else:
         raise TypeError(f"{name}: pass a Decimal, int or str, not a {type(value).__name__}")
-    if d.as_tuple().exponent > -2:  # type: ignore[operator]
+    exponent = d.as_tuple().exponent  # an int for a finite Decimal
+    if isinstance(exponent, int) and exponent > -2:
         d = d.quantize(Decimal("0.01"))
     return format(d, "f")
 
@@ -76,46 +77,6 @@ def mask_account(value: Any) -> str | None:
     if n >= 13:
         return s[:6] + "*" * (n - 10) + s[-4:]
     return "*" * (n - 4) + s[-4:]
-
-
-def to_decimal(v: Any) -> Decimal | None:
-    if v is None or isinstance(v, bool):
-        return None
-    if isinstance(v, Decimal):
-        return v if v.is_finite() else None
-    if isinstance(v, int):
-        return Decimal(v)
-    if isinstance(v, float):
-        return Decimal(repr(v))
-    try:
-        d = Decimal(str(v).strip())
-    except InvalidOperation:
-        return None
-    return d if d.is_finite() else None
-
-
-def to_time(v: Any) -> datetime | None:
-    """ISO 8601 (``Z`` or an offset; naive = UTC) or unix seconds → aware UTC datetime; None when it is
-    not a time between 1970 and 9998 (``providers.values.timestamp``)."""
-    if v is None or v == "" or isinstance(v, bool):
-        return None
-    if isinstance(v, datetime):
-        return v if v.tzinfo else v.replace(tzinfo=timezone.utc)
-    if isinstance(v, (float, Decimal)):
-        # Bounded before int(): int(Decimal("1e999999999")) would build a billion-digit number.
-        if not (v.is_finite() if isinstance(v, Decimal) else math.isfinite(v)) or not 0 <= v <= MAX_TIME.timestamp():
-            return None
-        v = int(v)
-    try:
-        return timestamp(v.strip() if isinstance(v, str) else v, "time")
-    except BadValue:
-        return None
-
-
-def _s(v: Any) -> str | None:
-    if v is None or isinstance(v, (dict, list)):
-        return None
-    return str(v)
 
 
 def unwrap(body: Any) -> dict:
@@ -147,9 +108,9 @@ class Payout:
         d = unwrap(d)
         if "card_number" in d:  # never keep a clear number, not even in raw
             d["card_number"] = mask_account(d["card_number"])
-        return cls(external_id=_s(d.get("external_id")), status=_s(d.get("status")),
-                   amount=to_decimal(d.get("amount")), currency=_s(d.get("currency")),
-                   card_number=_s(d.get("card_number")), failure_reason=_s(d.get("failure_reason")) or None,
+        return cls(external_id=to_text(d.get("external_id")), status=to_text(d.get("status")),
+                   amount=to_decimal(d.get("amount")), currency=to_text(d.get("currency")),
+                   card_number=to_text(d.get("card_number")), failure_reason=to_text(d.get("failure_reason")) or None,
                    created_at=to_time(d.get("created_at")), updated_at=to_time(d.get("updated_at")), raw=d)
 
     @property
@@ -174,9 +135,9 @@ class PayIn:
     @classmethod
     def from_raw(cls, d: Any) -> "PayIn":
         d = unwrap(d)
-        return cls(external_id=_s(d.get("external_id")), status=_s(d.get("status")),
-                   amount=to_decimal(d.get("amount")), currency=_s(d.get("currency")),
-                   failure_reason=_s(d.get("failure_reason")) or None, payment_url=_s(d.get("payment_url")),
+        return cls(external_id=to_text(d.get("external_id")), status=to_text(d.get("status")),
+                   amount=to_decimal(d.get("amount")), currency=to_text(d.get("currency")),
+                   failure_reason=to_text(d.get("failure_reason")) or None, payment_url=to_text(d.get("payment_url")),
                    created_at=to_time(d.get("created_at")), updated_at=to_time(d.get("updated_at")), raw=d)
 
     @property
@@ -197,5 +158,5 @@ class Balance:
     def from_raw(cls, d: Any) -> "Balance":
         d = unwrap(d)
         amount = d.get("balance", d.get("available", d.get("amount")))
-        return cls(available=to_decimal(amount), currency=_s(d.get("currency")), shop_code=_s(d.get("shop_code")),
+        return cls(available=to_decimal(amount), currency=to_text(d.get("currency")), shop_code=to_text(d.get("shop_code")),
                    raw=d)

@@ -12,7 +12,14 @@ from providers.paysera.callbacks import (
     verify_callback,
 )
 from providers.paysera.client import PayseraClient
-from providers.paysera.errors import INSUFFICIENT_FUNDS_CODES, InvalidStateError, error_for, is_clock_rejection
+from providers.paysera.errors import (
+    INSUFFICIENT_FUNDS_CODES,
+    BadResponseError,
+    InvalidStateError,
+    check_envelope,
+    error_for,
+    is_clock_rejection,
+)
 from providers.paysera.mac import MacError, MacHeader, parse_header, sign, verify
 from providers.paysera.payout import PayseraRail, result_for
 from providers.paysera.types import (
@@ -29,7 +36,8 @@ from providers.paysera.types import (
 __all__ = [
     "PayseraClient", "PayseraRail", "result_for",
     # errors
-    "InvalidStateError", "INSUFFICIENT_FUNDS_CODES", "error_for", "is_clock_rejection",
+    "InvalidStateError", "BadResponseError", "INSUFFICIENT_FUNDS_CODES", "error_for", "check_envelope",
+    "is_clock_rejection",
     # MAC
     "sign", "verify", "parse_header", "MacHeader", "MacError",
     # callbacks

@@ -58,6 +58,7 @@ class CallbackEvent:
 def load_public_key(pem: str | bytes) -> rsa.RSAPublicKey:
     """An RSA public key from a PEM public key or certificate; ValueError for anything else."""
     data = pem.encode("ascii") if isinstance(pem, str) else pem
+    key: object  # the two loaders name different unions of key types; only RSA is accepted below
     try:
         if b"BEGIN CERTIFICATE" in data:
             key = load_pem_x509_certificate(data).public_key()

@@ -22,9 +22,10 @@ request is signed again (new ts, new nonce) and sent once more. A 401 means the 
 this is safe even for ``create``/``sign``.
 
 Outcomes of calls that may move money (``create_transfer``, ``sign_transfer``, ``reserve_transfer`` and
-any ``POST`` through :meth:`request`): a read timeout, a connection lost after sending, a 5xx other than
-503 or a garbled 200 raise :class:`providers.UnknownOutcomeError` — look the transfer up before anything
-else. Other calls raise :class:`providers.RetryableError` for those.
+any ``POST`` through :meth:`request`): a read timeout, a connection lost after sending, a 5xx (503
+included) or a garbled 200 raise :class:`providers.UnknownOutcomeError` — look the transfer up before
+anything else. Other calls raise :class:`providers.RetryableError` for a 5xx and
+:class:`providers.BadResponseError` for a garbled 200 (``providers.http.SEMANTICS``).
 """
 from __future__ import annotations
 
@@ -33,24 +34,24 @@ import threading
 import time
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 
-from providers.errors import ProviderError, RetryableError
+from providers.errors import ProviderError
 from providers.http import (
-    TransportClient,
     DEFAULT_POOL_MAXSIZE,
     HttpResponse,
     HttpTransport,
-    decode_json,
+    TransportClient,
     json_dumps,
-    parse_retry_after,
+    unreadable_error,
 )
 from providers.paysera import mac as _mac
-from providers.paysera.errors import PROVIDER, error_for, is_clock_rejection
+from providers.paysera.errors import ENVELOPE, PROVIDER, is_clock_rejection
 from providers.paysera.types import Configuration, Transfer, TransferPage, WalletBalance
+from providers.values import to_int
 
 log = logging.getLogger("providers.paysera")
 
@@ -124,6 +125,7 @@ class PayseraClient(TransportClient):
     """
 
     provider = PROVIDER
+    envelope = ENVELOPE
 
     def __init__(
         self,
@@ -160,6 +162,11 @@ class PayseraClient(TransportClient):
     def __repr__(self) -> str:  # never shows the key
         return f"PayseraClient({self.base_url!r}, mac_id={mask(self.mac_id)!r})"
 
+    def _credential(self) -> str:
+        return f"mac_id={mask(self.mac_id)}"
+
+    def _secrets(self) -> Iterable[str]:
+        return (self._mac_key,)
 
     # ------------------------------------------------------------------ clock
     @property
@@ -199,46 +206,36 @@ class PayseraClient(TransportClient):
         q = _query(params)
         return f"{self.base_url}{path}?{q}" if q else f"{self.base_url}{path}"
 
-    def _send_once(self, method: str, url: str, body: bytes | None, auth: bool, what: str) -> HttpResponse:
+    def _send_once(self, method: str, url: str, body: bytes | None, auth: bool, call: str,
+                   idempotent: bool) -> HttpResponse:
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json;charset=utf-8"
         if auth:
             headers["Authorization"] = _mac.sign(method, url, body, self.mac_id, self._mac_key,
                                                  ts=int(self.now()), ext_params=self._ext_params())
-        return self._http.send(method, url, data=body, headers=headers, what=what)
+        return self._http.send(method, url, data=body, headers=headers, what=call, idempotent=idempotent)
 
     def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None,
-              auth: bool = True, idempotent: bool | None = None, what: str = "") -> Any:
+              auth: bool = True, idempotent: bool | None = None, call: str = "request") -> Any:
         method = method.upper()
         if idempotent is None:
-            idempotent = method != "POST"
-        what = what or f"{method} {path}"
+            idempotent = method != "POST" and self.envelope.idempotent(call)
         url = self._url(path, params)
         body = json_dumps(json) if json is not None else None
-        started = time.monotonic()
-        outcome = "ok"
-        try:
+
+        def exchange() -> HttpResponse:
             if auth:
                 self._ensure_clock()
-            resp = self._send_once(method, url, body, auth, what)
+            resp = self._send_once(method, url, body, auth, call, idempotent)
             if resp.status == 401 and auth:
-                err = self._error(resp, idempotent, what)
-                if not self._resync_after(err):
-                    raise err
-                log.debug("paysera %s: 401 after a clock re-sync check, signing again", what)
-                resp = self._send_once(method, url, body, auth, what)
-            return self._unwrap(resp, idempotent, what)
-        except ProviderError as e:
-            outcome = f"{type(e).__name__}(code={e.code!r})"
-            raise
-        except Exception as e:  # programming errors: logged, never swallowed
-            outcome = f"crash {type(e).__name__}"
-            raise
-        finally:
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("paysera %s %s mac_id=%s %.3fs %s", method, path, mask(self.mac_id),
-                          time.monotonic() - started, outcome)
+                err = self._error_of(resp, call, idempotent)
+                if err is not None and self._resync_after(err):  # a 401 means Paysera did not act
+                    log.debug("paysera %s: 401 after a clock re-sync check, signing again", call)
+                    resp = self._send_once(method, url, body, auth, call, idempotent)
+            return resp
+
+        return self._request(call, idempotent, method, path, exchange).data
 
     def _resync_after(self, err: ProviderError) -> bool:
         """After a 401: re-sync the clock; True when a second try can help (ts refused or offset moved)."""
@@ -249,23 +246,6 @@ class PayseraClient(TransportClient):
             return False
         moved = old is None or abs(new - old) >= RESYNC_THRESHOLD
         return moved or is_clock_rejection(err)
-
-    def _error(self, resp: HttpResponse, idempotent: bool, what: str) -> ProviderError:
-        try:
-            body = decode_json(resp, provider=PROVIDER)
-        except ProviderError:
-            body = None  # HTML from a proxy: mapped by status alone
-        retry_after = parse_retry_after(resp.headers.get("Retry-After")) if resp.status in (429, 503) else None
-        return error_for(resp.status, body, idempotent=idempotent, what=what, retry_after=retry_after)
-
-    def _unwrap(self, resp: HttpResponse, idempotent: bool, what: str) -> Any:
-        if 200 <= resp.status < 300:
-            if not resp.content.strip():
-                return None
-            # A garbled 200 on a call that may move money: it may have been done -> unknown outcome.
-            return decode_json(resp, provider=PROVIDER, retryable=None if idempotent else True,
-                               idempotent=idempotent, what=what)
-        raise self._error(resp, idempotent, what)
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None,
                 auth: bool = True) -> Any:
@@ -280,19 +260,19 @@ class PayseraClient(TransportClient):
     # ------------------------------------------------------------------ Wallet API
     def server_time(self) -> int:
         """``GET /rest/v1/server`` (no auth): the server's unix time."""
-        data = self._call("GET", SERVER_PATH, auth=False, what="server")
-        try:
-            return int(data["time"])
-        except (TypeError, KeyError, ValueError):
-            raise RetryableError("server: answer has no time", code="bad_response", provider=PROVIDER) from None
+        data = self._call("GET", SERVER_PATH, auth=False, call="server")
+        server = to_int(data.get("time")) if isinstance(data, Mapping) else None
+        if server is None:
+            raise unreadable_error(self.envelope, "server", True, "the answer has no time", raw_body=data)
+        return server
 
     def configuration(self) -> Configuration:
         """``GET /rest/v1/configuration`` (no auth)."""
-        return Configuration.from_raw(self._call("GET", CONFIGURATION_PATH, auth=False, what="configuration"))
+        return Configuration.from_raw(self._call("GET", CONFIGURATION_PATH, auth=False, call="configuration"))
 
     def wallet_balance(self, wallet_id: int | str) -> WalletBalance:
         """``GET /rest/v1/wallet/{id}/balance``: per currency, at disposal and reserved (Decimal)."""
-        data = self._call("GET", f"/rest/v1/wallet/{_seg(wallet_id)}/balance", what="wallet_balance")
+        data = self._call("GET", f"/rest/v1/wallet/{_seg(wallet_id)}/balance", call="wallet_balance")
         return WalletBalance.from_raw(wallet_id, data)
 
     # ------------------------------------------------------------------ Transfer API
@@ -318,13 +298,12 @@ class PayseraClient(TransportClient):
         if callback is not None:
             body["callback"] = {"url": callback} if isinstance(callback, str) else dict(callback)
         body.update({k: v for k, v in extra.items() if v is not None})
-        return Transfer.from_raw(self._call("POST", TRANSFERS_PATH, json=body, idempotent=False,
-                                            what="create_transfer"))
+        return Transfer.from_raw(self._call("POST", TRANSFERS_PATH, json=body, call="create_transfer"))
 
     def _action(self, transfer_id: Any, action: str, params: Mapping[str, Any], *, idempotent: bool) -> Transfer:
         body = {k: v for k, v in params.items() if v is not None} or None
         data = self._call("PUT", f"{TRANSFERS_PATH}/{_seg(transfer_id)}/{action}", json=body,
-                          idempotent=idempotent, what=f"{action}_transfer")
+                          idempotent=idempotent, call=f"{action}_transfer")
         return Transfer.from_raw(data)
 
     def register_transfer(self, transfer_id: Any, **params: Any) -> Transfer:
@@ -342,18 +321,18 @@ class PayseraClient(TransportClient):
 
     def get_transfer(self, transfer_id: Any) -> Transfer:
         """``GET /transfers/{id}``. An unsigned draft that Paysera deleted answers ``not_found``."""
-        return Transfer.from_raw(self._call("GET", f"{TRANSFERS_PATH}/{_seg(transfer_id)}", what="get_transfer"))
+        return Transfer.from_raw(self._call("GET", f"{TRANSFERS_PATH}/{_seg(transfer_id)}", call="get_transfer"))
 
     def reject_transfer(self, transfer_id: Any) -> Transfer:
         """``DELETE /transfers/{id}``: reject (revoke) a transfer that is not processed yet."""
         return Transfer.from_raw(self._call("DELETE", f"{TRANSFERS_PATH}/{_seg(transfer_id)}",
-                                            what="reject_transfer"))
+                                            call="reject_transfer"))
 
     def list_transfers(self, **filters: Any) -> TransferPage:
         """``GET /transfers`` with Paysera's filters: ``statuses`` (list or comma string),
         ``created_date_from``/``created_date_to`` (unix seconds or datetime), ``credit_account_number``,
         ``debit_account_number``, ``limit``, ``offset``. Newest first."""
-        return TransferPage.from_raw(self._call("GET", TRANSFERS_PATH, params=filters, what="list_transfers"))
+        return TransferPage.from_raw(self._call("GET", TRANSFERS_PATH, params=filters, call="list_transfers"))
 
     def iter_transfers(self, *, page_size: int = 100, max_pages: int | None = None,
                        **filters: Any) -> Iterator[Transfer]:

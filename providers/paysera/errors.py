@@ -15,14 +15,18 @@ code                                       HTTP    error
 ``forbidden``                               403    ``AuthError``
 ``not_found``                               404    ``NotFoundError``
 ``not_acceptable``                          406    ``PermanentError``
-``internal_server_error``                   500    ``RetryableError`` — ``UnknownOutcomeError`` for a
-                                                   call that may move money (create, sign, reserve)
+``internal_server_error``                   500    by status (the shared table): ``RetryableError`` —
+                                                   ``UnknownOutcomeError`` for a call that may move
+                                                   money (create, sign, reserve)
 ``not_enough_funds`` (our choice; also      any    ``InsufficientFundsError``
 ``insufficient_funds``, ``no_funds``,
 ``funds_insufficient``)
 unknown code                                by HTTP status: 400/422 validation, 401/403 auth,
-                                            404 not found, 409 invalid state, 429/5xx retryable,
-                                            other 4xx permanent
+                                            404 not found, 409 invalid state, other 4xx permanent;
+                                            429, 5xx and a 200 that is not JSON by the shared
+                                            table of :mod:`providers.http` (a 5xx, 503 included,
+                                            or a garbled 200 to create/sign/reserve is an
+                                            ``UnknownOutcomeError``)
 =========================================  ======  ===============================================
 
 Paysera documents no insufficient-funds code for the Transfer API (``reserve`` "returns error if no funds
@@ -30,7 +34,8 @@ available"). We chose ``not_enough_funds`` — the sandbox answers it from ``sig
 accept the spellings above so that a real answer with any of them lands in the same class.
 
 Every error carries ``provider="paysera"``, ``.code`` (the ``error`` value as sent), ``.message``
-(``error_description``, or the code), ``.http_status``, ``.error_uri`` and ``.error_data``.
+(``error_description``, or ``error <code>``), ``.http_status``, ``.call`` and ``.body`` (the error
+object: ``error_uri`` and ``error_data`` are there).
 """
 from __future__ import annotations
 
@@ -39,22 +44,25 @@ from typing import Any, Mapping
 
 from providers.errors import (
     AuthError,
+    BadResponseError,
     InsufficientFundsError,
     NotFoundError,
     PermanentError,
     ProviderError,
-    RetryableError,
-    UnknownOutcomeError,
     ValidationError,
 )
+from providers.http import Answer, Envelope, Refusal
 
 PROVIDER = "paysera"
 
 __all__ = [
     "PROVIDER",
     "InvalidStateError",
+    "BadResponseError",
     "INSUFFICIENT_FUNDS_CODES",
+    "ENVELOPE",
     "error_for",
+    "check_envelope",
     "is_clock_rejection",
 ]
 
@@ -74,23 +82,10 @@ _BY_CODE: dict[str, type[ProviderError]] = {
     "forbidden": AuthError,
     "not_found": NotFoundError,
     "not_acceptable": PermanentError,
-    "internal_server_error": RetryableError,
+    # internal_server_error is not here: it is only a name for a 500, and the shared table knows what a
+    # 500 means for a call that moves money.
     **{c: InsufficientFundsError for c in INSUFFICIENT_FUNDS_CODES},
 }
-
-
-def _by_status(status: int) -> type[ProviderError]:
-    if status in (400, 422):
-        return ValidationError
-    if status in (401, 403):
-        return AuthError
-    if status in (404, 410):
-        return NotFoundError
-    if status == 409:
-        return InvalidStateError
-    if status == 429 or status >= 500:
-        return RetryableError
-    return PermanentError
 
 
 def _fields(raw: Any) -> dict[str, str]:
@@ -106,39 +101,35 @@ def _fields(raw: Any) -> dict[str, str]:
     return out
 
 
-def error_for(http_status: int, body: Any, *, idempotent: bool = True, what: str = "",
-              retry_after: float | None = None) -> ProviderError:
-    """The error an answer other than 200 stands for. Pure: no I/O, never raises.
+class PayseraEnvelope(Envelope):
+    """HTTP 200 with JSON is success; anything else carries the error object (see the module text)."""
 
-    ``body`` is the decoded JSON (anything else — None, a list, a string — is handled by status alone).
-    ``idempotent=False`` marks a call that may move money: a 5xx other than 503 becomes an
-    :class:`UnknownOutcomeError` because the provider may have acted before failing.
-    """
-    obj = body if isinstance(body, Mapping) else {}
-    code = obj.get("error")
-    code = code.strip() if isinstance(code, str) and code.strip() else None
-    description = obj.get("error_description")
-    description = str(description).strip() if description not in (None, "") else ""
-    label = f"{what}: " if what else ""
-    cls = _BY_CODE.get(code.lower()) if code else None
-    if cls is None:
-        cls = _by_status(http_status)
-    if not idempotent and (cls is RetryableError or issubclass(cls, RetryableError)) and (
-            http_status >= 500 and http_status != 503):
-        cls = UnknownOutcomeError
-    message = label + (description or (f"error {code}" if code else f"HTTP {http_status}"))
-    kw: dict[str, Any] = {"code": code if code is not None else f"http_{http_status}",
-                          "http_status": http_status, "provider": PROVIDER}
-    if issubclass(cls, RetryableError):
-        kw["retry_after"] = retry_after
-    if issubclass(cls, ValidationError):
-        err: ProviderError = cls(message, fields=_fields(obj.get("error_properties")), **kw)
-    else:
-        err = cls(message, **kw)
-    err.error_uri = obj.get("error_uri")  # type: ignore[attr-defined]
-    err.error_data = obj.get("error_data")  # type: ignore[attr-defined]
-    err.description = description  # type: ignore[attr-defined]
-    return err
+    provider = PROVIDER
+    money_calls = frozenset({"create_transfer", "sign_transfer", "reserve_transfer"})
+
+    def refusal(self, answer: Answer, call: str) -> Refusal | None:
+        if 200 <= answer.status < 300:
+            return None if answer.is_json or not answer.size else Refusal()
+        obj = answer.body if isinstance(answer.body, Mapping) else {}
+        code = obj.get("error")
+        code = code.strip() if isinstance(code, str) and code.strip() else None
+        description = obj.get("error_description")
+        description = str(description).strip() if description not in (None, "") else ""
+        return Refusal(cls=_BY_CODE.get(code.lower()) if code else None, code=code, reason=code,
+                       message=description or (f"error {code}" if code else ""),
+                       fields=_fields(obj.get("error_properties")))
+
+    def status_class(self, status: int, call: str, idempotent: bool) -> type[ProviderError]:
+        if status in (400, 422):
+            return ValidationError
+        if status == 409:
+            return InvalidStateError
+        return super().status_class(status, call, idempotent)
+
+
+ENVELOPE = PayseraEnvelope()
+error_for = ENVELOPE.error_for  # (status, body, *, call, idempotent=None, headers=None): the same for every provider
+check_envelope = ENVELOPE.check
 
 
 _CLOCK_WORDS = re.compile(r"\b(timestamps?|ts|time|clock|expired|window)\b", re.IGNORECASE)
@@ -148,6 +139,4 @@ def is_clock_rejection(err: ProviderError) -> bool:
     """True for a 401 whose description says the timestamp was refused (e.g. "timestamp is outside the
     allowed window"). Paysera does not document the wording, so the client also retries when a re-sync
     moved its clock offset (see :class:`PayseraClient`)."""
-    if err.http_status != 401:
-        return False
-    return bool(_CLOCK_WORDS.search(getattr(err, "description", "") or ""))
+    return err.http_status == 401 and bool(_CLOCK_WORDS.search(err.message))

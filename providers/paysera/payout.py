@@ -44,7 +44,7 @@ import re
 import threading
 from typing import Any, Callable, Mapping
 
-from providers.errors import NotFoundError, PermanentError, RetryableError
+from providers.errors import BadResponseError, NotFoundError, PermanentError, RetryableError
 from providers.payouts import FAILED, PENDING, SUCCEEDED, PayoutRequest, PayoutResult
 from providers.paysera.client import PayseraClient
 from providers.paysera.errors import PROVIDER, InvalidStateError
@@ -163,9 +163,9 @@ class PayseraRail:
         t = self.client.create_transfer(
             request.amount, request.currency, self._beneficiary(request), payer=self.payer_account,
             purpose=self._purpose(request), callback=request.extra.get("callback_url"))
-        if not t.id:
-            raise RetryableError("create_transfer answered without an id: the draft (if any) stays unsigned",
-                                 code="bad_response", provider=PROVIDER)
+        if not t.id:  # never signed, so nothing can be paid: the plain "unreadable" answer of a read
+            raise BadResponseError("create_transfer answered without an id: the draft (if any) stays unsigned",
+                                   code="bad_response", provider=PROVIDER, call="create_transfer")
         try:
             self._store(request.key, t.id)
         except Exception as exc:
@@ -212,10 +212,10 @@ class PayseraRail:
         if t is not None:
             return result_for(t)
         found = self._search(key)
-        if found is None:
+        if found is None or not found.id:  # _search keeps only transfers with an id
             return None
         try:
-            self._store(key, found.id)  # type: ignore[arg-type]
+            self._store(key, found.id)
         except Exception as exc:  # find() stays read-only in effect: report what we saw
             log.warning("paysera rail %s: could not store transfer id found by key (%s)", self.name,
                         type(exc).__name__)

@@ -7,9 +7,12 @@ they come back as ``None`` here. Amounts are ``Decimal`` (never float); unix tim
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from datetime import datetime
+from decimal import Decimal
 from typing import Any, Iterator, Mapping
+
+# Scalars are read by the converters every provider shares (providers.values); re-exported here.
+from providers.values import to_decimal, to_dict, to_int, to_text, to_time
 
 __all__ = [
     "Money", "FailureStatus", "Transfer", "TransferPage", "CurrencyBalance", "WalletBalance", "Configuration",
@@ -23,45 +26,6 @@ DRAFT_STATUSES = frozenset({"new"})  # created, never authorised: nothing can ha
 PENDING_STATUSES = frozenset({"registered", "signed", "reserved", "processing", "waiting_funds",
                               "waiting_registration", "waiting_password"})
 FINAL_FAILED_STATUSES = frozenset({"rejected", "revoked", "failed"})
-
-
-def to_decimal(v: Any) -> Decimal | None:
-    """``"100.00"``, ``100``, ``Decimal`` → Decimal; None, bools, garbage → None (floats via ``repr``)."""
-    if v is None or isinstance(v, bool):
-        return None
-    if isinstance(v, Decimal):
-        return v
-    if isinstance(v, int):
-        return Decimal(v)
-    if isinstance(v, float):
-        return Decimal(repr(v))
-    if isinstance(v, str):
-        try:
-            d = Decimal(v.strip())
-        except InvalidOperation:
-            return None
-        return d if d.is_finite() else None
-    return None
-
-
-def to_time(v: Any) -> datetime | None:
-    """Unix seconds (int or digit string) → aware UTC datetime; anything else → None."""
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        return datetime.fromtimestamp(int(str(v).strip()), tz=timezone.utc)
-    except (ValueError, OverflowError, OSError):
-        return None
-
-
-def _dict(v: Any) -> dict:
-    return dict(v) if isinstance(v, Mapping) else {}
-
-
-def _s(v: Any) -> str | None:
-    if v is None or isinstance(v, (dict, list)):
-        return None
-    return str(v)
 
 
 @dataclass(frozen=True)
@@ -78,7 +42,7 @@ class Money:
         amount = to_decimal(d.get("amount"))
         if amount is None:
             amount = to_decimal(d.get("amount_decimal"))
-        currency = _s(d.get("currency"))
+        currency = to_text(d.get("currency"))
         if amount is None or not currency:
             return None
         return cls(amount, currency.upper())
@@ -96,7 +60,7 @@ class FailureStatus:
     def from_raw(cls, d: Any) -> "FailureStatus | None":
         if not isinstance(d, Mapping) or not d:
             return None
-        return cls(code=_s(d.get("code")), message=_s(d.get("message", d.get("description"))))
+        return cls(code=to_text(d.get("code")), message=to_text(d.get("message", d.get("description"))))
 
 
 @dataclass(frozen=True)
@@ -118,11 +82,11 @@ class Transfer:
 
     @classmethod
     def from_raw(cls, d: Any) -> "Transfer":
-        d = _dict(d)
-        return cls(id=_s(d.get("id")), status=_s(d.get("status")), amount=Money.from_raw(d.get("amount")),
-                   beneficiary=_dict(d.get("beneficiary")), payer=_dict(d.get("payer")),
-                   purpose=_dict(d.get("purpose")),
-                   callback=_dict(d.get("callback")) if isinstance(d.get("callback"), Mapping) else None,
+        d = to_dict(d)
+        return cls(id=to_text(d.get("id")), status=to_text(d.get("status")), amount=Money.from_raw(d.get("amount")),
+                   beneficiary=to_dict(d.get("beneficiary")), payer=to_dict(d.get("payer")),
+                   purpose=to_dict(d.get("purpose")),
+                   callback=to_dict(d.get("callback")) if isinstance(d.get("callback"), Mapping) else None,
                    created_at=to_time(d.get("created_at")), performed_at=to_time(d.get("performed_at")),
                    failure_status=FailureStatus.from_raw(d.get("failure_status")),
                    out_commission=Money.from_raw(d.get("out_commission")), raw=d)
@@ -130,11 +94,11 @@ class Transfer:
     @property
     def details(self) -> str | None:
         """``purpose.details``: the payment details the beneficiary sees."""
-        return _s(self.purpose.get("details"))
+        return to_text(self.purpose.get("details"))
 
     @property
     def reference(self) -> str | None:
-        return _s(self.purpose.get("reference"))
+        return to_text(self.purpose.get("reference"))
 
     @property
     def is_draft(self) -> bool:
@@ -161,17 +125,11 @@ class TransferPage:
     def from_raw(cls, d: Any) -> "TransferPage":
         if isinstance(d, list):  # a bare list is tolerated
             d = {"items": d}
-        d = _dict(d)
-        meta = _dict(d.get("_metadata"))
+        d = to_dict(d)
+        meta = to_dict(d.get("_metadata"))
         items = [Transfer.from_raw(x) for x in (d.get("items") or []) if isinstance(x, Mapping)]
 
-        def num(k: str) -> int | None:
-            try:
-                return int(meta[k])
-            except (KeyError, TypeError, ValueError):
-                return None
-
-        total, offset, limit = num("total"), num("offset"), num("limit")
+        total, offset, limit = to_int(meta.get("total")), to_int(meta.get("offset")), to_int(meta.get("limit"))
         has_next = meta.get("has_next")
         if not isinstance(has_next, bool):
             has_next = total is not None and (offset or 0) + len(items) < total
@@ -215,7 +173,7 @@ class WalletBalance:
 
     @classmethod
     def from_raw(cls, wallet_id: Any, d: Any) -> "WalletBalance":
-        d = _dict(d)
+        d = to_dict(d)
         cur = {str(c).upper(): CurrencyBalance(str(c).upper(), _balance_amount(v, "at_disposal"),
                                                _balance_amount(v, "reserved"), dict(v))
                for c, v in d.items() if isinstance(v, Mapping)}
@@ -236,9 +194,5 @@ class Configuration:
 
     @classmethod
     def from_raw(cls, d: Any) -> "Configuration":
-        d = _dict(d)
-        try:
-            mpl = int(d["minimum_password_length"])
-        except (KeyError, TypeError, ValueError):
-            mpl = None
-        return cls(minimum_password_length=mpl, raw=d)
+        d = to_dict(d)
+        return cls(minimum_password_length=to_int(d.get("minimum_password_length")), raw=d)

@@ -14,18 +14,16 @@ numbers come back as strings, ``error`` is ``0`` or ``"0"`` on success.
 """
 from __future__ import annotations
 
-import json as _json
 import logging
-import time
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import requests
 
-from providers.errors import ProviderError, RetryableError, UnknownOutcomeError
-from providers.http import DEFAULT_POOL_MAXSIZE, HttpResponse, HttpTransport, parse_retry_after, TransportClient
-from providers.premium.errors import PROVIDER, BadResponseError, check_envelope
+from providers.errors import RetryableError
+from providers.http import DEFAULT_POOL_MAXSIZE, HttpTransport, TransportClient
+from providers.premium.errors import ENVELOPE, PROVIDER, decode_body
 from providers.premium.types import (
     Bid,
     Calc,
@@ -47,12 +45,6 @@ API_PATH = "/api/userapi/v1/"
 MAX_LIMIT = 500  # get_exchanges: the engine caps limit at 500
 
 __all__ = ["PremiumClient", "iter_exchanges", "decode_body", "form_value", "mask"]
-
-# Calls that create something: an HTTP 5xx (other than 503) or garbled answer may come after the engine
-# acted, so they are an unknown outcome rather than a plain retryable error. create_bid with an api_id is
-# safe to resend (a second one fails with "api id not unique"), so it stays retryable then.
-_NON_IDEMPOTENT = frozenset({"create_bid", "add_partner_payout"})
-
 
 def mask(login: str | None) -> str:
     """First 4 characters of a login, the rest hidden (for logs)."""
@@ -107,24 +99,6 @@ def _amount(value: Any, name: str) -> str:
     return out
 
 
-def decode_body(content: bytes) -> Any:
-    """Decode an answer body into an envelope (fractions as Decimal).
-
-    Tolerates a UTF-8 BOM and stray output before the JSON (PHP notices printed by a WordPress site with
-    display_errors on). Raises ``ValueError`` when no envelope can be found.
-    """
-    text = content.lstrip(b"\xef\xbb\xbf").decode("utf-8", errors="replace").strip()
-    try:
-        return _json.loads(text, parse_float=Decimal)
-    except ValueError:
-        pass
-    start = text.find('{"error"')
-    if start > 0:
-        value, _end = _json.JSONDecoder(parse_float=Decimal).raw_decode(text, start)
-        return value
-    raise ValueError("not JSON")
-
-
 class PremiumClient(TransportClient):
     """One exchanger site, one API login. Thread-safe: share one instance across a thread pool.
 
@@ -134,6 +108,7 @@ class PremiumClient(TransportClient):
     """
 
     provider = PROVIDER
+    envelope = ENVELOPE
 
     def __init__(
         self,
@@ -158,6 +133,11 @@ class PremiumClient(TransportClient):
     def __repr__(self) -> str:  # never shows the key
         return f"PremiumClient({self.base_url!r}, login={mask(self.api_login)!r})"
 
+    def _credential(self) -> str:
+        return f"login={mask(self.api_login)}"
+
+    def _secrets(self) -> Iterable[str]:
+        return (self._api_key,)
 
     # ------------------------------------------------------------------ transport
     def _headers(self) -> dict[str, str]:
@@ -190,49 +170,16 @@ class PremiumClient(TransportClient):
 
     def _call(self, method: str, params: Mapping[str, Any] | None = None, *, path: str | None = None,
               idempotent: bool | None = None) -> Any:
-        url = self.base_url + (path if path else API_PATH + method)
-        if path and not path.startswith("/"):
-            url = f"{self.base_url}/{path}"
+        """POST the form; the envelope's ``data`` or a ProviderError (mapped by ``providers.http``)."""
+        path = path if path else API_PATH + method
+        if not path.startswith("/"):
+            path = "/" + path
         form = self._form(params)
         if idempotent is None:
-            idempotent = method not in _NON_IDEMPOTENT
-        started = time.monotonic()
-        outcome = "ok"
-        try:
-            resp = self._http.send("POST", url, data=form, headers=self._headers(), what=method)
-            data = self._unwrap(resp, method, idempotent)
-            return data
-        except ProviderError as e:
-            outcome = f"{type(e).__name__}(code={e.code!r})"
-            raise
-        except Exception as e:  # programming errors: still logged, never swallowed
-            outcome = f"crash {type(e).__name__}"
-            raise
-        finally:
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("premium %s login=%s %.3fs %s", method, mask(self.api_login),
-                          time.monotonic() - started, outcome)
-
-    def _unwrap(self, resp: HttpResponse, method: str, idempotent: bool) -> Any:
-        if resp.status != 200:
-            # The engine always answers 200: anything else is a proxy, the web server or WordPress.
-            if resp.status >= 500 and resp.status != 503 and not idempotent:
-                raise UnknownOutcomeError(f"{method}: HTTP {resp.status} from {resp.url}", code=f"http_{resp.status}",
-                                          http_status=resp.status, provider=PROVIDER)
-            retry_after = None
-            if resp.status in (429, 503):
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            raise RetryableError(f"{method}: HTTP {resp.status} from {resp.url}", code=f"http_{resp.status}",
-                                 http_status=resp.status, provider=PROVIDER, retry_after=retry_after)
-        try:
-            envelope = decode_body(resp.content)
-        except ValueError:
-            # e.g. an HTML page from a proxy or a WordPress "briefly unavailable" page served as 200
-            msg = (f"{method}: answer from {resp.url} is not JSON "
-                   f"({resp.content_type or 'no content type'}, {len(resp.content)} bytes)")
-            cls = BadResponseError if idempotent else UnknownOutcomeError
-            raise cls(msg, code="bad_response", http_status=resp.status, provider=PROVIDER) from None
-        return check_envelope(envelope, method, resp.status)
+            idempotent = self.envelope.idempotent(method)
+        return self._request(method, idempotent, "POST", path, lambda: self._http.send(
+            "POST", self.base_url + path, data=form, headers=self._headers(), what=method,
+            idempotent=idempotent)).data
 
     def _typed(self, method: str, params: Mapping[str, Any] | None = None, **kw: Any) -> Any:
         return parse_result(method, self._call(method, params, **kw))

@@ -10,21 +10,30 @@ supported``). That last rule matters: a wrong key must never look like "no bid e
 make a caller archive a live bid).
 
 Every error carries ``provider="premium"``, ``.code`` (the engine's ``error`` value exactly as sent),
-``.message`` (``error_text``), ``.http_status``, ``.method`` (the API method) and ``.reason`` (a stable
-symbolic name such as ``"api_disabled"`` or ``"api_id_not_unique"``).
+``.message`` (``error_text``), ``.http_status``, ``.call`` (the API method), ``.reason`` (a stable
+symbolic name such as ``"api_disabled"`` or ``"api_id_not_unique"``) and ``.body`` (the envelope).
+
+Everything that is not an envelope (another HTTP status, an HTML page, a 5xx) is mapped by the shared
+table in :mod:`providers.http`: the engine always answers HTTP 200, so another status comes from what
+stands in front of it, and every 4xx is a :class:`BadResponseError` here (a proxy's 404 must never read
+as "no bid exists").
 """
 from __future__ import annotations
 
+import json as _json
+from decimal import Decimal
 from typing import Any, Mapping
 
 from providers.errors import (
     AuthError,
+    BadResponseError,
     NotFoundError,
     PermanentError,
     ProviderError,
     RetryableError,
     ValidationError,
 )
+from providers.http import Answer, Envelope, Refusal
 
 PROVIDER = "premium"
 
@@ -40,8 +49,10 @@ __all__ = [
     "ActionDisabledError",
     "PartnerProgramError",
     "BadResponseError",
+    "ENVELOPE",
     "error_for",
     "check_envelope",
+    "decode_body",
     "is_success",
     "normalize_code",
     "STATUS_CHANGING_METHODS",
@@ -83,7 +94,7 @@ class BidNotFoundError(NotFoundError):
 
     @property
     def maybe_status_forbids(self) -> bool:
-        return getattr(self, "method", None) in STATUS_CHANGING_METHODS
+        return self.call in STATUS_CHANGING_METHODS
 
 
 class DirectionNotFoundError(NotFoundError):
@@ -104,10 +115,6 @@ class ActionDisabledError(PermanentError):
 
 class PartnerProgramError(PermanentError):
     """Partner methods: "no active partner program" or "no partner id"."""
-
-
-class BadResponseError(RetryableError):
-    """The answer is not a Premium envelope (HTML from a proxy, a truncated body, a JSON of another shape)."""
 
 
 # Fixed engine texts (lower case substrings), English and Russian. The maintenance text is configurable
@@ -200,15 +207,52 @@ def _fields(raw: Any) -> dict[str, str]:
     return out
 
 
-def error_for(envelope: Any, method: str, http_status: int | None = 200) -> ProviderError | None:
-    """The error an envelope stands for, or None when it is a success. Pure: no I/O, never raises."""
+def decode_body(content: bytes) -> Any:
+    """Decode an answer body into an envelope (fractions as Decimal).
+
+    Tolerates a UTF-8 BOM and stray output before the JSON (PHP notices printed by a WordPress site with
+    display_errors on). Raises ``ValueError`` when no envelope can be found.
+    """
+    text = content.lstrip(b"\xef\xbb\xbf").decode("utf-8", errors="replace").strip()
+    try:
+        return _json.loads(text, parse_float=Decimal)
+    except ValueError:
+        pass
+    start = text.find('{"error"')
+    if start > 0:
+        value, _end = _json.JSONDecoder(parse_float=Decimal).raw_decode(text, start)
+        return value
+    raise ValueError("not JSON")
+
+
+class PremiumEnvelope(Envelope):
+    """``{"error", "error_text", "data"}`` on HTTP 200 (see the module text)."""
+
+    provider = PROVIDER
+    # A 5xx or garbled answer to these may come after the engine acted. create_bid WITH an api_id is
+    # safe to resend (a second one fails with "api id not unique"): the client passes that per call.
+    money_calls = frozenset({"create_bid", "add_partner_payout"})
+
+    def decode(self, content: bytes) -> Any:
+        return decode_body(content)
+
+    def refusal(self, answer: Answer, call: str) -> Refusal | None:
+        if answer.status != 200:
+            return Refusal()  # not the engine: the shared table decides by status
+        return _refusal(answer.body, call)
+
+    def data(self, answer: Answer) -> Any:
+        return answer.body.get("data")
+
+    def status_class(self, status: int, call: str, idempotent: bool) -> type[ProviderError]:
+        return BadResponseError  # the engine answers 200 only: any 4xx is a proxy, the web server or WordPress
+
+
+def _refusal(envelope: Any, method: str) -> Refusal | None:
     if (not isinstance(envelope, Mapping) or "error" not in envelope or envelope.get("error") is None
             or (isinstance(envelope.get("error"), str) and not envelope["error"].strip())):
         shape = type(envelope).__name__ if not isinstance(envelope, Mapping) else "object without an error code"
-        err: ProviderError = BadResponseError(f"{method}: answer is not a Premium envelope ({shape})",
-                                              code="bad_envelope", http_status=http_status, provider=PROVIDER)
-        err.method, err.reason = method, "bad_envelope"  # type: ignore[attr-defined]
-        return err
+        return Refusal(code="bad_envelope", reason="bad_envelope", message=f"not a Premium envelope ({shape})")
     raw_code = envelope.get("error")
     code = normalize_code(raw_code)
     if code == 0:
@@ -236,22 +280,10 @@ def error_for(envelope: Any, method: str, http_status: int | None = 200) -> Prov
             reason = "unknown"
     if reason == "validation" and not fields and code != 3:
         reason = "unknown"
-
     message = text or (f"invalid fields: {', '.join(sorted(fields))}" if fields else f"error {raw_code!r}")
-    cls = _CLASSES[reason]
-    kw: dict[str, Any] = {"code": raw_code, "http_status": http_status, "provider": PROVIDER}
-    if issubclass(cls, ValidationError):
-        err = cls(message, fields=fields, **kw)
-    else:
-        err = cls(message, **kw)
-    err.method = method  # type: ignore[attr-defined]
-    err.reason = reason  # type: ignore[attr-defined]
-    return err
+    return Refusal(cls=_CLASSES[reason], code=raw_code, message=message, reason=reason, fields=fields)
 
 
-def check_envelope(envelope: Any, method: str, http_status: int | None = 200) -> Any:
-    """Raise the envelope's error, or return its ``data`` (None when absent)."""
-    err = error_for(envelope, method, http_status)
-    if err is not None:
-        raise err
-    return envelope.get("data")
+ENVELOPE = PremiumEnvelope()
+error_for = ENVELOPE.error_for  # (status, body, *, call, idempotent=None, headers=None): the same for every provider
+check_envelope = ENVELOPE.check

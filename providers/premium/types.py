@@ -9,9 +9,11 @@ Both flavours of the engine are accepted: the generic one (seed 001) and AlwaysM
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from datetime import datetime
+from decimal import Decimal
 from typing import Any, Callable
+
+from providers.values import to_bool, to_decimal, to_dict, to_int, to_text, to_time
 
 __all__ = [
     "TestInfo", "Currency", "DirectionCurrencies", "DirectionSummary", "Field", "Direction", "Calc",
@@ -21,86 +23,8 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------- scalar coercion
-def _s(v: Any) -> str | None:
-    if v is None:
-        return None
-    if isinstance(v, (dict, list)):
-        return None
-    return str(v)
-
-
-def to_decimal(v: Any, *, no_is_none: bool = True) -> Decimal | None:
-    """``"9"``, ``9``, ``"0.00100000"``, ``Decimal`` → Decimal; ``None``, ``""``, ``"no"``, garbage → None.
-
-    Floats (only possible when someone decoded JSON without ``parse_float=Decimal``) go through
-    ``repr`` so that ``0.1`` stays ``0.1``.
-    """
-    if v is None or isinstance(v, bool):
-        return None
-    if isinstance(v, Decimal):
-        return v
-    if isinstance(v, int):
-        return Decimal(v)
-    if isinstance(v, float):
-        return Decimal(repr(v))
-    if not isinstance(v, str):
-        return None
-    s = v.strip().replace("\u00a0", "").replace(" ", "")
-    if not s or (no_is_none and s.lower() == "no"):
-        return None
-    try:
-        d = Decimal(s)
-    except InvalidOperation:
-        return None
-    return d if d.is_finite() else None
-
-
-def to_int(v: Any) -> int | None:
-    if v is None or isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v
-    try:
-        s = str(v).strip()
-        if not s:
-            return None
-        d = Decimal(s)
-        return int(d) if d == d.to_integral_value() else None
-    except (InvalidOperation, ValueError):
-        return None
-
-
-def to_bool(v: Any) -> bool | None:
-    if v is None:
-        return None
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, (int, Decimal)):
-        return v != 0
-    s = str(v).strip().lower()
-    if s in ("1", "true", "yes", "y", "on"):
-        return True
-    if s in ("0", "false", "no", "n", "off", ""):
-        return False
-    return None
-
-
-def to_time(v: Any) -> datetime | None:
-    """Unix seconds (int or numeric string) → aware UTC datetime; 0, empty or non-numeric → None."""
-    if isinstance(v, datetime):
-        return v if v.tzinfo else v.replace(tzinfo=timezone.utc)
-    n = to_decimal(v)
-    if n is None or n <= 0:
-        return None
-    try:
-        return datetime.fromtimestamp(float(n), tz=timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
-def _dict(v: Any) -> dict:
-    return v if isinstance(v, dict) else {}
+# Scalars are read by the converters every provider shares (providers.values: one decision on commas,
+# non-finite numbers and time bounds); re-exported here for the callers that import them from this module.
 
 
 def _items(v: Any) -> list:
@@ -127,8 +51,8 @@ class TestInfo:
 
     @classmethod
     def from_raw(cls, d: Any) -> "TestInfo":
-        d = _dict(d)
-        return cls(ip=_s(d.get("ip")), user_id=to_int(d.get("user_id")), locale=_s(d.get("locale")),
+        d = to_dict(d)
+        return cls(ip=to_text(d.get("ip")), user_id=to_int(d.get("user_id")), locale=to_text(d.get("locale")),
                    partner_id=to_int(d.get("partner_id")), raw=d)
 
 
@@ -144,9 +68,9 @@ class Currency:
 
     @classmethod
     def from_raw(cls, d: Any) -> "Currency":
-        d = _dict(d)
-        return cls(id=to_int(d.get("id")), title=_s(d.get("title")), logo=_s(d.get("logo")),
-                   xml_value=_s(d.get("xml_value")), fiat=to_bool(d.get("fiat")),
+        d = to_dict(d)
+        return cls(id=to_int(d.get("id")), title=to_text(d.get("title")), logo=to_text(d.get("logo")),
+                   xml_value=to_text(d.get("xml_value")), fiat=to_bool(d.get("fiat")),
                    is_need_memo=to_bool(d.get("is_need_memo")), raw=d)
 
 
@@ -158,7 +82,7 @@ class DirectionCurrencies:
 
     @classmethod
     def from_raw(cls, d: Any) -> "DirectionCurrencies":
-        dd = _dict(d)
+        dd = to_dict(d)
         return cls(give=[Currency.from_raw(x) for x in _items(dd.get("give"))],
                    get=[Currency.from_raw(x) for x in _items(dd.get("get"))], raw=d)
 
@@ -176,12 +100,12 @@ class DirectionSummary:
 
     @classmethod
     def from_raw(cls, d: Any) -> "DirectionSummary":
-        d = _dict(d)
+        d = to_dict(d)
         return cls(
             direction_id=to_int(d.get("direction_id", d.get("id"))),
-            currency_give_id=to_int(d.get("currency_give_id")), currency_give_title=_s(d.get("currency_give_title")),
-            currency_give_logo=_s(d.get("currency_give_logo")), currency_get_id=to_int(d.get("currency_get_id")),
-            currency_get_title=_s(d.get("currency_get_title")), currency_get_logo=_s(d.get("currency_get_logo")),
+            currency_give_id=to_int(d.get("currency_give_id")), currency_give_title=to_text(d.get("currency_give_title")),
+            currency_give_logo=to_text(d.get("currency_give_logo")), currency_get_id=to_int(d.get("currency_get_id")),
+            currency_get_title=to_text(d.get("currency_get_title")), currency_get_logo=to_text(d.get("currency_get_logo")),
             raw=d)
 
     @staticmethod
@@ -205,10 +129,10 @@ class Field:
     @classmethod
     def from_raw(cls, d: Any, name: str | None = None) -> "Field":
         if not isinstance(d, dict):
-            return cls(name=name, type=None, label=_s(d), req=False, tooltip=None, options=None, cd=False, raw=d)
+            return cls(name=name, type=None, label=to_text(d), req=False, tooltip=None, options=None, cd=False, raw=d)
         opts = d.get("options")
-        return cls(name=_s(d.get("name")) or name, type=_s(d.get("type")), label=_s(d.get("label")),
-                   req=bool(to_bool(d.get("req"))), tooltip=_s(d.get("tooltip")),
+        return cls(name=to_text(d.get("name")) or name, type=to_text(d.get("type")), label=to_text(d.get("label")),
+                   req=bool(to_bool(d.get("req"))), tooltip=to_text(d.get("tooltip")),
                    options=opts if isinstance(opts, (list, dict)) and opts else None,
                    cd=bool(to_bool(d.get("cd"))), raw=d)
 
@@ -248,10 +172,10 @@ class Calc:
 
     @classmethod
     def from_raw(cls, d: Any) -> "Calc":
-        d = _dict(d)
-        return cls(currency_code_give=_s(d.get("currency_code_give")), currency_code_get=_s(d.get("currency_code_get")),
+        d = to_dict(d)
+        return cls(currency_code_give=to_text(d.get("currency_code_give")), currency_code_get=to_text(d.get("currency_code_get")),
                    **{k: to_decimal(d.get(k)) for k in _SUMS + _LIMITS},
-                   com_give=_s(d.get("com_give")), com_get=_s(d.get("com_get")),
+                   com_give=to_text(d.get("com_give")), com_get=to_text(d.get("com_get")),
                    changed=bool(to_bool(d.get("changed"))), raw=d)
 
 
@@ -284,16 +208,16 @@ class Direction:
 
     @classmethod
     def from_raw(cls, d: Any) -> "Direction":
-        d = _dict(d)
-        info = _dict(d.get("info"))
+        d = to_dict(d)
+        info = to_dict(d.get("info"))
 
         def text(k: str) -> str | None:
-            return _s(info.get(k, d.get(k)))
+            return to_text(info.get(k, d.get(k)))
 
-        return cls(id=to_int(d.get("id", d.get("direction_id"))), url=_s(d.get("url")),
-                   currency_code_give=_s(d.get("currency_code_give")), currency_code_get=_s(d.get("currency_code_get")),
+        return cls(id=to_int(d.get("id", d.get("direction_id"))), url=to_text(d.get("url")),
+                   currency_code_give=to_text(d.get("currency_code_give")), currency_code_get=to_text(d.get("currency_code_get")),
                    **{k: to_decimal(d.get(k)) for k in _SUMS + _LIMITS},
-                   com_give=_s(d.get("com_give")), com_get=_s(d.get("com_get")),
+                   com_give=to_text(d.get("com_give")), com_get=to_text(d.get("com_get")),
                    timeline_text=text("timeline_text"), frozen_text=text("frozen_text"),
                    before_button_text=text("before_button_text"),
                    give_fields=Field.list_from_raw(d.get("give_fields")),
@@ -320,10 +244,10 @@ class ApiActions:
 
     @classmethod
     def from_raw(cls, d: Any) -> "ApiActions":
-        d = _dict(d)
-        return cls(type=_s(d.get("type")), cancel=_s(d.get("cancel")), pay=_s(d.get("pay")),
-                   instruction=_s(d.get("instruction")), pay_amount=to_decimal(d.get("pay_amount")),
-                   address=_s(d.get("address")), dest_tag=_s(d.get("dest_tag")), raw=d)
+        d = to_dict(d)
+        return cls(type=to_text(d.get("type")), cancel=to_text(d.get("cancel")), pay=to_text(d.get("pay")),
+                   instruction=to_text(d.get("instruction")), pay_amount=to_decimal(d.get("pay_amount")),
+                   address=to_text(d.get("address")), dest_tag=to_text(d.get("dest_tag")), raw=d)
 
     @property
     def can_cancel(self) -> bool:
@@ -343,14 +267,14 @@ def _statuses_map(v: Any) -> dict[str, str] | None:
     if v is None or v == "":
         return None
     if isinstance(v, dict):
-        return {str(k): (_s(x) if not isinstance(x, dict) else _s(x.get("title")) or "") or "" for k, x in v.items()}
+        return {str(k): (to_text(x) if not isinstance(x, dict) else to_text(x.get("title")) or "") or "" for k, x in v.items()}
     if isinstance(v, list):
         out: dict[str, str] = {}
         for x in v:
             if isinstance(x, dict):
-                key = _s(x.get("status", x.get("name", x.get("code", x.get("id")))))
+                key = to_text(x.get("status", x.get("name", x.get("code", x.get("id")))))
                 if key:
-                    out[key] = _s(x.get("title", x.get("label"))) or ""
+                    out[key] = to_text(x.get("title", x.get("label"))) or ""
             elif x is not None:
                 out[str(x)] = ""
         return out
@@ -380,13 +304,13 @@ class Bid:
 
     @classmethod
     def from_raw(cls, d: Any) -> "Bid":
-        d = _dict(d)
-        return cls(id=to_int(d.get("id")), hash=_s(d.get("hash")), url=_s(d.get("url")), status=_s(d.get("status")),
-                   status_title=_s(d.get("status_title")), psys_give=_s(d.get("psys_give")),
-                   psys_get=_s(d.get("psys_get")), currency_code_give=_s(d.get("currency_code_give")),
-                   currency_code_get=_s(d.get("currency_code_get")), amount_give=to_decimal(d.get("amount_give")),
+        d = to_dict(d)
+        return cls(id=to_int(d.get("id")), hash=to_text(d.get("hash")), url=to_text(d.get("url")), status=to_text(d.get("status")),
+                   status_title=to_text(d.get("status_title")), psys_give=to_text(d.get("psys_give")),
+                   psys_get=to_text(d.get("psys_get")), currency_code_give=to_text(d.get("currency_code_give")),
+                   currency_code_get=to_text(d.get("currency_code_get")), amount_give=to_decimal(d.get("amount_give")),
                    amount_get=to_decimal(d.get("amount_get")), api_actions=ApiActions.from_raw(d.get("api_actions")),
-                   hash_from=_s(d.get("hash_from")) or None, hash_to=_s(d.get("hash_to")) or None,
+                   hash_from=to_text(d.get("hash_from")) or None, hash_to=to_text(d.get("hash_to")) or None,
                    statuses=_statuses_map(d.get("statuses")), raw=d)
 
 
@@ -398,8 +322,8 @@ class StatusEntry:
 
     @classmethod
     def from_raw(cls, d: Any) -> "StatusEntry":
-        d = _dict(d)
-        return cls(time=to_time(d.get("time")), date=_s(d.get("date")), status=_s(d.get("status")))
+        d = to_dict(d)
+        return cls(time=to_time(d.get("time")), date=to_text(d.get("date")), status=to_text(d.get("status")))
 
     @staticmethod
     def list_from_raw(v: Any) -> "list[StatusEntry]":
@@ -432,14 +356,14 @@ class ExchangeItem:
 
     @classmethod
     def from_raw(cls, d: Any) -> "ExchangeItem":
-        d = _dict(d)
-        return cls(id=to_int(d.get("id")), api_id=_s(d.get("api_id")) or None, time=to_time(d.get("time")),
-                   date=_s(d.get("date")), psys_give=_s(d.get("psys_give")), psys_get=_s(d.get("psys_get")),
-                   currency_code_give=_s(d.get("currency_code_give")), currency_code_get=_s(d.get("currency_code_get")),
+        d = to_dict(d)
+        return cls(id=to_int(d.get("id")), api_id=to_text(d.get("api_id")) or None, time=to_time(d.get("time")),
+                   date=to_text(d.get("date")), psys_give=to_text(d.get("psys_give")), psys_get=to_text(d.get("psys_get")),
+                   currency_code_give=to_text(d.get("currency_code_give")), currency_code_get=to_text(d.get("currency_code_get")),
                    course_give=to_decimal(d.get("course_give")), course_get=to_decimal(d.get("course_get")),
                    amount_give=to_decimal(d.get("amount_give")), amount_get=to_decimal(d.get("amount_get")),
-                   exchange_success=bool(to_bool(d.get("exchange_success"))), user_hash=_s(d.get("user_hash")),
-                   user_ip=_s(d.get("user_ip")), status=_s(d.get("status")), hash=_s(d.get("hash")),
+                   exchange_success=bool(to_bool(d.get("exchange_success"))), user_hash=to_text(d.get("user_hash")),
+                   user_ip=to_text(d.get("user_ip")), status=to_text(d.get("status")), hash=to_text(d.get("hash")),
                    statuses=StatusEntry.list_from_raw(d.get("statuses")), raw=d)
 
     @staticmethod
@@ -457,11 +381,11 @@ class PartnerCurrency:
 
     @classmethod
     def from_raw(cls, d: Any) -> "PartnerCurrency":
-        d = _dict(d)
+        d = to_dict(d)
         com = d.get("commission")
         if isinstance(com, str):
             com = com.replace("%", "")
-        return cls(id=to_int(d.get("id")), title=_s(d.get("title")), commission=to_decimal(com),
+        return cls(id=to_int(d.get("id")), title=to_text(d.get("title")), commission=to_decimal(com),
                    amount=to_decimal(d.get("amount")), raw=d)
 
 
@@ -475,7 +399,7 @@ class PartnerInfo:
 
     @classmethod
     def from_raw(cls, d: Any) -> "PartnerInfo":
-        d = _dict(d)
+        d = to_dict(d)
         return cls(partner_id=to_int(d.get("partner_id")), balance=to_decimal(d.get("balance")),
                    min_payout=to_decimal(d.get("min_payout")),
                    items=[PartnerCurrency.from_raw(x) for x in _items(d.get("items"))], raw=d)
@@ -494,10 +418,10 @@ class PartnerLink:
 
     @classmethod
     def from_raw(cls, d: Any) -> "PartnerLink":
-        d = _dict(d)
-        return cls(time=to_time(d.get("time")), date=_s(d.get("date")), browser=_s(d.get("browser")),
-                   ip=_s(d.get("ip")), referrer=_s(d.get("referrer")), user_hash=_s(d.get("user_hash")),
-                   query_string=_s(d.get("query_string")), raw=d)
+        d = to_dict(d)
+        return cls(time=to_time(d.get("time")), date=to_text(d.get("date")), browser=to_text(d.get("browser")),
+                   ip=to_text(d.get("ip")), referrer=to_text(d.get("referrer")), user_hash=to_text(d.get("user_hash")),
+                   query_string=to_text(d.get("query_string")), raw=d)
 
     @staticmethod
     def list_from_raw(v: Any) -> "list[PartnerLink]":
@@ -528,15 +452,15 @@ class PartnerExchange:
 
     @classmethod
     def from_raw(cls, d: Any) -> "PartnerExchange":
-        d = _dict(d)
-        return cls(id=to_int(d.get("id")), time=to_time(d.get("time")), date=_s(d.get("date")),
-                   psys_give=_s(d.get("psys_give")), psys_get=_s(d.get("psys_get")),
-                   currency_code_give=_s(d.get("currency_code_give")), currency_code_get=_s(d.get("currency_code_get")),
+        d = to_dict(d)
+        return cls(id=to_int(d.get("id")), time=to_time(d.get("time")), date=to_text(d.get("date")),
+                   psys_give=to_text(d.get("psys_give")), psys_get=to_text(d.get("psys_get")),
+                   currency_code_give=to_text(d.get("currency_code_give")), currency_code_get=to_text(d.get("currency_code_get")),
                    course_give=to_decimal(d.get("course_give")), course_get=to_decimal(d.get("course_get")),
                    amount_give=to_decimal(d.get("amount_give")), amount_get=to_decimal(d.get("amount_get")),
                    exchange_success=bool(to_bool(d.get("exchange_success"))), accrued=bool(to_bool(d.get("accrued"))),
-                   partner_reward=to_decimal(d.get("partner_reward")), user_hash=_s(d.get("user_hash")),
-                   user_ip=_s(d.get("user_ip")), status=_s(d.get("status")),
+                   partner_reward=to_decimal(d.get("partner_reward")), user_hash=to_text(d.get("user_hash")),
+                   user_ip=to_text(d.get("user_ip")), status=to_text(d.get("status")),
                    statuses=StatusEntry.list_from_raw(d.get("statuses")), raw=d)
 
     @staticmethod
@@ -563,12 +487,12 @@ class PartnerPayout:
 
     @classmethod
     def from_raw(cls, d: Any) -> "PartnerPayout":
-        d = _dict(d)
-        return cls(id=to_int(d.get("id")), time=to_time(d.get("time")), date=_s(d.get("date")),
-                   method_id=to_int(d.get("method_id")), account=_s(d.get("account")),
-                   pay_amount=to_decimal(d.get("pay_amount")), pay_currency_code=_s(d.get("pay_currency_code")),
+        d = to_dict(d)
+        return cls(id=to_int(d.get("id")), time=to_time(d.get("time")), date=to_text(d.get("date")),
+                   method_id=to_int(d.get("method_id")), account=to_text(d.get("account")),
+                   pay_amount=to_decimal(d.get("pay_amount")), pay_currency_code=to_text(d.get("pay_currency_code")),
                    original_amount=to_decimal(d.get("original_amount")),
-                   original_currency_code=_s(d.get("original_currency_code")), status=to_int(d.get("status")), raw=d)
+                   original_currency_code=to_text(d.get("original_currency_code")), status=to_int(d.get("status")), raw=d)
 
     @property
     def status_name(self) -> str:

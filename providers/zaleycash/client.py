@@ -25,20 +25,13 @@ import logging
 import threading
 import time
 from decimal import Decimal, InvalidOperation
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Iterable, Mapping, NamedTuple
 from urllib.parse import quote
 
 import requests
 
-from providers.errors import ProviderError
-from providers.http import DEFAULT_POOL_MAXSIZE, HttpResponse, HttpTransport, parse_retry_after, TransportClient
-from providers.zaleycash.errors import (
-    PROVIDER,
-    BadResponseError,
-    InvalidTokenError,
-    StatusNotAvailableError,
-    error_for,
-)
+from providers.http import DEFAULT_POOL_MAXSIZE, HttpTransport, TransportClient, unreadable_error
+from providers.zaleycash.errors import ENVELOPE, PROVIDER, InvalidTokenError, StatusNotAvailableError
 from providers.zaleycash.types import (
     Balances,
     Currency,
@@ -48,7 +41,7 @@ from providers.zaleycash.types import (
     TransferStatus,
     User,
 )
-from providers.zaleycash.wire import dumps, loads
+from providers.zaleycash.wire import dumps
 
 log = logging.getLogger("providers.zaleycash")
 
@@ -103,6 +96,7 @@ class ZaleyCashClient(TransportClient):
     """
 
     provider = PROVIDER
+    envelope = ENVELOPE
 
     def __init__(
         self,
@@ -146,8 +140,7 @@ class ZaleyCashClient(TransportClient):
         data = self._send("POST", TOKEN_PATH, bearer=self._secret_key, call="token", idempotent=True)
         tok = Token.from_raw(data)
         if not tok.access_token:
-            raise BadResponseError("token: the answer carries no access_token", code="bad_response",
-                                   provider=PROVIDER)
+            raise unreadable_error(self.envelope, "token", True, "the answer carries no access_token")
         now = time.time()
         expires_at = tok.expires_at if tok.expires_at is not None else now + TOKEN_LIFETIME
         lifetime = max(0.0, expires_at - now)
@@ -182,21 +175,9 @@ class ZaleyCashClient(TransportClient):
             raise ValueError("path starts at the site root (e.g. /api/v2/user/balance), not a full URL")
         return self.base_url + (path if path.startswith("/") else API_PATH + path)
 
-    def _scrub(self, err: ProviderError) -> None:
-        """Take the secret key and any token we hold out of a provider's error text."""
-        secrets = [s for s in (self._secret_key, *self._recent_tokens) if s]
-        msg = err.message
-        for s in secrets:
-            msg = msg.replace(s, "***")
-        if msg != err.message:
-            err.message = msg
-            err.args = (msg,)
-        fields = getattr(err, "fields", None)
-        if isinstance(fields, dict):
-            for k, v in list(fields.items()):
-                for s in secrets:
-                    v = v.replace(s, "***")
-                fields[k] = v
+    def _secrets(self) -> Iterable[str]:
+        """The secret key and the tokens we hold: never in an error (a careless server may echo them)."""
+        return (self._secret_key, *self._recent_tokens)
 
     def _send(self, http_method: str, path: str, *, bearer: str, call: str, idempotent: bool,
               params: Mapping[str, Any] | None = None, json: Any = None) -> Any:
@@ -206,35 +187,9 @@ class ZaleyCashClient(TransportClient):
         if json is not None:
             data = dumps(json)
             headers["Content-Type"] = "application/json"
-        started = time.monotonic()
-        outcome = "ok"
-        try:
-            resp = self._http.send(http_method, self._url(path), params=params, data=data, headers=headers,
-                                   what=call)
-            return self._unwrap(resp, call, idempotent)
-        except ProviderError as e:
-            self._scrub(e)
-            outcome = f"{type(e).__name__}(code={e.code!r})"
-            raise
-        except Exception as e:  # programming errors: logged, never swallowed
-            outcome = f"crash {type(e).__name__}"
-            raise
-        finally:
-            if log.isEnabledFor(logging.DEBUG):  # path only: no query, no body, no header
-                log.debug("zaleycash %s %s %.3fs %s", http_method.upper(), path.split("?")[0],
-                          time.monotonic() - started, outcome)
-
-    @staticmethod
-    def _unwrap(resp: HttpResponse, call: str, idempotent: bool) -> Any:
-        retry_after = parse_retry_after(resp.headers.get("Retry-After")) if resp.status in (429, 503) else None
-        try:
-            body = loads(resp.content) if resp.content.strip() else None
-        except ValueError:
-            body = None  # HTML from a proxy, a truncated body: error_for decides from the HTTP status
-        err = error_for(body, resp.status, call=call, idempotent=idempotent, retry_after=retry_after)
-        if err is not None:
-            raise err
-        return body.get("response")
+        return self._request(call, idempotent, http_method, path, lambda: self._http.send(
+            http_method, self._url(path), params=params, data=data, headers=headers, what=call,
+            idempotent=idempotent)).data
 
     def _call(self, http_method: str, path: str, *, call: str, idempotent: bool | None = None,
               params: Mapping[str, Any] | None = None, json: Any = None) -> Any:

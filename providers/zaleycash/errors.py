@@ -6,7 +6,7 @@ with HTTP 400, 401, 403, 404 or 500. The internal code decides the class; the HT
 when the code is missing or unknown. Every error carries ``provider="zaleycash"``, ``.code`` (the
 ZaleyCash code as an int, or a symbolic string such as ``"http_502"`` when there was none),
 ``.message`` (the provider's text, else the seed's text for the code), ``.http_status``, ``.call`` (our
-method name) and ``.reason`` (a stable symbolic name, e.g. ``"duplicate_operation_id"``).
+method name), ``.reason`` (a stable symbolic name, e.g. ``"duplicate_operation_id"``) and ``.body``.
 
 Every code of the seed and why it lands where it does:
 
@@ -48,11 +48,12 @@ code  text                                             class (why)
 80    Wrong currency                                   WrongCurrencyError(PermanentError)
 ====  ===============================================  ===========================================
 
-No (or an unknown) code: HTTP 429/5xx → RetryableError (``UnknownOutcomeError`` for a call that moves
-money, except 503 and 429: the money may have moved), 401/403 → AuthError, 404 → NotFoundError
-(PermanentError for a money call: a wrong path executes nothing), other 4xx → PermanentError, a 2xx that
-is not an envelope or carries an unknown code → BadResponseError / PermanentError (``UnknownOutcomeError`` for
-a money call: an unfamiliar answer must never read as "nothing happened").
+No (or an unknown) code: the shared table of :mod:`providers.http` decides by the HTTP status — 429 →
+RetryableError; 5xx → RetryableError, ``UnknownOutcomeError`` for a call that moves money (503 included:
+the money may have moved); 401/403 → AuthError; 404 → NotFoundError (PermanentError for a money call: a
+wrong path executes nothing); other 4xx → PermanentError (the unknown code kept in ``.code``); a 2xx that
+is not an envelope or carries an unknown code → BadResponseError (``UnknownOutcomeError`` for a money
+call: an unfamiliar answer must never read as "nothing happened").
 """
 from __future__ import annotations
 
@@ -60,14 +61,16 @@ from typing import Any, Mapping
 
 from providers.errors import (
     AuthError,
+    BadResponseError,
     InsufficientFundsError,
     NotFoundError,
     PermanentError,
     ProviderError,
     RetryableError,
-    UnknownOutcomeError,
     ValidationError,
 )
+from providers.http import Answer, Envelope, Refusal
+from providers.zaleycash.wire import loads
 
 PROVIDER = "zaleycash"
 
@@ -85,6 +88,7 @@ __all__ = [
     "OperationNotFoundError",
     "StatusNotAvailableError",
     "BadResponseError",
+    "ENVELOPE",
     "error_for",
     "check_envelope",
     "error_text",
@@ -136,10 +140,6 @@ class StatusNotAvailableError(PermanentError):
     """``transfer_status`` was called but no status endpoint is configured (its name is not public)."""
 
 
-class BadResponseError(RetryableError):
-    """The answer is not a ZaleyCash envelope (HTML from a proxy, truncated JSON, another shape)."""
-
-
 # code → (class, reason, the seed's text, the request field it points at or None)
 CODES: dict[int, tuple[type[ProviderError], str, str, str | None]] = {
     1: (InvalidTokenError, "invalid_token", "Invalid access token", None),
@@ -176,7 +176,7 @@ CODES: dict[int, tuple[type[ProviderError], str, str, str | None]] = {
     81: (AuthError, "agent_disabled", "Agent account is disabled", None),
 }
 
-# Calls that move money: a 5xx (other than 503) or a garbled answer may come after ZaleyCash acted.
+# Calls that move money: a 5xx or a garbled answer may come after ZaleyCash acted.
 MONEY_CALLS = frozenset({"transfer_internal"})
 
 
@@ -235,83 +235,36 @@ def _fields(body: Mapping[str, Any], field: str | None, message: str) -> dict[st
     return out
 
 
-def _by_http(status: int | None, call: str, money: bool, message: str,
-             retry_after: float | None) -> ProviderError:
-    # ``money``: the call is not idempotent (it may move money), so an open outcome is UnknownOutcomeError
-    """No usable ZaleyCash code: decide from the HTTP status alone."""
-    s = status or 0
-    kw: dict[str, Any] = {"code": f"http_{s}", "http_status": status, "provider": PROVIDER}
-    text = message or f"HTTP {s}"
-    if s == 429 or s >= 500:
-        if money and s not in (429, 503):
-            return UnknownOutcomeError(f"{call}: {text} (the operation may have been recorded)", **kw)
-        return RetryableError(f"{call}: {text}", retry_after=retry_after if s in (429, 503) else None, **kw)
-    if s in (401, 403):
-        return AuthError(f"{call}: {text}", **kw)
-    if s == 404:
-        if money:
-            return PermanentError(f"{call}: {text} (check base_url)", **kw)
-        return NotFoundError(f"{call}: {text}", **kw)
-    if 400 <= s < 500:
-        return PermanentError(f"{call}: {text}", **kw)
-    # a 2xx/3xx whose body is not a ZaleyCash envelope
-    if money:
-        return UnknownOutcomeError(f"{call}: not a ZaleyCash answer (HTTP {s}); the operation may have been "
-                                   f"recorded", code="bad_response", http_status=status, provider=PROVIDER)
-    return BadResponseError(f"{call}: not a ZaleyCash answer (HTTP {s})", code="bad_response",
-                            http_status=status, provider=PROVIDER)
+class ZaleyCashEnvelope(Envelope):
+    """``{"code", "message", "response"}``; code 200 is success (see the module text)."""
+
+    provider = PROVIDER
+    money_calls = MONEY_CALLS
+
+    def decode(self, content: bytes) -> Any:
+        return loads(content)
+
+    def refusal(self, answer: Answer, call: str) -> Refusal | None:
+        body = answer.body
+        if not isinstance(body, Mapping) or not ({"code", "message", "detail"} & body.keys()):
+            return Refusal()  # not an envelope (HTML from a proxy, another shape): by the HTTP status
+        code = normalize_code(body.get("code"))
+        message = error_text(body)
+        if code == 200:
+            return None  # believed on a 2xx only (a "200" in a 5xx body is not a success)
+        known = CODES.get(code) if code is not None else None
+        if known is None:  # no or an unknown code: the status decides, the code and text are kept
+            return Refusal(code=code, message=message, reason="unknown" if code is not None else None)
+        cls, reason, seed_text, field = known
+        if call == "transfer_status" and code == 55:
+            cls, reason = OperationNotFoundError, "operation_not_found"
+        text = message or seed_text
+        return Refusal(cls=cls, code=code, message=text, reason=reason, fields=_fields(body, field, text))
+
+    def data(self, answer: Answer) -> Any:
+        return answer.body.get("response")
 
 
-def error_for(body: Any, http_status: int | None = 200, *, call: str = "request", idempotent: bool | None = None,
-              retry_after: float | None = None) -> ProviderError | None:
-    """The error an answer stands for, or None when it is a success. Pure: no I/O, never raises.
-
-    ``call`` is our method name (``transfer_internal``, ``transfer_status``, ``token``, ...);
-    ``transfer_status`` turns code 55 into :class:`OperationNotFoundError`. A call that is not
-    ``idempotent`` (default: the money calls) gets ``UnknownOutcomeError`` wherever the outcome is open.
-    """
-    money = (call in MONEY_CALLS) if idempotent is None else not idempotent
-    if not isinstance(body, Mapping) or not ({"code", "message", "detail"} & body.keys()):
-        return _by_http(http_status, call, money, "", retry_after)
-    code = normalize_code(body.get("code"))
-    message = error_text(body)
-    ok_status = http_status is None or 200 <= http_status < 300
-    if code == 200 and ok_status:
-        return None
-    known = CODES.get(code) if code is not None else None
-    if known is None:
-        if ok_status and code is None:  # e.g. {"message": "..."} with HTTP 200: not an envelope
-            return _by_http(http_status, call, money, message, retry_after)
-        if ok_status:  # an explicit but unknown code on a 2xx: a refusal we cannot classify, or for a money
-            # call possibly an unfamiliar success: never claim there that nothing happened
-            cls_ = UnknownOutcomeError if money else PermanentError
-            err: ProviderError = cls_(f"{call}: {message or 'error'}", code=code, http_status=http_status,
-                                      provider=PROVIDER)
-        else:
-            err = _by_http(http_status, call, money, message, retry_after)
-            if code is not None and code != 200:
-                err.code = code  # keep the provider's own (unknown) code
-        err.call, err.reason = call, "unknown"  # type: ignore[attr-defined]
-        return err
-    cls, reason, seed_text, field = known
-    if call == "transfer_status" and code == 55:
-        cls, reason = OperationNotFoundError, "operation_not_found"
-    text = message or seed_text
-    kw: dict[str, Any] = {"code": code, "http_status": http_status, "provider": PROVIDER}
-    if issubclass(cls, RetryableError):
-        kw["retry_after"] = retry_after
-    if issubclass(cls, ValidationError):
-        err = cls(text, fields=_fields(body, field, text), **kw)
-    else:
-        err = cls(text, **kw)
-    err.call, err.reason = call, reason  # type: ignore[attr-defined]
-    return err
-
-
-def check_envelope(body: Any, http_status: int | None = 200, *, call: str = "request",
-                   idempotent: bool | None = None, retry_after: float | None = None) -> Any:
-    """Raise the answer's error, or return its ``response`` (None when absent)."""
-    err = error_for(body, http_status, call=call, idempotent=idempotent, retry_after=retry_after)
-    if err is not None:
-        raise err
-    return body.get("response")
+ENVELOPE = ZaleyCashEnvelope()
+error_for = ENVELOPE.error_for  # (status, body, *, call, idempotent=None, headers=None): the same for every provider
+check_envelope = ENVELOPE.check

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
-from typing import Any, Mapping
+from decimal import Decimal
+from typing import Any, Mapping, Self
+
+from providers.values import to_bool, to_decimal, to_dict, to_int, to_text, to_time
 
 __all__ = [
     "Token", "Service", "User", "Balance", "Balances", "Currency", "Transfer", "TransferStatus",
@@ -19,81 +21,12 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------- scalar coercion
-def _s(v: Any) -> str | None:
-    if v is None or isinstance(v, (dict, list)):
-        return None
-    return str(v)
-
-
-def to_decimal(v: Any) -> Decimal | None:
-    """``150.25``, ``"150.25"``, ``150``, ``Decimal`` → Decimal; None, "", garbage → None."""
-    if v is None or isinstance(v, bool):
-        return None
-    if isinstance(v, Decimal):
-        return v if v.is_finite() else None
-    if isinstance(v, int):
-        return Decimal(v)
-    if isinstance(v, float):  # only if someone decoded JSON without parse_float=Decimal
-        return Decimal(repr(v))
-    if not isinstance(v, str):
-        return None
-    s = v.strip().replace("\u00a0", "").replace(" ", "").replace(",", ".")
-    try:
-        d = Decimal(s)
-    except InvalidOperation:
-        return None
-    return d if d.is_finite() else None
-
-
-def to_int(v: Any) -> int | None:
-    if v is None or isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v
-    d = to_decimal(v)
-    if d is None or d != d.to_integral_value():
-        return None
-    return int(d)
-
-
-def to_bool(v: Any) -> bool | None:
-    if v is None:
-        return None
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, (int, Decimal)):
-        return v != 0
-    if isinstance(v, str):
-        s = v.strip().lower()
-        if s in ("1", "true", "yes", "y", "on", "active"):
-            return True
-        if s in ("0", "false", "no", "n", "off", "", "inactive"):
-            return False
-    return None
-
-
+# Scalars are read by the converters every provider shares (providers.values); re-exported here.
 def to_unix(v: Any) -> float | None:
-    """Unix seconds from a number (seconds, or milliseconds when it is that large) or an ISO-8601 string."""
-    if v is None or isinstance(v, bool):
-        return None
-    d = to_decimal(v)
-    if d is not None:
-        f = float(d)
-        return f / 1000.0 if f > 1e11 else f
-    if isinstance(v, str):
-        try:
-            dt = datetime.fromisoformat(v.strip().replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
-        return dt.timestamp()
-    return None
-
-
-def _dict(v: Any) -> dict:
-    return dict(v) if isinstance(v, Mapping) else {}
+    """Unix seconds (a float) from what :func:`providers.values.to_time` reads: seconds or milliseconds as
+    a number or digit string, or an ISO 8601 string."""
+    t = to_time(v)
+    return None if t is None else t.timestamp()
 
 
 def _first(d: Mapping[str, Any], *keys: str) -> Any:
@@ -126,7 +59,7 @@ class Token:
 
     @classmethod
     def from_raw(cls, d: Any) -> "Token":
-        d = _dict(d)
+        d = to_dict(d)
         tok = _first(d, "access_token", "accessToken", "token")
         return cls(access_token="" if tok is None else str(tok),
                    expires_at=to_unix(_first(d, "expires_at", "expiresAt", "expires")), raw=d)
@@ -147,8 +80,8 @@ class Service:
 
     @classmethod
     def from_raw(cls, d: Any) -> "Service":
-        d = _dict(d)
-        return cls(name=_s(d.get("name")), alias=_s(d.get("alias")),
+        d = to_dict(d)
+        return cls(name=to_text(d.get("name")), alias=to_text(d.get("alias")),
                    need_oauth=to_bool(_first(d, "need_oauth", "needOauth")), raw=d)
 
     @staticmethod
@@ -168,12 +101,12 @@ class User:
 
     @classmethod
     def from_raw(cls, d: Any) -> "User":
-        d = _dict(d)
+        d = to_dict(d)
         if isinstance(d.get("user"), Mapping):  # the envelope's response wraps the user
             d = dict(d["user"])
-        return cls(id=to_int(_first(d, "id", "user_id", "userId")), email=_s(d.get("email")),
+        return cls(id=to_int(_first(d, "id", "user_id", "userId")), email=to_text(d.get("email")),
                    is_active=to_bool(_first(d, "is_active", "isActive", "active")),
-                   name=_s(_first(d, "name", "username")), raw=d)
+                   name=to_text(_first(d, "name", "username")), raw=d)
 
 
 @dataclass(frozen=True)
@@ -188,7 +121,7 @@ class Balance:
 
     @classmethod
     def from_raw(cls, d: Any) -> "Balance":
-        d = _dict(d)
+        d = to_dict(d)
         return cls(currency=to_int(_first(d, "currency", "currency_id", "currencyId")),
                    balance=to_decimal(d.get("balance")),
                    credit_limit=to_decimal(_first(d, "creditLimit", "credit_limit")),
@@ -207,7 +140,7 @@ class Balances:
     def from_raw(cls, d: Any) -> "Balances":
         if isinstance(d, list):
             d = {"balances": d}
-        d = _dict(d)
+        d = to_dict(d)
         user = User.from_raw(d["user"]) if isinstance(d.get("user"), Mapping) else None
         return cls(user=user, balances=tuple(Balance.from_raw(x) for x in _items(d.get("balances"))), raw=d)
 
@@ -233,10 +166,10 @@ class Currency:
 
     @classmethod
     def from_raw(cls, d: Any) -> "Currency":
-        d = _dict(d)
+        d = to_dict(d)
         return cls(id=to_int(_first(d, "id", "currency", "currency_id", "value")),
-                   code=_s(_first(d, "code", "alias", "iso", "symbol")),
-                   name=_s(_first(d, "name", "title", "label")), raw=d)
+                   code=to_text(_first(d, "code", "alias", "iso", "symbol")),
+                   name=to_text(_first(d, "name", "title", "label")), raw=d)
 
     @staticmethod
     def list_from_raw(v: Any) -> "list[Currency]":
@@ -256,19 +189,19 @@ class Transfer:
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_raw(cls, d: Any, **sent: Any) -> "Transfer":
+    def from_raw(cls, d: Any, **sent: Any) -> Self:
         """``sent``: what we asked for, used where the answer is silent (an empty ``response`` is common)."""
-        d = _dict(d)
+        d = to_dict(d)
         for wrapper in ("transaction", "operation", "transfer"):
             if isinstance(d.get(wrapper), Mapping):
                 d = {**d, **d[wrapper]}
         op = _first(d, "operation_id", "operationId")
-        return cls(operation_id=_s(op if op is not None else sent.get("operation_id")),
-                   transaction_id=_s(_first(d, "transaction_id", "transactionId", "id")),
+        return cls(operation_id=to_text(op if op is not None else sent.get("operation_id")),
+                   transaction_id=to_text(_first(d, "transaction_id", "transactionId", "id")),
                    user_id=to_int(_first(d, "user_id", "userId", "user")) or sent.get("user_id"),
                    currency=to_int(d.get("currency")) if d.get("currency") is not None else sent.get("currency"),
                    amount=to_decimal(d.get("amount")) if d.get("amount") is not None else sent.get("amount"),
-                   status=_s(_first(d, "status", "state")), raw=d)
+                   status=to_text(_first(d, "status", "state")), raw=d)
 
 
 @dataclass(frozen=True)
