@@ -1,5 +1,8 @@
 """The HTTP transport every provider client shares, and the one table that says what an answer means.
 
+(Over 500 lines on purpose: the table, the mapping that applies it and the loop that calls the mapping are
+one contract, read together; splitting them would put the table in one file and its only user in another.)
+
 ``HttpTransport`` owns one pooled ``requests.Session`` and applies a timeout to every call;
 ``TransportClient`` (the base of the four clients) runs every call through one loop — send, map the
 answer, log one DEBUG line — and :func:`error_for` is the one function that turns an HTTP answer into

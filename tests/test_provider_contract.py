@@ -108,7 +108,8 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
                 {"code": 200, "message": "OK", "response": {"access_token": "tok-1", "expires_at": time.time() + 3600}}
             ).encode())
         if path == "/rest/v1/server":
-            return self._send(200, {"Content-Type": "application/json"}, json.dumps({"time": int(time.time())}).encode())
+            now = json.dumps({"time": int(time.time())}).encode()
+            return self._send(200, {"Content-Type": "application/json"}, now)
         self.hits.append(f"{self.command} {path}")
         action = self.action
         if action == "drop":

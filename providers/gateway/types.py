@@ -158,5 +158,6 @@ class Balance:
     def from_raw(cls, d: Any) -> "Balance":
         d = unwrap(d)
         amount = d.get("balance", d.get("available", d.get("amount")))
-        return cls(available=to_decimal(amount), currency=to_text(d.get("currency")), shop_code=to_text(d.get("shop_code")),
+        return cls(available=to_decimal(amount), currency=to_text(d.get("currency")),
+                   shop_code=to_text(d.get("shop_code")),
                    raw=d)

@@ -5,6 +5,9 @@ decoded (unknown fields are kept there and never break parsing). The engine send
 strings: amounts become ``Decimal`` (never float), ids ``int``, unix times aware UTC ``datetime``.
 Both flavours of the engine are accepted: the generic one (seed 001) and AlwaysMoney (seed 002:
 ``xml_value``/``fiat``/``is_need_memo`` on currencies, ``hash_from``/``hash_to``/``statuses`` on bids).
+
+(Over 500 lines: one small dataclass per result of the 16 API methods, and ``PARSERS`` mapping each method to
+its parser; split up they would only import each other.)
 """
 from __future__ import annotations
 
@@ -103,9 +106,11 @@ class DirectionSummary:
         d = to_dict(d)
         return cls(
             direction_id=to_int(d.get("direction_id", d.get("id"))),
-            currency_give_id=to_int(d.get("currency_give_id")), currency_give_title=to_text(d.get("currency_give_title")),
+            currency_give_id=to_int(d.get("currency_give_id")),
+            currency_give_title=to_text(d.get("currency_give_title")),
             currency_give_logo=to_text(d.get("currency_give_logo")), currency_get_id=to_int(d.get("currency_get_id")),
-            currency_get_title=to_text(d.get("currency_get_title")), currency_get_logo=to_text(d.get("currency_get_logo")),
+            currency_get_title=to_text(d.get("currency_get_title")),
+            currency_get_logo=to_text(d.get("currency_get_logo")),
             raw=d)
 
     @staticmethod
@@ -173,7 +178,8 @@ class Calc:
     @classmethod
     def from_raw(cls, d: Any) -> "Calc":
         d = to_dict(d)
-        return cls(currency_code_give=to_text(d.get("currency_code_give")), currency_code_get=to_text(d.get("currency_code_get")),
+        return cls(currency_code_give=to_text(d.get("currency_code_give")),
+                   currency_code_get=to_text(d.get("currency_code_get")),
                    **{k: to_decimal(d.get(k)) for k in _SUMS + _LIMITS},
                    com_give=to_text(d.get("com_give")), com_get=to_text(d.get("com_get")),
                    changed=bool(to_bool(d.get("changed"))), raw=d)
@@ -215,7 +221,8 @@ class Direction:
             return to_text(info.get(k, d.get(k)))
 
         return cls(id=to_int(d.get("id", d.get("direction_id"))), url=to_text(d.get("url")),
-                   currency_code_give=to_text(d.get("currency_code_give")), currency_code_get=to_text(d.get("currency_code_get")),
+                   currency_code_give=to_text(d.get("currency_code_give")),
+                   currency_code_get=to_text(d.get("currency_code_get")),
                    **{k: to_decimal(d.get(k)) for k in _SUMS + _LIMITS},
                    com_give=to_text(d.get("com_give")), com_get=to_text(d.get("com_get")),
                    timeline_text=text("timeline_text"), frozen_text=text("frozen_text"),
@@ -267,7 +274,8 @@ def _statuses_map(v: Any) -> dict[str, str] | None:
     if v is None or v == "":
         return None
     if isinstance(v, dict):
-        return {str(k): (to_text(x) if not isinstance(x, dict) else to_text(x.get("title")) or "") or "" for k, x in v.items()}
+        return {str(k): (to_text(x) if not isinstance(x, dict) else to_text(x.get("title")) or "") or ""
+                for k, x in v.items()}
     if isinstance(v, list):
         out: dict[str, str] = {}
         for x in v:
@@ -305,7 +313,8 @@ class Bid:
     @classmethod
     def from_raw(cls, d: Any) -> "Bid":
         d = to_dict(d)
-        return cls(id=to_int(d.get("id")), hash=to_text(d.get("hash")), url=to_text(d.get("url")), status=to_text(d.get("status")),
+        return cls(id=to_int(d.get("id")), hash=to_text(d.get("hash")), url=to_text(d.get("url")),
+                   status=to_text(d.get("status")),
                    status_title=to_text(d.get("status_title")), psys_give=to_text(d.get("psys_give")),
                    psys_get=to_text(d.get("psys_get")), currency_code_give=to_text(d.get("currency_code_give")),
                    currency_code_get=to_text(d.get("currency_code_get")), amount_give=to_decimal(d.get("amount_give")),
@@ -358,8 +367,10 @@ class ExchangeItem:
     def from_raw(cls, d: Any) -> "ExchangeItem":
         d = to_dict(d)
         return cls(id=to_int(d.get("id")), api_id=to_text(d.get("api_id")) or None, time=to_time(d.get("time")),
-                   date=to_text(d.get("date")), psys_give=to_text(d.get("psys_give")), psys_get=to_text(d.get("psys_get")),
-                   currency_code_give=to_text(d.get("currency_code_give")), currency_code_get=to_text(d.get("currency_code_get")),
+                   date=to_text(d.get("date")), psys_give=to_text(d.get("psys_give")),
+                   psys_get=to_text(d.get("psys_get")),
+                   currency_code_give=to_text(d.get("currency_code_give")),
+                   currency_code_get=to_text(d.get("currency_code_get")),
                    course_give=to_decimal(d.get("course_give")), course_get=to_decimal(d.get("course_get")),
                    amount_give=to_decimal(d.get("amount_give")), amount_get=to_decimal(d.get("amount_get")),
                    exchange_success=bool(to_bool(d.get("exchange_success"))), user_hash=to_text(d.get("user_hash")),
@@ -455,7 +466,8 @@ class PartnerExchange:
         d = to_dict(d)
         return cls(id=to_int(d.get("id")), time=to_time(d.get("time")), date=to_text(d.get("date")),
                    psys_give=to_text(d.get("psys_give")), psys_get=to_text(d.get("psys_get")),
-                   currency_code_give=to_text(d.get("currency_code_give")), currency_code_get=to_text(d.get("currency_code_get")),
+                   currency_code_give=to_text(d.get("currency_code_give")),
+                   currency_code_get=to_text(d.get("currency_code_get")),
                    course_give=to_decimal(d.get("course_give")), course_get=to_decimal(d.get("course_get")),
                    amount_give=to_decimal(d.get("amount_give")), amount_get=to_decimal(d.get("amount_get")),
                    exchange_success=bool(to_bool(d.get("exchange_success"))), accrued=bool(to_bool(d.get("accrued"))),
@@ -492,7 +504,8 @@ class PartnerPayout:
                    method_id=to_int(d.get("method_id")), account=to_text(d.get("account")),
                    pay_amount=to_decimal(d.get("pay_amount")), pay_currency_code=to_text(d.get("pay_currency_code")),
                    original_amount=to_decimal(d.get("original_amount")),
-                   original_currency_code=to_text(d.get("original_currency_code")), status=to_int(d.get("status")), raw=d)
+                   original_currency_code=to_text(d.get("original_currency_code")), status=to_int(d.get("status")),
+                   raw=d)
 
     @property
     def status_name(self) -> str:

@@ -258,7 +258,7 @@ class ZaleyCashClient(TransportClient):
 
         ``operation_id`` (ours, a string) is the idempotency key: sending it again never moves money twice;
         ZaleyCash answers :class:`DuplicateOperationError` (code 58) instead. A timeout, a dropped
-        connection or a 5xx (other than 503) raises :class:`providers.UnknownOutcomeError`: the transfer
+        connection or a 5xx (503 included) raises :class:`providers.UnknownOutcomeError`: the transfer
         may have been recorded.
         """
         op = str(operation_id).strip() if operation_id is not None else ""
