@@ -1,7 +1,7 @@
 """A faithful fake of the ZaleyCash API v2, for tests, benchmarks and ``exsync sandbox zaleycash``.
 
-It follows ``shared/reference/zaleycash.md`` (the seed's auth, envelope and error codes plus the endpoints
-seen in public clients), so any client can talk to it as to ``https://zaleycash.com``::
+It follows docs/providers/zaleycash.md (auth, envelope and error codes, the endpoints public clients use),
+so any client can talk to it as to ``https://zaleycash.com``::
 
     app = create_app()                        # accepts DEFAULT_SECRET
     srv = serve(app, port=0)
@@ -11,63 +11,10 @@ seen in public clients), so any client can talk to it as to ``https://zaleycash.
     app.engine.executed("payout-1")           # the truth: how many times that operation ran (0 or 1)
     srv.shutdown()
 
-Nothing here is secret: the sandbox is for LOCAL USE ONLY. Its control API under ``/_sandbox/`` needs no
-key at all — never expose a sandbox port to a network. :func:`describe` prints the defaults.
-
-Choices where the reference leaves room (documented so clients know what they are tested against):
-
-* Tokens: ``POST /api/v2/token`` with ``Authorization: Bearer <secret>`` issues a new random token on
-  every call, valid ``token_ttl`` seconds (3600, the documented hour); ``expires_at`` is unix seconds.
-  Earlier tokens stay valid until they expire. Expiry is judged with ``time.time()`` (freezegun works).
-  A missing or non-Bearer header → 401 code 4; an unknown secret → 401 code 2; an unknown or expired
-  token → 401 code 1.
-* Errors are ``{"code", "message"}``; code 10 (invalid request) carries ``detail`` instead of ``message``
-  (the reference's other shape); an unknown route is 404 ``{"detail": "Not Found"}`` with no code, a wrong
-  method 405 ``{"detail": "Method Not Allowed"}``. HTTP statuses: 400 for 10/20/50/51/58/72/80, 401 for
-  1/2/4, 403 for 5/26/54/81,
-  404 for 21 and for 55 on the status endpoint (55 for a malformed operation_id is 400), 500 for 53.
-* Users: the agent (id 1000) and its children. Children 1001 and 1002 are active, 1003 is inactive, 1004
-  is active but not linked to the agent. ``POST user`` registers a new user already linked as a child;
-  ``POST user/children`` links an existing one (linking twice is fine).
-* Currencies (``GET money/currencies``): 1 RUB, 2 USD, 3 EUR, 4 KZT; the agent starts with
-  100000.00 RUB, 5000.00 USD, 0.00 EUR (``balances=`` overrides), nothing in KZT.
-* ``POST money/transfer/internal`` ``{"user_id", "currency", "amount", "operation_id"}``; ``amount`` may be
-  a JSON number or a decimal string, with at most 2 decimals. Checks, in order: fields present and well
-  formed (10; an ``operation_id`` that is not a 1..64 character string: 55) → duplicate ``operation_id``
-  (58) → currency known (80) → user exists (21) → user is a child of the agent (5) → user active (26) →
-  transfers not protected (54, knob) → amount >= ``min_amount`` (50, knob) → balance (51) → commit.
-  The knob ``funds_before_duplicate`` moves the duplicate check after the balance check (a real server
-  may do that: then a repeat can answer 51 although the first transfer was recorded).
-  Success: ``{"operation_id", "transaction_id", "user_id", "currency", "amount", "status": "done"}``.
-* Transfer status: ``GET <status_path>?operation_id=`` (default ``/api/v2/money/transfer/status``; the real
-  name is not public; ``status_path=None`` switches it off) → the ledger entry, or 404 code 55.
-* Amounts are JSON numbers written from Decimal digits (``100000.00``), never floats.
-
-Fault knobs (``app.engine.knobs``, changeable at run time, or ``POST /_sandbox/knobs``):
-
-``latency``            seconds added to every API answer
-``error_rate``         share of API calls answered HTTP 500 BEFORE anything runs: ``{"code": 53, "message":
-                       "Transaction processing error"}`` on money endpoints, ``{"detail": "Internal Server
-                       Error"}`` elsewhere
-``rate_limit_rate``    share of API calls answered HTTP 429 ``Retry-After: 1``
-``fail_after_commit_rate``  share of transfers that are COMMITTED and then answered badly, per
-                       ``fail_after_commit_mode``: ``"hang"`` (sleep ``hang_seconds`` before answering, longer
-                       than the client's timeout), ``"502"`` (an nginx 502 page), ``"close"`` (the connection
-                       is closed without an answer). A client sees an unknown outcome each time.
-``hang_seconds``       see above (default 30)
-``reject_tokens``      every access token is refused with code 1 (a token call still succeeds)
-``agent_disabled``     every call, the token call included, answers 403 code 81
-``transfers_protected``  transfers answer 403 code 54
-``min_amount``         transfers below it answer code 50 (default 0: off)
-``funds_before_duplicate``  see the check order above
-``clock_skew``         seconds the server's clock runs ahead of the caller's (negative: behind); tokens
-                       are issued and expired on the server's clock, so a client trusting ``expires_at``
-                       meets code 1 near the end of a token's life
-
-Control API (JSON, no auth): ``GET /_sandbox/state`` (users, balances, ledger, knobs, counters),
-``POST /_sandbox/knobs``, ``POST /_sandbox/users`` (``{"email", "name"?, "is_active"?, "linked"?}`` →
-``{"id"}``), ``POST /_sandbox/balance`` (``{"currency", "balance", "user_id"?}``), ``POST
-/_sandbox/tokens/revoke``, ``GET /_sandbox/ledger``. Bad input: 400.
+Nothing here is secret: the sandbox is for LOCAL USE ONLY. Its control routes under ``/_sandbox/`` need
+no key at all — never expose a sandbox port to a network. :func:`describe` prints the defaults. Its
+choices where the facts leave room (tokens, users, currencies, the order of a transfer's checks), its
+fault knobs and control routes are in docs/providers/zaleycash.md ("The sandbox").
 """
 from __future__ import annotations
 

@@ -1,74 +1,5 @@
-"""A faithful fake of the signed payout/pay-in gateway (seed 003), for tests, benchmarks and the demo.
-
-It checks every request exactly like the real server is described to (``shared/reference/signed-gateway.md``)
-so any client — ours or someone else's — can talk to it::
-
-    app = create_app()                          # accepts DEFAULT_API_KEY / DEFAULT_SECRET, shop currency RUB
-    srv = serve(app, port=0)                    # threaded werkzeug server in a daemon thread
-    gw = GatewayClient(srv.url, DEFAULT_API_KEY, DEFAULT_SECRET)
-    gw.create_payout("ord-1", "5000.00", "RUB", "4111111111111111", callback_url="http://127.0.0.1:9/cb")
-    app.engine.process_all()                    # created -> processing -> success, signed callbacks go out
-    app.engine.executed("ord-1")                # 1: how many times the money really left
-    srv.shutdown(); app.engine.close()
-
-Nothing here is secret: the sandbox is for LOCAL USE ONLY. Its control API under ``/_sandbox/`` needs no
-key at all — never expose a sandbox port to a network.
-
-API (paths configurable, these are the defaults):
-
-* ``POST /api/v1/payouts`` ``{external_id, amount, currency, card_number, callback_url?, shop_code?, ...}``
-  → 201 + payout (new) or 200 + the same payout (a repeat with the same amount, currency, card_number
-  and callback_url). A repeat with other parameters → 422 ``idempotency_conflict``
-  "Payout with this external_id already exists with different parameters: amount".
-* ``GET /api/v1/payouts/{external_id}`` → 200 payout, 404 ``Payout not found``.
-* ``POST /api/v1/payins`` ``{external_id, amount, currency, callback_url?, ...}``, ``GET /api/v1/payins/{id}``
-  (404 ``PayIn not found``): the same rules; a pay-in that succeeds credits the balance.
-* ``GET /api/v1/balance`` → ``{"balance": "1000000.00", "currency": "RUB", "shop_code": "main"}``.
-
-Checks, in order: signature (:func:`providers.gateway.signing.verify` over the raw path+query and the raw
-body, against the server clock plus the ``clock_skew`` knob; a signature already accepted within the
-window is refused with ``Replay``), shop scope (a ``shop_code`` other than the sandbox's → 403), then
-routing (404 ``Not found`` / 405), the ``error_rate`` fault (500 before anything is committed), JSON
-(422), the field rules in the seed's order and texts (every failing field listed in ``errors``; the
-top ``message`` is the first), idempotency, ``Shop currency mismatch. Expected RUB.`` (422
-``currency_mismatch``), ``Insufficient balance: available X, requested Y`` (422 ``insufficient_balance``).
-Amounts must be JSON strings. Error bodies are the seed's shape; codes other than ``unauthorized`` and
-``validation_error`` (not in the seed) are ``forbidden``, ``not_found``, ``method_not_allowed``,
-``idempotency_conflict``, ``currency_mismatch``, ``insufficient_balance``, ``internal_error``.
-
-The money: ``engine.ledger`` records every movement (``debit`` when a payout is committed, ``refund``
-when it then fails or is cancelled, ``payin`` when a pay-in succeeds); ``engine.executed(id)`` counts
-the debits of a payout — never more than 1 — and ``engine.balance`` is debited once per payout.
-
-Life cycle: ``created`` → ``processing`` → ``success`` (or ``failed`` with a ``failure_reason``, at
-``final_failure_rate``). With ``process_delay`` > 0 each step happens that many seconds after the
-previous one, in a background thread; with 0 nothing moves until ``engine.process_all()`` (or
-``POST /_sandbox/process``, or ``engine.set_status``). Every change after creation sends a callback.
-
-Callbacks: a signed ``POST`` of the JSON object (as ``GET`` returns it at the time of the change) to its
-``callback_url``, with ``X-API-Key``, ``X-Timestamp`` (sandbox clock) and ``X-Signature`` over the
-callback URL's path (and query) and the exact body, with ``callback_secret`` (default: the API secret).
-Any answer but a 2xx is retried, up to ``callback_max_attempts`` tries with ``callback_backoff`` seconds
-doubling between them; each try is signed afresh. Tries are scheduled independently, so a failing older
-callback can arrive after a newer one (as with real gateways). Every try is recorded in
-``engine.callback_log`` as ``{kind, external_id, status, url, attempt, outcome, http_status, at}`` with
-``outcome`` ``delivered`` (2xx), ``failed`` (retried), ``gave_up`` (last try failed), ``dropped``
-(never sent: ``callback_drop_rate``) or ``duplicated`` (a second copy: ``callback_duplicate_rate``).
-``url`` there is without its query string.
-
-Fault knobs (``engine.knobs``, mutable at run time; ``POST /_sandbox/knobs``): ``latency`` (seconds per
-API request), ``error_rate`` (500 before commit), ``fail_after_commit_rate`` (a create is committed,
-then answered 502 — or, when ``hang_seconds`` > 0, answered only after that many seconds, longer than
-a client's read timeout), ``clock_skew`` (seconds added to the server clock), ``replay_protection``,
-``process_delay``, ``final_failure_rate``, ``callback_drop_rate``, ``callback_duplicate_rate``,
-``callback_max_attempts``, ``callback_backoff``, ``callback_timeout``.
-
-Control API (JSON, NO AUTH, local use only): ``GET /_sandbox/state``, ``POST /_sandbox/knobs``,
-``POST /_sandbox/process`` (``{"external_id"?, "kind"?}``; empty = everything), ``GET /_sandbox/payouts/<id>``
-(and ``/payins/<id>``; with ``executed``), ``POST /_sandbox/payouts/<id>/status`` (``{"status",
-"failure_reason"?}``), ``POST /_sandbox/balance`` (``{"balance"}``), ``GET /_sandbox/ledger``,
-``GET /_sandbox/callbacks?last=N``, ``GET /_sandbox/describe``.
-"""
+"""The fake gateway's state and its admin side: payouts and pay-ins, their life cycle and callbacks,
+the balance and its ledger, the fault knobs (facts: docs/providers/gateway.md)."""
 from __future__ import annotations
 
 import itertools
@@ -82,33 +13,19 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import urlsplit
 
 import requests
-from flask import Flask, Response
+from flask import Response
 from requests.utils import requote_uri
-from werkzeug.http import http_date
-from werkzeug.wrappers import Request as _WRequest
 
 from providers.gateway.client import DEFAULT_PATHS, GatewayPaths
-from providers.gateway.signing import (
-    DEFAULT_HEADERS,
-    DEFAULT_WINDOW,
-    HeaderNames,
-    ReplayCache,
-    SignatureError,
-    path_with_query_from_environ,
-    sign,
-    verify,
-)
+from providers.gateway.signing import DEFAULT_HEADERS, DEFAULT_WINDOW, HeaderNames, ReplayCache, sign
 from providers.gateway.types import FINAL_STATUSES, PAYOUT_STATUSES, format_amount, mask_account
 from providers.http import safe_url
-from providers.sandbox import CallbackSender, Engine, Ledger, SandboxKnobs, SandboxServer, draw_faults, serve
+from providers.sandbox import CallbackSender, Engine, Ledger, SandboxKnobs, draw_faults
 from providers.sandbox.clock import monotonic
-from providers.sandbox.web import bad_gateway, control_body, json_response, sandbox_app, serve_api_first
-
-__all__ = ["create_app", "serve", "describe", "SandboxEngine", "SandboxServer", "Knobs", "DEFAULT_API_KEY",
-           "DEFAULT_SECRET", "DEFAULT_SHOP_CODE", "FAILURE_REASONS"]
+from providers.sandbox.web import json_response
 
 log = logging.getLogger("providers.gateway.sandbox")
 
@@ -277,7 +194,24 @@ class SandboxEngine(Engine):
             return self.ledger.executed(external_id)
 
     def describe(self) -> dict:
-        return describe(self)
+        """What the sandbox accepts (``exsync sandbox gateway`` prints it). Sandbox credentials, not secrets."""
+        h = self.header_names
+        return {
+            "provider": "gateway",
+            "api_key": self.api_key,
+            "secret": self.secret,
+            "callback_secret": self.callback_secret,
+            "shop_code": self.shop_code,
+            "shop_currency": self.shop_currency,
+            "balance": format_amount(self.balance),
+            "window": self.window,
+            "headers": {"api_key": h.api_key, "timestamp": h.timestamp, "signature": h.signature},
+            "signature": "lowercase hex HMAC-SHA256(secret, timestamp + METHOD + path_with_query + raw body)",
+            "paths": {"payouts": self.paths.payouts, "payout": self.paths.payout, "payins": self.paths.payins,
+                      "payin": self.paths.payin, "balance": self.paths.balance},
+            "control": "/_sandbox/state (no auth: local use only, never expose this port)",
+            "knobs": self.knobs.as_dict(),
+        }
 
     # ---- creating ----------------------------------------------------------------------------
     def create(self, kind: str, data: Any, root: str = "") -> tuple[int, dict]:
@@ -496,188 +430,3 @@ class SandboxEngine(Engine):
                     "payins": {k: op.status for k, op in self.ops["payin"].items()},
                     "ledger_entries": len(self.ledger), "requests_served": dict(self.requests_served),
                     "callbacks": {"pending": self.callbacks_pending, "log": len(self.callback_log)}}
-
-
-# --------------------------------------------------------------------------------------------------
-# WSGI app
-# --------------------------------------------------------------------------------------------------
-
-def _route_table(paths: GatewayPaths) -> list[tuple[re.Pattern, str, str]]:
-    """(regex, kind, action) for every endpoint; ``{external_id}`` captures one path segment."""
-    def rx(template: str) -> re.Pattern:
-        return re.compile("^" + re.escape(template).replace(re.escape("{external_id}"), "(?P<external_id>[^/]+)")
-                          + "$")
-    return [(rx(paths.payouts), "payout", "create"), (rx(paths.payout), "payout", "get"),
-            (rx(paths.payins), "payin", "create"), (rx(paths.payin), "payin", "get"),
-            (rx(paths.balance), "", "balance")]
-
-
-_ACTION_METHOD = {"create": "POST", "get": "GET", "balance": "GET"}
-
-
-def create_app(*, api_key: str = DEFAULT_API_KEY, secret: str = DEFAULT_SECRET, shop_currency: str = "RUB",
-               balance: Decimal | str | int = Decimal("1000000"), window: float = DEFAULT_WINDOW,
-               latency: float = 0.0, error_rate: float = 0.0, fail_after_commit_rate: float = 0.0,
-               process_delay: float = 0.0, final_failure_rate: float = 0.0, callback_secret: str | None = None,
-               seed: int | None = None, shop_code: str = DEFAULT_SHOP_CODE, hang_seconds: float = 0.0,
-               callback_drop_rate: float = 0.0, callback_duplicate_rate: float = 0.0,
-               callback_max_attempts: int = 5, callback_backoff: float = 0.2,
-               paths: GatewayPaths | dict | None = None, header_names: HeaderNames = DEFAULT_HEADERS) -> Flask:
-    """The sandbox as a Flask (WSGI) app; ``app.engine`` is its :class:`SandboxEngine`."""
-    knobs = Knobs(latency=latency, error_rate=error_rate, fail_after_commit_rate=fail_after_commit_rate,
-                  hang_seconds=hang_seconds, process_delay=process_delay, final_failure_rate=final_failure_rate,
-                  callback_drop_rate=callback_drop_rate, callback_duplicate_rate=callback_duplicate_rate,
-                  callback_max_attempts=callback_max_attempts, callback_backoff=callback_backoff)
-    engine = SandboxEngine(api_key=api_key, secret=secret, shop_code=shop_code, shop_currency=shop_currency,
-                           balance=balance, window=window, callback_secret=callback_secret, seed=seed, knobs=knobs,
-                           paths=GatewayPaths.of(paths), header_names=header_names)
-    routes = _route_table(engine.paths)
-    app = sandbox_app("gateway_sandbox", engine)
-
-    def api_view(req: _WRequest) -> Response:
-        resp = checked_view(req)
-        resp.headers["Date"] = http_date(engine.now())  # the server's (possibly skewed) clock, like a real one
-        return resp
-
-    def checked_view(req: _WRequest) -> Response:
-        k = engine.knobs
-        target = path_with_query_from_environ(req.environ)
-        path, _, query = target.partition("?")
-        engine.begin_request(req.method)
-        body = req.get_data(cache=True)
-        try:
-            verify(engine.secret, req.headers, req.method, target, body, now=engine.now(), window=engine.window,
-                   seen=engine.replay if k.replay_protection else None, api_key=engine.api_key,
-                   header_names=engine.header_names)
-        except SignatureError as e:
-            return json_response(e.body(), 401)
-        try:
-            return dispatch(req, path, query, body)
-        except _ApiError as e:
-            return e.response()
-
-    def dispatch(req: _WRequest, path: str, query: str, body: bytes) -> Response:
-        k = engine.knobs
-        scope = (parse_qs(query).get("shop_code") or [None])[0]
-        match = None
-        for rx, kind, action in routes:
-            m = rx.match(path)
-            if m:
-                match = (m, kind, action)
-                if req.method == _ACTION_METHOD[action]:
-                    break
-        if match is None:
-            raise _ApiError(404, "Not found", "not_found")
-        m, kind, action = match
-        if req.method != _ACTION_METHOD[action]:
-            raise _ApiError(405, "Method not allowed", "method_not_allowed")
-        data: Any = None
-        if action == "create":
-            try:
-                data = json.loads(body.decode("utf-8"), parse_float=Decimal) if body.strip() else None
-            except (ValueError, UnicodeDecodeError):
-                raise _ApiError(422, "Request body must be a JSON object", "validation_error",
-                                [{"field": "body", "message": "Request body must be a JSON object"}]) from None
-            if isinstance(data, dict) and data.get("shop_code") is not None:
-                scope = str(data["shop_code"])
-        if scope is not None and scope != engine.shop_code:
-            raise _ApiError(403, "Access denied for this shop_code", "forbidden")
-        if engine.roll(k.error_rate):  # before anything is committed
-            raise _ApiError(500, "Internal server error", "internal_error")
-
-        if action == "balance":
-            with engine.lock:
-                return json_response({"balance": format_amount(engine.balance), "currency": engine.shop_currency,
-                                       "shop_code": engine.shop_code})
-        if action == "get":
-            obj = engine.get(unquote(m.group("external_id")), kind)
-            if obj is None:
-                raise _ApiError(404, "Payout not found" if kind == "payout" else "PayIn not found", "not_found")
-            return json_response(obj)
-
-        status, obj = engine.create(kind, data, root=req.host_url.rstrip("/"))
-        if status == 201 and engine.roll(k.fail_after_commit_rate):
-            # Committed, but the answer is lost: a stall past the client's timeout, or a proxy's 502.
-            if k.hang_seconds > 0:
-                time.sleep(k.hang_seconds)
-            else:
-                return bad_gateway()
-        return json_response(obj, status)
-
-    serve_api_first(app, lambda path: not path.startswith("/_sandbox/"), api_view)
-
-    # ---- control API beyond state, knobs, callbacks, ledger, describe (no auth: local use only) ----
-
-    def kind_of(plural: str) -> str:
-        return "payout" if plural == "payouts" else "payin"
-
-    @app.post("/_sandbox/process")
-    def ctl_process() -> Response:
-        b = control_body()
-        if b.get("external_id"):
-            try:
-                status = engine.process(str(b["external_id"]), str(b.get("kind") or "payout"))
-            except KeyError:
-                return json_response({"error": "not found"}, 404)
-            return json_response({"processed": 1, "status": status})
-        return json_response({"processed": engine.process_all()})
-
-    @app.get("/_sandbox/<any(payouts, payins):plural>/<path:external_id>")
-    def ctl_get(plural: str, external_id: str) -> Response:
-        obj = engine.get(external_id, kind_of(plural))
-        if obj is None:
-            return json_response({"error": "not found"}, 404)
-        if plural == "payouts":
-            obj["executed"] = engine.executed(external_id)
-        return json_response(obj)
-
-    @app.post("/_sandbox/<any(payouts, payins):plural>/<path:external_id>/status")
-    def ctl_status(plural: str, external_id: str) -> Response:
-        b = control_body()
-        try:
-            engine.set_status(external_id, str(b.get("status", "")), b.get("failure_reason"), kind_of(plural))
-        except KeyError:
-            return json_response({"error": "not found"}, 404)
-        except ValueError as exc:
-            return json_response({"error": str(exc)}, 400)
-        return json_response(engine.get(external_id, kind_of(plural)))
-
-    @app.post("/_sandbox/balance")
-    def ctl_balance() -> Response:
-        try:
-            engine.set_balance(str(control_body().get("balance")))
-        except (InvalidOperation, ValueError):
-            return json_response({"error": "balance must be a decimal string"}, 400)
-        return json_response({"balance": format_amount(engine.balance)})
-
-    return app
-
-
-def describe(target: Any = None) -> dict:
-    """What a sandbox accepts, for ``exsync sandbox gateway`` to print (defaults when ``target`` is None).
-
-    ``target``: an app from :func:`create_app` or its engine. The values are sandbox credentials, not
-    secrets of anything real.
-    """
-    engine = getattr(target, "engine", target)
-    if engine is None:
-        engine = SandboxEngine()
-        engine.close()
-    h = engine.header_names
-    return {
-        "provider": "gateway",
-        "api_key": engine.api_key,
-        "secret": engine.secret,
-        "callback_secret": engine.callback_secret,
-        "shop_code": engine.shop_code,
-        "shop_currency": engine.shop_currency,
-        "balance": format_amount(engine.balance),
-        "window": engine.window,
-        "headers": {"api_key": h.api_key, "timestamp": h.timestamp, "signature": h.signature},
-        "signature": "lowercase hex HMAC-SHA256(secret, timestamp + METHOD + path_with_query + raw body)",
-        "paths": {"payouts": engine.paths.payouts, "payout": engine.paths.payout, "payins": engine.paths.payins,
-                  "payin": engine.paths.payin, "balance": engine.paths.balance},
-        "control": "/_sandbox/state (no auth: local use only, never expose this port)",
-        "knobs": engine.knobs.as_dict(),
-    }
-
