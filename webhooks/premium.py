@@ -1,7 +1,7 @@
 """Receiver of the Premium Exchanger ``callback_url``: ``POST /webhooks/premium/<exchanger>/<token>``.
 
 The engine posts ``bid_id=<id>&status=<new status>`` once per status change, unsigned, never retried
-(reference/premium-exchanger.md). So the URL carries an unguessable per-exchanger token, checked in
+(docs/providers/premium-exchanger.md). So the URL carries an unguessable per-exchanger token, checked in
 constant time, and the posted status is only a hint: the worker re-reads the bid with ``bid_info``.
 
 Answers (all JSON):

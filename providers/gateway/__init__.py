@@ -1,4 +1,5 @@
-"""The signed payout/pay-in gateway (seed 003): signing, client, typed results, error map, payout rail.
+"""The signed payout/pay-in gateway (docs/providers/gateway.md): signing, client, typed results, error map,
+payout rail.
 
 The sandbox (a faithful fake server) lives in :mod:`providers.gateway.sandbox` and is not imported here.
 """

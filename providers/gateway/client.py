@@ -1,4 +1,4 @@
-"""Client of the signed payout/pay-in gateway (seed 003).
+"""Client of the signed payout/pay-in gateway (facts: docs/providers/gateway.md).
 
 Usable as a library on its own::
 

@@ -1,6 +1,6 @@
 """Signed gateway answer → error, as pure functions.
 
-Error bodies (seed 003)::
+Error bodies (docs/providers/gateway.md)::
 
     {"message": "Invalid API key", "code": "unauthorized",
      "error": {"code": "unauthorized", "message": "Invalid API key"}}

@@ -1,9 +1,9 @@
-"""Request signing of the signed payout/pay-in gateway (seed 003), as pure functions.
+"""Request signing of the signed payout/pay-in gateway, as pure functions.
 
 Self-contained on purpose: the client signs with it, the sandbox verifies with it, and exsync's webhook
 receiver verifies the gateway's callbacks with it. Nothing here does I/O or knows about the client.
 
-The contract (``shared/reference/signed-gateway.md``; the seed fixes the headers and HMAC-SHA256, the
+The contract (docs/providers/gateway.md; the provider fixes the headers and HMAC-SHA256, the
 project fixes the rest, so names, window and clock are all parameters with these defaults)::
 
     X-API-Key:   <api key>

@@ -10,7 +10,7 @@ Usable as a library on its own::
     c.sign_transfer(t.id)             # authorise: only now can money move
     c.get_transfer(t.id).status       # "processing" … "done"
 
-Facts this client is built for (shared/reference/paysera.md): every call but ``/rest/v1/server`` and
+Facts this client is built for (docs/providers/paysera.md): every call but ``/rest/v1/server`` and
 ``/rest/v1/configuration`` is signed with MAC access authentication (:mod:`providers.paysera.mac`), the
 query string is part of the signed URI, ``project_id``/``location_id`` travel inside ``ext``; success is
 HTTP 200 with JSON, anything else is the error object (:mod:`providers.paysera.errors`).

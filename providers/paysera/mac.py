@@ -1,6 +1,6 @@
 """Paysera MAC access authentication: signing (client side) and verification (sandbox side).
 
-Exactly what Paysera's own libraries do (shared/reference/paysera.md, the seed's examples):
+Exactly what Paysera's own libraries do (docs/providers/paysera.md, with Paysera's published example):
 
 1. ``ext``: when the body is not empty, ``body_hash`` = base64(SHA-256(raw body bytes)); the extra
    parameters (``project_id``, ``location_id``, …) follow it; the whole is URL-encoded as a query string

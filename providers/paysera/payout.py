@@ -1,6 +1,6 @@
 """Paysera Transfer API as a :class:`providers.payouts.PayoutRail`.
 
-The safe sequence (shared/reference/paysera.md): an unsigned transfer moves no money, so
+The safe sequence (docs/providers/paysera.md): an unsigned transfer moves no money, so
 
 1. ``create_transfer`` → an invisible draft (status ``new``) with an id;
 2. ``store_id(key, transfer_id)`` at once (the payout engine persists it in its own row);

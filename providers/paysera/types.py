@@ -19,7 +19,7 @@ __all__ = [
     "TRANSFER_STATUSES", "DRAFT_STATUSES", "PENDING_STATUSES", "FINAL_FAILED_STATUSES", "to_decimal", "to_time",
 ]
 
-# Transfer API statuses (shared/reference/paysera.md).
+# Transfer API statuses (docs/providers/paysera.md).
 TRANSFER_STATUSES = ("new", "registered", "signed", "reserved", "processing", "waiting_funds",
                      "waiting_registration", "waiting_password", "done", "rejected", "revoked", "failed")
 DRAFT_STATUSES = frozenset({"new"})  # created, never authorised: nothing can have been paid

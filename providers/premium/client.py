@@ -8,7 +8,7 @@ Usable as a library on its own::
     for batch in c.iter_exchanges(start_time=t0, end_time=t1):
         ...
 
-Facts this client is built for (see shared/reference/premium-exchanger.md): parameters are read from the
+Facts this client is built for (see docs/providers/premium-exchanger.md): parameters are read from the
 form body only (a JSON body is silently ignored), every answer is HTTP 200 with the error in the body,
 numbers come back as strings, ``error`` is ``0`` or ``"0"`` on success.
 """

@@ -3,8 +3,9 @@
 Every result is a frozen dataclass holding the fields we use plus ``raw``: the payload exactly as
 decoded (unknown fields are kept there and never break parsing). The engine sends numbers as
 strings: amounts become ``Decimal`` (never float), ids ``int``, unix times aware UTC ``datetime``.
-Both flavours of the engine are accepted: the generic one (seed 001) and AlwaysMoney (seed 002:
-``xml_value``/``fiat``/``is_need_memo`` on currencies, ``hash_from``/``hash_to``/``statuses`` on bids).
+Both flavours of the engine are accepted (docs/providers/premium-exchanger.md): the generic one and
+AlwaysMoney (``xml_value``/``fiat``/``is_need_memo`` on currencies, ``hash_from``/``hash_to``/``statuses``
+on bids).
 
 (Over 500 lines: one small dataclass per result of the 16 API methods, and ``PARSERS`` mapping each method to
 its parser; split up they would only import each other.)

@@ -7,7 +7,7 @@ Usable as a library on its own::
     zc.balance().get(1).balance                  # Decimal
     zc.transfer_internal(user_id=4711, currency=1, amount=Decimal("150.00"), operation_id="payout-42")
 
-Auth (see shared/reference/zaleycash.md): ``POST /api/v2/token`` with ``Authorization: Bearer <secret_key>``
+Auth (see docs/providers/zaleycash.md): ``POST /api/v2/token`` with ``Authorization: Bearer <secret_key>``
 returns an access token valid for one hour; every other call sends ``Authorization: Bearer <token>``.
 The client fetches the token on first use, keeps it until ``token_margin`` seconds before ``expires_at``
 and shares it between threads: one lock, and only the thread holding it fetches, so N threads starting

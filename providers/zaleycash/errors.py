@@ -5,10 +5,10 @@ Every answer is an envelope ``{"code", "message", "response"}``; ``code`` 200 is
 with HTTP 400, 401, 403, 404 or 500. The internal code decides the class; the HTTP status only decides
 when the code is missing or unknown. Every error carries ``provider="zaleycash"``, ``.code`` (the
 ZaleyCash code as an int, or a symbolic string such as ``"http_502"`` when there was none),
-``.message`` (the provider's text, else the seed's text for the code), ``.http_status``, ``.call`` (our
+``.message`` (the provider's text, else the documented text for the code), ``.http_status``, ``.call`` (our
 method name), ``.reason`` (a stable symbolic name, e.g. ``"duplicate_operation_id"``) and ``.body``.
 
-Every code of the seed and why it lands where it does:
+Every documented code (docs/providers/zaleycash.md) and why it lands where it does:
 
 ====  ===============================================  ===========================================
 code  text                                             class (why)
@@ -140,7 +140,7 @@ class StatusNotAvailableError(PermanentError):
     """``transfer_status`` was called but no status endpoint is configured (its name is not public)."""
 
 
-# code → (class, reason, the seed's text, the request field it points at or None)
+# code → (class, reason, the documented text, the request field it points at or None)
 CODES: dict[int, tuple[type[ProviderError], str, str, str | None]] = {
     1: (InvalidTokenError, "invalid_token", "Invalid access token", None),
     2: (AuthError, "wrong_secret_key", "Wrong secret key", None),
