@@ -136,27 +136,27 @@ _REAP_COMPLETIONS = """
     FROM lost WHERE p.id = lost.id
     RETURNING p.id"""
 
+# The states the reaper's statements name (bind parameters of both statements above and of its attempts update).
+REAP_STATES = {"started": AttemptOutcome.STARTED, "lost": AttemptOutcome.LOST, "submit": AttemptKind.SUBMIT,
+               "find": AttemptKind.FIND, "submitting": PayoutState.SUBMITTING, "unknown": PayoutState.UNKNOWN}
+
 
 def reap(runtime: Runtime, now: datetime | None = None) -> int:
     """Take back every claim whose lease ran out (its worker died); returns how many."""
     now = _now(now)
     with runtime.db.session() as s:
-        sent = s.execute(text(_REAP_SUBMITTING), {"now": now, "lost_send": LOST_SEND, "lost_find": LOST_FIND,
-                                                  "lost_idle": LOST_IDLE, "started": AttemptOutcome.STARTED,
-                                                  "submitting": PayoutState.SUBMITTING, "unknown": PayoutState.UNKNOWN,
-                                                  "submit": AttemptKind.SUBMIT, "find": AttemptKind.FIND}).all()
-        completions = s.execute(text(_REAP_COMPLETIONS), {"now": now, "lost_completion": LOST_COMPLETION,
-                                                          "submitting": PayoutState.SUBMITTING}).scalars().all()
+        sent = s.execute(text(_REAP_SUBMITTING), {**REAP_STATES, "now": now, "lost_send": LOST_SEND,
+                                                  "lost_find": LOST_FIND, "lost_idle": LOST_IDLE}).all()
+        completions = s.execute(text(_REAP_COMPLETIONS), {**REAP_STATES, "now": now,
+                                                          "lost_completion": LOST_COMPLETION}).scalars().all()
         ids = [r.id for r in sent] + list(completions)
         if ids:
             s.execute(text("""
                 UPDATE payout_attempts SET outcome = :lost, finished_at = :now,
                        message = CASE kind WHEN :submit THEN :m_submit WHEN :find THEN :m_find ELSE :m_complete END
                 WHERE payout_id = ANY(:ids) AND outcome = :started"""),
-                {"now": now, "ids": ids, "lost": AttemptOutcome.LOST, "started": AttemptOutcome.STARTED,
-                 "submit": AttemptKind.SUBMIT, "find": AttemptKind.FIND,
-                 "m_submit": _LOST_ATTEMPT[AttemptKind.SUBMIT], "m_find": _LOST_ATTEMPT[AttemptKind.FIND],
-                 "m_complete": _LOST_ATTEMPT[AttemptKind.COMPLETE]})
+                {**REAP_STATES, "now": now, "ids": ids, "m_submit": _LOST_ATTEMPT[AttemptKind.SUBMIT],
+                 "m_find": _LOST_ATTEMPT[AttemptKind.FIND], "m_complete": _LOST_ATTEMPT[AttemptKind.COMPLETE]})
     if sent:
         log.warning("took back %s payouts from a lost worker: %s", len(sent),
                     ", ".join(f"{r.id}→{r.state}" for r in sent))
@@ -426,7 +426,7 @@ def submit_due(runtime: Runtime, now: datetime | None = None, *, pool: ThreadPoo
             futures = [pool.submit(one, c) for c in batch]
             wait(futures)  # every item ends while the batch is still renewed, even if one of them failed
         for f in futures:
-            state = f.result()  # an item's unexpected error is raised here; its claim is reaped
+            state = str(f.result())  # an item's unexpected error is raised here; its claim is reaped
             out[state] = out.get(state, 0) + 1
     finally:
         if own:
