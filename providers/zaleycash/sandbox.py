@@ -238,6 +238,7 @@ class SandboxEngine(Engine):
             errors["plainPassword"] = "This value is too short. It should have 6 characters or more."
         if errors:
             raise _Refusal(20, "Registration errors", errors=errors)
+        assert isinstance(name, str) and isinstance(email, str) and isinstance(password, str)
         with self.lock:
             if any(u.email.lower() == email.lower() for u in self.users.values()):
                 raise _Refusal(72, "Email already exist")

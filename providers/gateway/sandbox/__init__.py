@@ -114,7 +114,8 @@ def create_app(*, api_key: str = DEFAULT_API_KEY, secret: str = DEFAULT_SECRET, 
 
     def dispatch(req: _WRequest, path: str, query: str, body: bytes) -> Response:
         k = engine.knobs
-        scope = (parse_qs(query).get("shop_code") or [None])[0]
+        scopes = parse_qs(query).get("shop_code")
+        scope = scopes[0] if scopes else None
         match = None
         for rx, kind, action in routes:
             m = rx.match(path)

@@ -147,6 +147,8 @@ def _valid_url(value: Any) -> bool:
 class SandboxEngine(Engine):
     """The gateway's state and its admin side. Thread-safe: one lock guards everything."""
 
+    _sender: CallbackSender  # always set: this sandbox sends callbacks
+
     def __init__(self, *, api_key: str = DEFAULT_API_KEY, secret: str = DEFAULT_SECRET,
                  shop_code: str = DEFAULT_SHOP_CODE, shop_currency: str = "RUB",
                  balance: Decimal | str | int = Decimal("1000000"),
@@ -258,6 +260,7 @@ class SandboxEngine(Engine):
             raise _ApiError(422, errors[0]["message"], "validation_error", errors)
 
         assert isinstance(ext, str) and amount is not None and isinstance(currency, str)
+        assert card is None or isinstance(card, str)
         currency = currency.strip().upper()
         extra = {k: v for k, v in data.items()
                  if k not in ("external_id", "amount", "currency", "card_number", "callback_url", "shop_code")}

@@ -38,6 +38,8 @@ from providers.sandbox import CallbackSender, Engine, Ledger
 class SandboxEngine(Engine):
     """The provider's state and its admin side. Thread-safe: one lock guards everything."""
 
+    _sender: CallbackSender  # always set: this sandbox sends callbacks
+
     def __init__(self, credentials: Iterable[tuple[str, str]], *, window: float = 300.0, knobs: Knobs | None = None,
                  wallets: Mapping[Any, Any] | None = None, seed: int | None = None,
                  private_key_pem: bytes | str | None = None) -> None:

@@ -161,12 +161,18 @@ def create_app(api_login: str = DEFAULT_LOGIN, api_key: str = DEFAULT_KEY, *, fl
     @app.post("/_sandbox/bids/<int:bid_id>/advance")
     def ctl_advance(bid_id: int) -> Response:
         path = list(control_body().get("path") or [])
-        return bid_or_404(lambda: (engine.advance(bid_id, path),
-                                   json_response({"id": bid_id, "status": engine.bid(bid_id)["status"]}))[1])
+
+        def do() -> Response:
+            engine.advance(bid_id, path)
+            return json_response({"id": bid_id, "status": engine.bid(bid_id)["status"]})
+        return bid_or_404(do)
 
     @app.post("/_sandbox/bids/<int:bid_id>/archive")
     def ctl_archive(bid_id: int) -> Response:
-        return bid_or_404(lambda: (engine.archive(bid_id), json_response({"id": bid_id, "archived": True}))[1])
+        def do() -> Response:
+            engine.archive(bid_id)
+            return json_response({"id": bid_id, "archived": True})
+        return bid_or_404(do)
 
     @app.post("/_sandbox/directions/<int:direction_id>/<any(enable, disable):what>")
     def ctl_direction(direction_id: int, what: str) -> Response:

@@ -6,7 +6,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, overload
 
 DEFAULT_LOGIN = "exsyncSandboxLogin00000000000001"  # 32 letters/digits, like the engine issues
 DEFAULT_KEY = "exsyncSandboxKey0000000000000001"
@@ -83,6 +83,10 @@ def _dec(v: Any) -> Decimal | None:
     return d if d.is_finite() else None
 
 
+@overload
+def _int(v: Any, default: int) -> int: ...
+@overload
+def _int(v: Any, default: None = None) -> int | None: ...
 def _int(v: Any, default: int | None = None) -> int | None:
     try:
         return int(str(v).strip())

@@ -49,7 +49,27 @@ class Knobs(SandboxKnobs):
 class _Bid:
     __slots__ = ("id", "login", "api_id", "hash", "direction_id", "amount_give", "amount_get", "course_give",
                  "course_get", "status", "created_at", "edit_at", "history", "callback_url", "fields",
-                 "user_ip", "user_hash", "partner_id", "hash_from", "hash_to")
+                 "user_ip", "user_hash", "partner_id", "hash_from", "hash_to")  # 100,000 bids: no __dict__ each
+    id: int
+    login: str | None
+    api_id: str | None
+    hash: str
+    direction_id: int
+    amount_give: Decimal
+    amount_get: Decimal
+    course_give: Decimal
+    course_get: Decimal
+    status: str
+    created_at: float
+    edit_at: float
+    history: list[tuple[float, str]]
+    callback_url: str | None
+    fields: dict
+    user_ip: str
+    user_hash: str
+    partner_id: int
+    hash_from: str
+    hash_to: str
 
 
 @dataclass
@@ -86,6 +106,8 @@ _DEFAULT_PATHS = (
 
 class SandboxEngine(Engine):
     """The exchanger's state and its admin side. Thread-safe: one lock guards everything."""
+
+    _sender: CallbackSender  # always set: this sandbox sends callbacks
 
     def __init__(self, users: Iterable[tuple[str, str]], *, flavour: str = "generic", seed: int | None = None,
                  knobs: Knobs | None = None, ip_allowlist: Iterable[str] | None = None,

@@ -19,11 +19,18 @@ from providers.premium.sandbox.catalogue import (
     _s,
     _title,
 )
-from providers.premium.sandbox.engine import SandboxEngine, _Bid
+from providers.premium.sandbox.engine import SandboxEngine, _Bid, _User
 
 
 class _Ctx:
+    """One API call: the method, its form, the caller's language, user and IP, the site root."""
     __slots__ = ("method", "form", "lang", "user", "ip", "root")
+    method: str
+    form: Any
+    lang: str
+    user: _User
+    ip: str
+    root: str
 
 
 class _Api:
@@ -134,7 +141,7 @@ class _Api:
         e = self.e
         d = e.directions[b.direction_id]
         cg, ct = e.currencies[d.give], e.currencies[d.get]
-        item = {"id": str(b.id)}
+        item: dict[str, Any] = {"id": str(b.id)}
         if not partner:
             item["api_id"] = b.api_id or ""
         item.update({
@@ -173,7 +180,8 @@ class _Api:
     def get_direction_currencies(self, ctx: _Ctx):
         f = ctx.form
         fg, ft = _int(f.get("currency_id_give") or None), _int(f.get("currency_id_get") or None)
-        give, get = {}, {}
+        give: dict[int, _Currency] = {}
+        get: dict[int, _Currency] = {}
         for d in self.e.directions.values():
             if not d.enabled:
                 continue
@@ -270,6 +278,7 @@ class _Api:
             errors["account2"] = "field is required"
         if errors:
             return "3", "fields error", [], errors
+        assert calc is not None  # no errors: the amount was valid
         keep = {k: v for k, v in f.items()
                 if k in ("account1", "account2", "cfgive8") or re.fullmatch(r"cf[1-9][0-9]?", k)}
         if e.flavour == "alwaysmoney" and f.get("cfgive3"):
