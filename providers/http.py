@@ -338,7 +338,7 @@ class Envelope:
         if not isinstance(content, (bytes, bytearray)):
             return Answer(status, headers, content, content is not None, "", url, ctype, 0)
         raw = bytes(content)
-        if raw.strip():
+        if raw and not raw.isspace():
             try:
                 return Answer(status, headers, self.decode(raw), True, "", url, ctype, len(raw))
             except (ValueError, UnicodeDecodeError, RecursionError):
