@@ -38,7 +38,7 @@ from sqlalchemy import text
 from core.clock import now_utc
 from bench.common import database, report, runtime_for, settings_for
 from providers.payouts import PayoutRequest
-from providers.sandbox_server import serve
+from providers.sandbox import serve
 from worker import reconcile
 from core.payout_config import load_payout_config
 from worker.payouts import engine

@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from providers.premium.sandbox import create_app
-    from providers.sandbox_server import serve
+    from providers.sandbox import serve
 
     app = create_app(seed=1)
     app.engine.bulk_add(args.bids, spread_seconds=6 * 3600)

@@ -394,7 +394,7 @@ def _create_one(runtime, view: View, rng: random.Random) -> None:
 def run_demo(*, duration: float | None, bids: int, interval: float, log_json: bool = False) -> int:
     from providers.gateway import sandbox as gw_sandbox
     from providers.premium.sandbox import create_app
-    from providers.sandbox_server import serve
+    from providers.sandbox import serve
     from providers.zaleycash import sandbox as zc_sandbox
 
     data_dir = Path(os.environ.get("EXSYNC_DATA_DIR") or Settings.data_dir)

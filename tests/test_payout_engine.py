@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from core.clock import now_utc
-from providers.sandbox_server import serve
+from providers.sandbox import serve
 from worker import reconcile
 from core.payout_config import load_payout_config
 from worker.payouts import engine

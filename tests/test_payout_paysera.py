@@ -16,7 +16,7 @@ PS_ACCOUNT = "EVP0010000099999"  # the customer's Paysera account (the bid's acc
 @pytest.fixture
 def ps_sandbox():
     from providers.paysera.sandbox import DEFAULT_ACCOUNT, DEFAULT_WALLET_ID, create_app
-    from providers.sandbox_server import serve
+    from providers.sandbox import serve
 
     app = create_app(seed=7, wallets={DEFAULT_WALLET_ID: {"account_number": DEFAULT_ACCOUNT,
                                                           "balance": {"RUB": "100000000.00", "EUR": "1000.00"}}})

@@ -14,7 +14,7 @@ from models import InboxEvent
 from models.db import Database
 from providers.gateway.sandbox import DEFAULT_API_KEY, DEFAULT_SECRET
 from providers.gateway.signing import sign_headers
-from providers.sandbox_server import serve
+from providers.sandbox import serve
 from test_payout_engine import (CARD, gw_sandbox, install_payouts, mirror_bid, payout_env,  # noqa: F401
                                 payouts, zc_sandbox)
 from test_payout_paysera import PS_ACCOUNT, ps_sandbox  # noqa: F401
