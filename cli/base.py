@@ -51,25 +51,16 @@ class Cli:
     log_json: bool = False
     _settings: Settings | None = None
     _runtime: Any = None
-    _payouts: Any = None
 
     def settings(self) -> Settings:
+        """Every setting, the payout sections included: a bad value stops every command at start-up
+        (run, web, worker, beat too) rather than at the first use."""
         if self._settings is None:
             from core.logs import setup_logging
-            from core.payout_config import load_payout_config_from_env
 
-            settings = load_settings()
-            # The payout sections too: a bad [providers.*]/[routes.*] stops every command at start-up
-            # (run, web, worker, beat included) rather than the first payout tick.
-            self._payouts = load_payout_config_from_env()
-            self._settings = settings
+            self._settings = load_settings()
             setup_logging(self._settings, json=self.log_json)
         return self._settings
-
-    def payouts(self):
-        """The PayoutConfig validated with the settings."""
-        self.settings()
-        return self._payouts
 
     def runtime(self):
         """A Runtime for this command, passed explicitly (the process-wide one is left alone)."""

@@ -1,11 +1,13 @@
 """``check-config``: every setting, as parsed, with secrets masked."""
 from __future__ import annotations
 
+from typing import Mapping
 
 import click
 
 from cli.base import Cli, cli, pass_cli
 from cli.output import _fmt, _hide_url_password
+from core.config import PayoutConfig
 
 
 @cli.command("check-config")
@@ -28,14 +30,17 @@ def check_config(state: Cli) -> None:
         f"redis         {url(s.redis_url, 'Redis')}",
         f"data_dir      {s.data_dir}",
         f"public_url    {s.public_url}",
-        f"web           {s.web_bind}, {s.web_workers} workers",
+        f"web           {s.web_bind}, {s.web_workers} workers, "
+        + (f"{s.trusted_proxies} trusted proxies (the source is taken from X-Forwarded-For)" if s.trusted_proxies
+           else "no trusted proxies (the source is the TCP peer; X-Forwarded-For ignored)"),
         f"worker        {s.worker_concurrency} threads",
         f"api           {'on (EXSYNC_API_TOKEN set)' if s.api_token else 'off (no EXSYNC_API_TOKEN)'}",
         f"log level     {s.log_level}",
         f"sweep         every {s.sweep_interval}s, overlap {s.sweep_overlap}s, pages of {s.sweep_page_size}",
         f"poll          every {s.poll_interval}s, batches of {s.poll_batch}, give up after {s.poll_give_up_after}s",
-        f"inbox         retry after {s.inbox_retry_after}s, at most {s.inbox_max_attempts} attempts, "
-        f"bodies up to {s.webhook_max_body} bytes",
+        f"inbox         retry after {s.inbox_retry_after}s, at most {s.inbox_max_attempts} attempts",
+        f"webhooks      bodies up to {s.webhook_max_body} bytes; after {s.webhook_fail_limit} failures from one "
+        f"source in {s.webhook_fail_window}s its failures are answered 429",
         "poll ladder   " + "; ".join(f"{k}: {','.join(map(str, v))}" for k, v in s.poll_ladder.items()),
         f"exchangers    {len(s.exchangers) or 'none'}",
     ]
@@ -48,16 +53,16 @@ def check_config(state: Cli) -> None:
             f"    timeout {ex.timeout:g}s, rate limit {ex.rate_limit:g}/s, lang {ex.lang or '-'}, "
             f"allowed_ips {', '.join(map(str, ex.allowed_ips)) or 'any'}",
         ]
-    lines += _payout_summary(state.payouts())
-    from core.logs import RedactSecrets
+    lines += _payout_summary(s.payouts)
+    from core.logs import redactor
 
-    red = RedactSecrets(s.secrets() + state.payouts().secrets())
+    red = redactor(s)  # every secret, payout credentials included
     for line in lines:
         click.echo(red.redact(line))
     click.echo("config OK")
 
 
-def _payout_summary(pc) -> list[str]:
+def _payout_summary(pc: PayoutConfig) -> list[str]:
     """check-config's lines for [payouts], [providers.*] and [routes.*]; secrets only by variable name."""
     p = pc.settings
 
@@ -73,8 +78,10 @@ def _payout_summary(pc) -> list[str]:
     for pr in pc.providers.values():
         opts = []
         for k, v in pr.options.items():
-            if k == "currencies":
+            if isinstance(v, Mapping):
                 v = ", ".join(f"{c}={n}" for c, n in v.items())
+            elif isinstance(v, str) and "\n" in v.strip():  # a key read from a file or given inline
+                v = f"({len(v.strip().splitlines())} lines)"
             opts.append(f"{k} {v}")
         lines += [
             f"  {pr.name} ({pr.type})",

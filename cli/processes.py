@@ -10,12 +10,9 @@ import click
 
 from cli.base import Cli, cli, pass_cli, require_broker, require_database
 from core.config import Settings
+from devtools import sandboxes
 
 WEB_THREADS = 8  # per gunicorn worker; see `web` for why gthread
-
-from devtools.sandboxes import PROVIDERS as SANDBOX_PROVIDERS  # noqa: E402
-
-
 
 
 @cli.command()
@@ -167,7 +164,7 @@ def migrate(state: Cli) -> None:
 
 
 @cli.command()
-@click.argument("provider", type=click.Choice(SANDBOX_PROVIDERS), metavar="PROVIDER")
+@click.argument("provider", type=click.Choice(sandboxes.providers()), metavar="PROVIDER")
 @click.option("--port", type=click.IntRange(0, 65535), required=True, help="0 picks a free port.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--login", default=None, help="API-LOGIN it accepts (default: the sandbox's documented one).")
@@ -193,10 +190,9 @@ def sandbox(provider: str, port: int, host: str, login: str | None, key: str | N
     """Serve a provider sandbox (a faithful fake of its API) until Ctrl-C. LOCAL USE ONLY.
 
     The callback and maintenance options are the Premium sandbox's; --fail-after-commit-rate is the
-    payout sandboxes' (zaleycash, gateway, paysera).
+    payout sandboxes' (every payout provider in providers/registry.py).
     """
-    from providers.sandbox_server import serve
-    from devtools import sandboxes
+    from providers.sandbox import serve
 
     premium = dict(login=login, key=key, maintenance=False if maintenance == "off" else maintenance,
                    callback_drop_rate=drop_rate, callback_duplicate_rate=duplicate_rate,

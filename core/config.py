@@ -1,8 +1,15 @@
-"""Configuration: ``EXSYNC_*`` environment variables plus one TOML file (``EXSYNC_CONFIG``).
+"""Configuration: ``EXSYNC_*`` environment variables plus one TOML file (``EXSYNC_CONFIG``), read once.
 
-Secrets (API keys, webhook tokens, the API bearer token) come only from the environment; the TOML
-file names the variable that holds each one. Any wrong or missing value raises ``ConfigError`` whose
-message starts with the key at fault, and start-up stops there.
+``load_settings()`` reads the environment and the file (once) and returns one typed ``Settings``: every
+setting, the exchangers, and the payout sections (``Settings.payouts``, read by core/payout_config.py).
+Secrets (API keys, webhook tokens, the API bearer token, payout credentials) come only from the
+environment; the TOML file names the variable that holds each one. Any wrong or missing value raises
+``ConfigError`` whose message starts with the key at fault, and start-up stops there.
+
+Environment only: EXSYNC_DATABASE_URL, EXSYNC_REDIS_URL, EXSYNC_DATA_DIR, EXSYNC_API_TOKEN,
+EXSYNC_LOG_LEVEL, EXSYNC_WEB_BIND, EXSYNC_WEB_WORKERS, EXSYNC_WORKER_CONCURRENCY, EXSYNC_TRUSTED_PROXIES
+(how many reverse proxies in front of the web app append to X-Forwarded-For; 0: the TCP peer is the
+source and forwarded headers are ignored). Every ``[settings]`` key may also be set as EXSYNC_<KEY>.
 
 TOML layout::
 
@@ -38,15 +45,19 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from models.db import normalize_url
+from providers.descriptor import ProviderConfig
 
 ENV_PREFIX = "EXSYNC_"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 PREMIUM_CRED_RE = re.compile(r"^[A-Za-z0-9]{32}$")
+ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SECTIONS = ("settings", "exchangers", "payouts", "providers", "routes")
 
 DEFAULT_LADDER: dict[str, tuple[int, ...]] = {
     # Statuses where the customer or the operator is expected to act soon.
@@ -66,6 +77,9 @@ class ConfigError(Exception):
         super().__init__(f"{key}: {problem}")
         self.key = key
         self.problem = problem
+
+
+# -- the typed settings ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -91,6 +105,55 @@ class ExchangerConfig:
         return any(addr in net for net in self.allowed_ips)
 
 
+# The payout sections ([payouts], [providers.<name>], [routes.<exchanger>]); read by core/payout_config.py.
+# A provider's table becomes a ProviderConfig (providers/descriptor.py) by its descriptor's schema.
+
+
+@dataclass(frozen=True)
+class PayoutSettings:
+    lease_seconds: int = 15
+    max_attempts: int = 5
+    retry_ladder: tuple[int, ...] = (30, 120, 600, 1800, 7200)
+    check_ladder: tuple[int, ...] = (15, 60, 300, 900, 3600)
+    max_checks: int = 100
+    park_seconds: int = 3600
+    completion_ladder: tuple[int, ...] = (10, 60, 300, 900)
+    jitter: float = 0.2
+    batch: int = 50
+
+
+@dataclass(frozen=True)
+class RouteRule:
+    currency: str
+    provider: str
+    destination_field: str = "account2"
+    min_amount: Decimal | None = None
+    max_amount: Decimal | None = None
+    psys_get: str | None = None
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    exchanger: str
+    enabled: bool = True
+    trigger_statuses: tuple[str, ...] = ("realpay",)
+    auto_pay_ceiling: Decimal | None = None
+    rules: tuple[RouteRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class PayoutConfig:
+    settings: PayoutSettings = field(default_factory=PayoutSettings)
+    providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
+    routes: Mapping[str, RouteConfig] = field(default_factory=dict)
+
+    def secrets(self) -> list[str]:
+        return [v for p in self.providers.values() for v in p.secrets.values() if v]
+
+    def route(self, exchanger: str) -> RouteConfig | None:
+        return self.routes.get(exchanger)
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None  # None: start an embedded Postgres
@@ -102,6 +165,7 @@ class Settings:
     web_bind: str = "127.0.0.1:8000"
     web_workers: int = 2
     worker_concurrency: int = 8
+    trusted_proxies: int = 0  # reverse proxies appending to X-Forwarded-For (0: the TCP peer is the source)
     sweep_interval: int = 60
     sweep_overlap: int = 300
     sweep_page_size: int = 500
@@ -115,8 +179,7 @@ class Settings:
     webhook_fail_limit: int = 20  # failed authentications from one source within the window → 429
     webhook_fail_window: int = 60  # seconds
     exchangers: Mapping[str, ExchangerConfig] = field(default_factory=dict)
-    # Values of the variables named by `*_env` keys of [providers.*]: payout credentials, redacted too.
-    provider_secrets: tuple[str, ...] = field(default=(), repr=False)
+    payouts: PayoutConfig = field(default_factory=PayoutConfig)
 
     def exchanger(self, name: str) -> ExchangerConfig:
         try:
@@ -129,18 +192,18 @@ class Settings:
         return f"{self.public_url.rstrip('/')}/webhooks/premium/{ex.name}/{ex.webhook_token}"
 
     def secrets(self) -> list[str]:
-        """Every secret value, for log and error redaction."""
+        """Every secret value, for log and error redaction (payout credentials included)."""
         out = [self.api_token] if self.api_token else []
         for ex in self.exchangers.values():
             out += [ex.api_key, ex.webhook_token]
-        out += list(self.provider_secrets)
+        out += self.payouts.secrets()
         return [s for s in out if s]
 
 
-# -- parsing helpers: each names the key it reads -------------------------------------------------
+# -- value readers: each names the key it reads (core/payout_config.py reads with them too) ---------------
 
 
-def _int(key: str, value: Any, *, minimum: int = 0, maximum: int | None = None) -> int:
+def whole(key: str, value: Any, *, minimum: int = 0, maximum: int | None = None) -> int:
     if isinstance(value, bool):
         raise ConfigError(key, f"must be a whole number, got {value!r}")
     if isinstance(value, str):
@@ -156,7 +219,7 @@ def _int(key: str, value: Any, *, minimum: int = 0, maximum: int | None = None) 
     return value
 
 
-def _float(key: str, value: Any, *, minimum: float = 0.0) -> float:
+def number(key: str, value: Any, *, minimum: float = 0.0) -> float:
     if isinstance(value, bool):
         raise ConfigError(key, f"must be a number, got {value!r}")
     try:
@@ -168,7 +231,7 @@ def _float(key: str, value: Any, *, minimum: float = 0.0) -> float:
     return out
 
 
-def _bool(key: str, value: Any) -> bool:
+def boolean(key: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on"}:
@@ -178,17 +241,25 @@ def _bool(key: str, value: Any) -> bool:
     raise ConfigError(key, f"must be true or false, got {value!r}")
 
 
-def _str(key: str, value: Any) -> str:
+def text(key: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(key, "must be a non-empty string")
     return value.strip()
 
 
-def _http_url(key: str, value: Any) -> str:
-    value = _str(key, value)
+def http_url(key: str, value: Any) -> str:
+    """Any http(s) URL with a host."""
+    value = text(key, value)
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise ConfigError(key, f"must be an http(s) URL, got {value!r}")
+    return value
+
+
+def site_url(key: str, value: Any) -> str:
+    """The root of a site (``scheme://host[:port]``), as every client's ``base_url`` is."""
+    value = http_url(key, value)
+    parts = urlsplit(value)
     if parts.path not in {"", "/"} or parts.query or parts.fragment:
         raise ConfigError(key, f"must be the site root (scheme://host[:port]), got {value!r}")
     try:
@@ -198,15 +269,50 @@ def _http_url(key: str, value: Any) -> str:
     return value.rstrip("/")
 
 
+def table(key: str, value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, "must be a table")
+    return value
+
+
+def known(key: str, raw: Mapping[str, Any], allowed: set[str]) -> None:
+    """Refuse the first key of ``raw`` that is not ``allowed`` (a typo must not pass silently)."""
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]}", "is not a known setting")
+
+
+def required(key: str, raw: Mapping[str, Any], name: str) -> Any:
+    if name not in raw:
+        raise ConfigError(f"{key}.{name}", "is required")
+    return raw[name]
+
+
+def env_var(key: str, value: Any) -> str:
+    """The name of an environment variable (the file names where a secret is, never the secret)."""
+    var = text(key, value)
+    if not ENV_VAR_RE.match(var):
+        raise ConfigError(key, f"must name an environment variable, got {var!r}")
+    return var
+
+
+def secret(key: str, env: Mapping[str, str], var: str) -> str:
+    """The value of ``var``; the error names the variable, and the key that wants it."""
+    value = env.get(var)
+    if value is None or not value.strip():
+        raise ConfigError(var, f"is not set (the secret for {key})")
+    return value.strip()
+
+
 def _db_url(key: str, value: str) -> str:
-    value = _str(key, value)
+    value = text(key, value)
     if not value.startswith(("postgresql://", "postgresql+psycopg2://", "postgres://")):
         raise ConfigError(key, "must be a postgresql:// URL")
     return normalize_url(value)
 
 
 def _redis_url(key: str, value: str) -> str:
-    value = _str(key, value)
+    value = text(key, value)
     if not value.startswith(("redis://", "rediss://", "redis+socket://", "unix://")):
         raise ConfigError(key, "must be a redis://, rediss:// or redis+socket:// URL")
     return value
@@ -220,15 +326,16 @@ def _ladder(key: str, value: Any) -> dict[str, tuple[int, ...]]:
         k = f"{key}.{status}"
         if not isinstance(steps, list) or not steps:
             raise ConfigError(k, "must be a non-empty list of seconds")
-        out[status] = tuple(_int(f"{k}[{i}]", s, minimum=1) for i, s in enumerate(steps))
+        out[status] = tuple(whole(f"{k}[{i}]", s, minimum=1) for i, s in enumerate(steps))
     return out
 
 
-def _secret(key: str, env: Mapping[str, str], var: str) -> str:
-    value = env.get(var)
-    if value is None or not value.strip():
-        raise ConfigError(var, f"is not set (the secret for {key})")
-    return value.strip()
+def trusted_proxies(env: Mapping[str, str]) -> int:
+    """EXSYNC_TRUSTED_PROXIES: 0 to 10 (empty or unset: 0)."""
+    raw = env.get("EXSYNC_TRUSTED_PROXIES", "").strip() or "0"
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > 10:
+        raise ConfigError("EXSYNC_TRUSTED_PROXIES", f"must be a whole number from 0 to 10, got {raw!r}")
+    return int(raw)
 
 
 _EXCHANGER_KEYS = {
@@ -241,28 +348,22 @@ def _exchanger(name: str, raw: Any, env: Mapping[str, str]) -> ExchangerConfig:
     key = f"exchangers.{name}"
     if not NAME_RE.match(name):
         raise ConfigError(key, "name must be lower-case letters, digits, '-' or '_' (at most 63)")
-    if not isinstance(raw, Mapping):
-        raise ConfigError(key, "must be a table")
-    unknown = sorted(set(raw) - _EXCHANGER_KEYS)
-    if unknown:
-        raise ConfigError(f"{key}.{unknown[0]}", "is not a known setting")
-    if "base_url" not in raw:
-        raise ConfigError(f"{key}.base_url", "is required")
-    if "api_login" not in raw:
-        raise ConfigError(f"{key}.api_login", "is required")
-    login = _str(f"{key}.api_login", raw["api_login"])
+    raw = table(key, raw)
+    known(key, raw, _EXCHANGER_KEYS)
+    base_url = required(key, raw, "base_url")
+    login = text(f"{key}.api_login", required(key, raw, "api_login"))
     if not PREMIUM_CRED_RE.match(login):
         raise ConfigError(f"{key}.api_login", "must be exactly 32 letters or digits")
     env_name = re.sub(r"[^A-Z0-9]", "_", name.upper())
-    key_var = _str(f"{key}.api_key_env", raw.get("api_key_env", f"EXSYNC_EXCHANGER_{env_name}_API_KEY"))
-    token_var = _str(
+    key_var = text(f"{key}.api_key_env", raw.get("api_key_env", f"EXSYNC_EXCHANGER_{env_name}_API_KEY"))
+    token_var = text(
         f"{key}.webhook_token_env",
         raw.get("webhook_token_env", f"EXSYNC_EXCHANGER_{env_name}_WEBHOOK_TOKEN"),
     )
-    api_key = _secret(f"{key}.api_key_env", env, key_var)
+    api_key = secret(f"{key}.api_key_env", env, key_var)
     if not PREMIUM_CRED_RE.match(api_key):
         raise ConfigError(key_var, "must be exactly 32 letters or digits")
-    token = _secret(f"{key}.webhook_token_env", env, token_var)
+    token = secret(f"{key}.webhook_token_env", env, token_var)
     if len(token) < 16 or not re.match(r"^[A-Za-z0-9_-]+$", token):
         raise ConfigError(token_var, "must be at least 16 URL-safe characters (letters, digits, '-', '_')")
     lang = raw.get("lang")
@@ -279,15 +380,15 @@ def _exchanger(name: str, raw: Any, env: Mapping[str, str]) -> ExchangerConfig:
             raise ConfigError(f"{key}.allowed_ips[{i}]", f"is not an IP address or network: {ip!r}") from None
     return ExchangerConfig(
         name=name,
-        base_url=_http_url(f"{key}.base_url", raw["base_url"]),
+        base_url=site_url(f"{key}.base_url", base_url),
         api_login=login,
         api_key=api_key,
         webhook_token=token,
         lang=lang,
-        timeout=_float(f"{key}.timeout", raw.get("timeout", 15)),
-        rate_limit=_float(f"{key}.rate_limit", raw.get("rate_limit", 10)),
+        timeout=number(f"{key}.timeout", raw.get("timeout", 15)),
+        rate_limit=number(f"{key}.rate_limit", raw.get("rate_limit", 10)),
         allowed_ips=tuple(nets),
-        enabled=_bool(f"{key}.enabled", raw.get("enabled", True)),
+        enabled=boolean(f"{key}.enabled", raw.get("enabled", True)),
     )
 
 
@@ -298,28 +399,34 @@ _SETTING_KEYS = {
 }
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read the environment (``os.environ`` by default) and the TOML file it names."""
-    env = dict(os.environ if env is None else env)
-    doc: dict[str, Any] = {}
+def read_document(env: Mapping[str, str]) -> dict[str, Any]:
+    """The TOML file ``EXSYNC_CONFIG`` names, as a dict (empty without one). The only place it is read."""
     path = env.get("EXSYNC_CONFIG")
-    if path:
-        try:
-            with open(path, "rb") as fh:
-                doc = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError("EXSYNC_CONFIG", f"file not found: {path}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError("EXSYNC_CONFIG", f"{path} is not valid TOML: {exc}") from None
-    unknown_top = sorted(set(doc) - {"settings", "exchangers", "payouts", "routes", "providers"})
-    if unknown_top:
-        raise ConfigError(unknown_top[0], "is not a known section")
-    raw = doc.get("settings", {})
-    if not isinstance(raw, Mapping):
-        raise ConfigError("settings", "must be a table")
-    unknown = sorted(set(raw) - _SETTING_KEYS)
+    if not path:
+        return {}
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError("EXSYNC_CONFIG", f"file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("EXSYNC_CONFIG", f"{path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(doc) - set(SECTIONS))
     if unknown:
-        raise ConfigError(f"settings.{unknown[0]}", "is not a known setting")
+        raise ConfigError(unknown[0], "is not a known section")
+    return doc
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the environment (``os.environ`` by default) and the TOML file it names, once: every setting,
+    the exchangers and the payout sections."""
+    # core/payout_config.py reads its sections with the readers above, so it is imported here.
+    from core.payout_config import load_payout_config
+
+    env = dict(os.environ if env is None else env)
+    doc = read_document(env)
+    raw = table("settings", doc.get("settings", {}))
+    known("settings", raw, _SETTING_KEYS)
 
     def pick(name: str, default: Any) -> tuple[str, Any]:
         """Environment beats the file: EXSYNC_SWEEP_INTERVAL overrides settings.sweep_interval."""
@@ -339,9 +446,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ("webhook_fail_limit", 1, 1_000_000), ("webhook_fail_window", 1, 86_400),
     ]:
         key, value = pick(name, getattr(Settings, name))
-        kw[name] = _int(key, value, minimum=minimum, maximum=maximum)
+        kw[name] = whole(key, value, minimum=minimum, maximum=maximum)
     key, value = pick("public_url", Settings.public_url)
-    kw["public_url"] = _http_url(key, value) if key != "public_url" else value
+    kw["public_url"] = site_url(key, value) if key != "public_url" else value
     if "poll_ladder" in raw:
         kw["poll_ladder"] = _ladder("settings.poll_ladder", raw["poll_ladder"])
 
@@ -351,7 +458,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         kw["redis_url"] = _redis_url("EXSYNC_REDIS_URL", env["EXSYNC_REDIS_URL"])
     if env.get("EXSYNC_DATA_DIR"):
         kw["data_dir"] = Path(env["EXSYNC_DATA_DIR"])
-    if env.get("EXSYNC_API_TOKEN") is not None and "EXSYNC_API_TOKEN" in env:
+    if "EXSYNC_API_TOKEN" in env:
         token = env["EXSYNC_API_TOKEN"].strip()
         if len(token) < 16:
             raise ConfigError("EXSYNC_API_TOKEN", "must be at least 16 characters")
@@ -366,27 +473,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError("EXSYNC_WEB_BIND", f"must be host:port, got {bind!r}")
         kw["web_bind"] = bind
+    kw["trusted_proxies"] = trusted_proxies(env)
 
     exchangers_raw = doc.get("exchangers", {})
     if not isinstance(exchangers_raw, Mapping):
         raise ConfigError("exchangers", "must be a table of [exchangers.<name>] tables")
     kw["exchangers"] = {name: _exchanger(name, ex, env) for name, ex in exchangers_raw.items()}
-    kw["provider_secrets"] = _provider_secrets(doc.get("providers"), env)
+    kw["payouts"] = load_payout_config(doc, env)
     return Settings(**kw)
-
-
-def _provider_secrets(providers: Any, env: Mapping[str, str]) -> tuple[str, ...]:
-    """Every secret a payout provider table points at (its `*_env` keys), for redaction everywhere.
-
-    Validation of these tables belongs to core.payout_config; here we only collect what must never be
-    printed, so a log line can never leak a payout credential.
-    """
-    if not isinstance(providers, Mapping):
-        return ()
-    out = []
-    for table in providers.values():
-        if isinstance(table, Mapping):
-            for key, var in table.items():
-                if key.endswith("_env") and isinstance(var, str) and env.get(var, "").strip():
-                    out.append(env[var].strip())
-    return tuple(out)

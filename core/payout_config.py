@@ -1,6 +1,7 @@
-"""Payout configuration: ``[payouts]``, ``[providers.<name>]`` and ``[routes.<exchanger>]`` of the TOML file.
+"""The payout sections of the config file: ``[payouts]``, ``[providers.<name>]`` and ``[routes.<exchanger>]``.
 
-Layout::
+Read by ``core.config.load_settings`` (the file is read once, there) into ``Settings.payouts``, a typed
+``PayoutConfig``. Layout::
 
     [payouts]                        # all optional
     lease_seconds = 15               # a claim lives this long unless its worker's heartbeat renews it (every
@@ -14,30 +15,12 @@ Layout::
     jitter = 0.2                     # each delay is multiplied by a random factor in [1-jitter, 1+jitter]
     batch = 50                       # payouts claimed per round
 
-    [providers.zc]
-    type = "zaleycash"
+    [providers.zc]                   # one per payout provider account
+    type = "zaleycash"               # a type in providers/registry.py
     base_url = "https://zaleycash.com"
-    secret_key_env = "EXSYNC_ZC_SECRET"          # the env var holding the secret key
     timeout = 15
-    status_path = "/api/v2/money/transfer/status" # optional; without it find() re-sends under the same key
-    currencies = { RUB = 1, USD = 2 }             # optional: our currency → ZaleyCash code
-
-    [providers.gw]
-    type = "gateway"
-    base_url = "https://gateway.example"
-    api_key_env = "EXSYNC_GW_API_KEY"
-    secret_env = "EXSYNC_GW_SECRET"
-    shop_code = "main"                            # optional
-    timeout = 15
-
-    [providers.ps]
-    type = "paysera"
-    base_url = "https://wallet.paysera.com"
-    mac_id = "…"
-    mac_key_env = "EXSYNC_PS_MAC_KEY"
-    beneficiary_type = "paysera"                  # or "bank"
-    callback_public_key_file = "/etc/exsync/paysera.pem"  # or callback_public_key_pem = "-----BEGIN…";
-                                                  # verifies callbacks at POST /webhooks/paysera/ps
+    secret_key_env = "EXSYNC_ZC_SECRET"   # …and the keys of that type's schema: its descriptor.py
+                                          # (providers/<type>/descriptor.py) lists them, with examples
 
     [routes.main]                    # one per exchanger
     enabled = true
@@ -52,97 +35,42 @@ Layout::
     min_amount = "1"
     max_amount = "100000"
 
-Amounts are decimal strings. Every error is a :class:`core.config.ConfigError` naming its key.
+Amounts are decimal strings. Every error is a :class:`core.config.ConfigError` naming its key; a provider's
+table is checked here by its descriptor's schema (the provider raises nothing itself).
 """
 from __future__ import annotations
 
 import os
 import re
-import tomllib
-from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
-from urllib.parse import urlsplit
 
+from core.config import (
+    NAME_RE,
+    ConfigError,
+    PayoutConfig,
+    PayoutSettings,
+    RouteConfig,
+    RouteRule,
+    boolean,
+    env_var,
+    http_url,
+    known,
+    number,
+    read_document,
+    required,
+    secret,
+    site_url,
+    table,
+    text,
+    whole,
+)
 from models import statuses
-from core.config import NAME_RE, ConfigError, _float, _http_url, _int, _secret, _str, _bool
+from providers import registry
+from providers.descriptor import Option, ProviderConfig
 
-PROVIDER_TYPES = ("zaleycash", "gateway", "paysera")
-
-
-@dataclass(frozen=True)
-class PayoutSettings:
-    lease_seconds: int = 15
-    max_attempts: int = 5
-    retry_ladder: tuple[int, ...] = (30, 120, 600, 1800, 7200)
-    check_ladder: tuple[int, ...] = (15, 60, 300, 900, 3600)
-    max_checks: int = 100
-    park_seconds: int = 3600
-    completion_ladder: tuple[int, ...] = (10, 60, 300, 900)
-    jitter: float = 0.2
-    batch: int = 50
-
-
-@dataclass(frozen=True)
-class ProviderConfig:
-    name: str
-    type: str
-    base_url: str
-    timeout: float = 15.0
-    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RouteRule:
-    currency: str
-    provider: str
-    destination_field: str = "account2"
-    min_amount: Decimal | None = None
-    max_amount: Decimal | None = None
-    psys_get: str | None = None
-
-
-@dataclass(frozen=True)
-class RouteConfig:
-    exchanger: str
-    enabled: bool = True
-    trigger_statuses: tuple[str, ...] = ("realpay",)
-    auto_pay_ceiling: Decimal | None = None
-    rules: tuple[RouteRule, ...] = ()
-
-
-@dataclass(frozen=True)
-class PayoutConfig:
-    settings: PayoutSettings = field(default_factory=PayoutSettings)
-    providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
-    routes: Mapping[str, RouteConfig] = field(default_factory=dict)
-
-    def secrets(self) -> list[str]:
-        return [v for p in self.providers.values() for v in p.secrets.values() if v]
-
-    def route(self, exchanger: str) -> RouteConfig | None:
-        return self.routes.get(exchanger)
-
-
-# -- helpers ---------------------------------------------------------------------------------------
-
-def _table(key: str, raw: Any) -> Mapping[str, Any]:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(key, "must be a table")
-    return raw
-
-
-def _known(key: str, raw: Mapping[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ConfigError(f"{key}.{unknown[0]}", "is not a known setting")
-
-
-def _required(key: str, raw: Mapping[str, Any], name: str) -> Any:
-    if name not in raw:
-        raise ConfigError(f"{key}.{name}", "is required")
-    return raw[name]
+__all__ = ["PayoutConfig", "PayoutSettings", "ProviderConfig", "RouteConfig", "RouteRule", "load_payout_config",
+           "load_payout_config_from_env"]
 
 
 def _decimal(key: str, value: Any) -> Decimal:
@@ -160,14 +88,7 @@ def _decimal(key: str, value: Any) -> Decimal:
 def _ladder(key: str, value: Any) -> tuple[int, ...]:
     if not isinstance(value, list) or not value:
         raise ConfigError(key, "must be a non-empty list of seconds")
-    return tuple(_int(f"{key}[{i}]", v, minimum=1) for i, v in enumerate(value))
-
-
-def _env_name(key: str, raw: Mapping[str, Any], name: str) -> str:
-    var = _str(f"{key}.{name}", _required(key, raw, name))
-    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", var):
-        raise ConfigError(f"{key}.{name}", f"must name an environment variable, got {var!r}")
-    return var
+    return tuple(whole(f"{key}[{i}]", v, minimum=1) for i, v in enumerate(value))
 
 
 # -- sections --------------------------------------------------------------------------------------
@@ -177,13 +98,13 @@ _SETTINGS_KEYS = {"lease_seconds", "max_attempts", "retry_ladder", "check_ladder
 
 
 def _settings(raw: Any) -> PayoutSettings:
-    raw = _table("payouts", raw)
-    _known("payouts", raw, _SETTINGS_KEYS)
+    raw = table("payouts", raw)
+    known("payouts", raw, _SETTINGS_KEYS)
     kw: dict[str, Any] = {}
     for name, minimum in [("lease_seconds", 10), ("max_attempts", 1), ("max_checks", 1), ("park_seconds", 1),
                           ("batch", 1)]:
         if name in raw:
-            kw[name] = _int(f"payouts.{name}", raw[name], minimum=minimum)
+            kw[name] = whole(f"payouts.{name}", raw[name], minimum=minimum)
     for name in ("retry_ladder", "check_ladder", "completion_ladder"):
         if name in raw:
             kw[name] = _ladder(f"payouts.{name}", raw[name])
@@ -196,88 +117,78 @@ def _settings(raw: Any) -> PayoutSettings:
 
 
 _COMMON = {"type", "base_url", "timeout"}
-_PROVIDER_KEYS = {
-    "zaleycash": _COMMON | {"secret_key_env", "status_path", "currencies"},
-    "gateway": _COMMON | {"api_key_env", "secret_env", "shop_code", "callback_url"},
-    "paysera": _COMMON | {"mac_id", "mac_key_env", "payer_account", "beneficiary_type",
-                          "callback_public_key_pem", "callback_public_key_file"},
-}
+
+
+def _option(key: str, opt: Option, value: Any, env: Mapping[str, str]) -> Any:
+    """One option's value, read by its schema type, then by its own check (ValueError → ConfigError)."""
+    if opt.type == "text":
+        out: Any = text(key, value)
+    elif opt.type == "whole":
+        out = whole(key, value, minimum=int(opt.minimum or 0),
+                    maximum=None if opt.maximum is None else int(opt.maximum))
+    elif opt.type == "number":
+        out = number(key, value, minimum=opt.minimum or 0.0)
+    elif opt.type == "url":
+        out = http_url(key, value)
+    elif opt.type == "choice":
+        if value not in opt.choices:
+            listed = " or ".join(f'"{c}"' for c in opt.choices)
+            raise ConfigError(key, f"must be {listed}, got {value!r}")
+        out = value
+    elif opt.type == "table":
+        out = {str(k): whole(f"{key}.{k}", v, minimum=int(opt.minimum or 1)) for k, v in table(key, value).items()}
+    elif opt.type == "secret":
+        out = secret(key, env, env_var(key, value))
+    else:  # file
+        path = text(key, value)
+        try:
+            with open(path, "r", encoding="ascii") as fh:
+                out = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(key, f"cannot read {path}: {type(exc).__name__}") from None
+    if opt.check is not None:
+        try:
+            out = opt.check(out)
+        except ValueError as exc:
+            raise ConfigError(key, str(exc)) from None
+    return out
 
 
 def _provider(name: str, raw: Any, env: Mapping[str, str]) -> ProviderConfig:
     key = f"providers.{name}"
     if not NAME_RE.match(name):
         raise ConfigError(key, "name must be lower-case letters, digits, '-' or '_' (at most 63)")
-    raw = _table(key, raw)
-    kind = _str(f"{key}.type", _required(key, raw, "type"))
-    if kind not in PROVIDER_TYPES:
-        raise ConfigError(f"{key}.type", f"must be one of {', '.join(PROVIDER_TYPES)}, got {kind!r}")
-    _known(key, raw, _PROVIDER_KEYS[kind])
-    base_url = _http_url(f"{key}.base_url", _required(key, raw, "base_url"))
-    timeout = _float(f"{key}.timeout", raw.get("timeout", 15))
+    raw = table(key, raw)
+    kind = text(f"{key}.type", required(key, raw, "type"))
+    desc = registry.get(kind)
+    if desc is None:
+        raise ConfigError(f"{key}.type", f"must be one of {', '.join(registry.types())}, got {kind!r}")
+    known(key, raw, _COMMON | {o.name for o in desc.options})
+    base_url = site_url(f"{key}.base_url", required(key, raw, "base_url"))
+    timeout = number(f"{key}.timeout", raw.get("timeout", 15))
     secrets: dict[str, str] = {}
     options: dict[str, Any] = {}
-    if kind == "zaleycash":
-        var = _env_name(key, raw, "secret_key_env")
-        secrets["secret_key"] = _secret(f"{key}.secret_key_env", env, var)
-        if "status_path" in raw:
-            path = _str(f"{key}.status_path", raw["status_path"])
-            if not path.startswith("/"):
-                raise ConfigError(f"{key}.status_path", "must start with '/'")
-            options["status_path"] = path
-        cur = _table(f"{key}.currencies", raw.get("currencies", {"RUB": 1, "USD": 2, "EUR": 3, "KZT": 4}))
-        options["currencies"] = {str(c).upper(): _int(f"{key}.currencies.{c}", v, minimum=1) for c, v in cur.items()}
-    elif kind == "gateway":
-        secrets["api_key"] = _secret(f"{key}.api_key_env", env, _env_name(key, raw, "api_key_env"))
-        secrets["secret"] = _secret(f"{key}.secret_env", env, _env_name(key, raw, "secret_env"))
-        if "shop_code" in raw:
-            options["shop_code"] = _str(f"{key}.shop_code", raw["shop_code"])
-        if "callback_url" in raw:
-            cb = _str(f"{key}.callback_url", raw["callback_url"])
-            parts = urlsplit(cb)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ConfigError(f"{key}.callback_url", f"must be an http(s) URL, got {cb!r}")
-            options["callback_url"] = cb
-    else:  # paysera
-        options["mac_id"] = _str(f"{key}.mac_id", _required(key, raw, "mac_id"))
-        secrets["mac_key"] = _secret(f"{key}.mac_key_env", env, _env_name(key, raw, "mac_key_env"))
-        if "payer_account" in raw:
-            options["payer_account"] = _str(f"{key}.payer_account", raw["payer_account"])
-        bt = raw.get("beneficiary_type", "paysera")
-        if bt not in ("paysera", "bank"):
-            raise ConfigError(f"{key}.beneficiary_type", f"must be \"paysera\" or \"bank\", got {bt!r}")
-        options["beneficiary_type"] = bt
-        pem = _callback_key(key, raw)
-        if pem is not None:
-            options["callback_public_key_pem"] = pem
+    given: dict[str, str] = {}  # target → the option giving it (options filling one target are alternatives)
+    for opt in desc.options:
+        if opt.name in raw:
+            if opt.target in given:
+                raise ConfigError(f"{key}.{opt.name}", f"give {given[opt.target]} or {opt.name}, not both")
+            given[opt.target] = opt.name
+    for opt in desc.options:
+        k = f"{key}.{opt.name}"
+        if opt.name in raw:
+            value = raw[opt.name]
+        elif opt.target in given:  # its alternative is given
+            continue
+        elif opt.required:
+            raise ConfigError(k, "is required")
+        elif opt.default is not None:
+            value = opt.default
+        else:
+            continue
+        (secrets if opt.type == "secret" else options)[opt.target] = _option(k, opt, value, env)
     return ProviderConfig(name=name, type=kind, base_url=base_url, timeout=timeout, secrets=secrets,
                           options=options)
-
-
-def _callback_key(key: str, raw: Mapping[str, Any]) -> str | None:
-    """Paysera's callback public key (PEM key or certificate), inline or from a file; checked at load."""
-    from providers.paysera.callbacks import load_public_key
-
-    if "callback_public_key_pem" in raw and "callback_public_key_file" in raw:
-        raise ConfigError(f"{key}.callback_public_key_file", "give callback_public_key_pem or _file, not both")
-    if "callback_public_key_pem" in raw:
-        name = "callback_public_key_pem"
-        pem = _str(f"{key}.{name}", raw[name])
-    elif "callback_public_key_file" in raw:
-        name = "callback_public_key_file"
-        path = _str(f"{key}.{name}", raw[name])
-        try:
-            with open(path, "r", encoding="ascii") as fh:
-                pem = fh.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{key}.{name}", f"cannot read {path}: {type(exc).__name__}") from None
-    else:
-        return None
-    try:
-        load_public_key(pem)
-    except ValueError as exc:
-        raise ConfigError(f"{key}.{name}", str(exc)) from None
-    return pem
 
 
 _CURRENCY_RE = re.compile(r"^[A-Z0-9]{2,10}$")
@@ -287,36 +198,39 @@ _RULE_KEYS = {"currency", "provider", "destination_field", "min_amount", "max_am
 
 
 def _rule(key: str, raw: Any, providers: Mapping[str, ProviderConfig]) -> RouteRule:
-    raw = _table(key, raw)
-    _known(key, raw, _RULE_KEYS)
-    currency = _str(f"{key}.currency", _required(key, raw, "currency")).upper()
+    raw = table(key, raw)
+    known(key, raw, _RULE_KEYS)
+    currency = text(f"{key}.currency", required(key, raw, "currency")).upper()
     if not _CURRENCY_RE.match(currency):
         raise ConfigError(f"{key}.currency", f"must be a currency code such as \"RUB\", got {currency!r}")
-    provider = _str(f"{key}.provider", _required(key, raw, "provider"))
+    provider = text(f"{key}.provider", required(key, raw, "provider"))
     if provider not in providers:
         raise ConfigError(f"{key}.provider", f"names no configured provider: {provider!r} (add [providers.{provider}])")
-    known = providers[provider].options.get("currencies")
-    if providers[provider].type == "zaleycash" and known is not None and currency not in known:
-        raise ConfigError(f"{key}.currency", f"provider {provider!r} has no ZaleyCash currency code for {currency!r} "
-                                             f"(add it to providers.{provider}.currencies)")
-    dest = _str(f"{key}.destination_field", raw.get("destination_field", "account2"))
+    cfg = providers[provider]
+    desc = registry.get(cfg.type)
+    payable = desc.currencies(cfg.options) if desc is not None and desc.currencies is not None else None
+    if payable is not None and currency not in payable:
+        raise ConfigError(f"{key}.currency", f"provider {provider!r} cannot pay {currency!r} (it pays "
+                                             f"{', '.join(sorted(payable)) or 'nothing'}; see [providers.{provider}])")
+    dest = text(f"{key}.destination_field", raw.get("destination_field", "account2"))
     if not _FIELD_RE.match(dest):
-        raise ConfigError(f"{key}.destination_field", f"must name a bid field such as \"account2\" or \"cf6\", got {dest!r}")
+        raise ConfigError(f"{key}.destination_field",
+                          f"must name a bid field such as \"account2\" or \"cf6\", got {dest!r}")
     lo = _decimal(f"{key}.min_amount", raw["min_amount"]) if "min_amount" in raw else None
     hi = _decimal(f"{key}.max_amount", raw["max_amount"]) if "max_amount" in raw else None
     if lo is not None and hi is not None and lo > hi:
         raise ConfigError(f"{key}.max_amount", f"is below min_amount ({hi} < {lo})")
-    psys = _str(f"{key}.psys_get", raw["psys_get"]) if "psys_get" in raw else None
+    psys = text(f"{key}.psys_get", raw["psys_get"]) if "psys_get" in raw else None
     return RouteRule(currency=currency, provider=provider, destination_field=dest, min_amount=lo, max_amount=hi,
                      psys_get=psys)
 
 
 def _route(name: str, raw: Any, providers: Mapping[str, ProviderConfig], exchangers: Mapping[str, Any]) -> RouteConfig:
     key = f"routes.{name}"
-    raw = _table(key, raw)
+    raw = table(key, raw)
     if name not in exchangers:
         raise ConfigError(key, f"names no configured exchanger: {name!r} (add [exchangers.{name}])")
-    _known(key, raw, _ROUTE_KEYS)
+    known(key, raw, _ROUTE_KEYS)
     trig = raw.get("trigger_statuses", ["realpay"])
     if not isinstance(trig, list) or not trig:
         raise ConfigError(f"{key}.trigger_statuses", "must be a non-empty list of bid statuses")
@@ -330,35 +244,27 @@ def _route(name: str, raw: Any, providers: Mapping[str, ProviderConfig], exchang
     if not isinstance(rules_raw, list):
         raise ConfigError(f"{key}.rules", "must be an array of tables ([[routes.<exchanger>.rules]])")
     rules = tuple(_rule(f"{key}.rules[{i}]", r, providers) for i, r in enumerate(rules_raw))
-    return RouteConfig(exchanger=name, enabled=_bool(f"{key}.enabled", raw.get("enabled", True)),
+    return RouteConfig(exchanger=name, enabled=boolean(f"{key}.enabled", raw.get("enabled", True)),
                        trigger_statuses=tuple(trig), auto_pay_ceiling=ceiling, rules=rules)
 
 
-def load_payout_config(settings_doc: Mapping[str, Any], env: Mapping[str, str]) -> PayoutConfig:
-    """Parse the payout sections of the whole TOML document (as ``tomllib`` returns it)."""
-    doc = settings_doc or {}
+def load_payout_config(doc: Mapping[str, Any], env: Mapping[str, str]) -> PayoutConfig:
+    """The payout sections of the whole TOML document (as ``tomllib`` returns it); routes may name only
+    the document's ``[exchangers]``."""
+    doc = doc or {}
     settings = _settings(doc.get("payouts", {}))
-    providers_raw = _table("providers", doc.get("providers", {}))
+    providers_raw = table("providers", doc.get("providers", {}))
     providers = {name: _provider(name, raw, env) for name, raw in providers_raw.items()}
     exchangers = doc.get("exchangers", {})
     if not isinstance(exchangers, Mapping):
         exchangers = {}
-    routes_raw = _table("routes", doc.get("routes", {}))
+    routes_raw = table("routes", doc.get("routes", {}))
     routes = {name: _route(name, raw, providers, exchangers) for name, raw in routes_raw.items()}
     return PayoutConfig(settings=settings, providers=providers, routes=routes)
 
 
 def load_payout_config_from_env(env: Mapping[str, str] | None = None) -> PayoutConfig:
-    """The payout config of the file ``EXSYNC_CONFIG`` names (an empty config without one)."""
+    """Only the payout sections of the file ``EXSYNC_CONFIG`` names (tests and benchmarks that build a
+    payout config alone; exsync itself takes ``load_settings().payouts``)."""
     env = dict(os.environ if env is None else env)
-    path = env.get("EXSYNC_CONFIG")
-    if not path:
-        return PayoutConfig()
-    try:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError("EXSYNC_CONFIG", f"file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("EXSYNC_CONFIG", f"{path} is not valid TOML: {exc}") from None
-    return load_payout_config(doc, env)
+    return load_payout_config(read_document(env), env)

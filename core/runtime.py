@@ -1,16 +1,20 @@
-"""The per-process runtime: settings, the database, provider clients and rate limiters.
+"""The per-process runtime: settings, the database, provider clients, payout rails and rate limiters.
 
 Built once from the environment (``get()``), or handed in explicitly (``install()``) by `exsync run`
 and by tests, so nothing needs patching.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
 
+from core.config import ConfigError, PayoutConfig, Settings, load_settings
 from models.db import Database
-from core.config import ConfigError, Settings, load_settings
+from providers import registry
+from providers.descriptor import PayoutStore
+from providers.payouts import PayoutRail
 
 
 class RateLimiter:
@@ -43,10 +47,7 @@ class Runtime:
     _clients: dict = field(default_factory=dict)
     _limiters: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    # Payouts: the parsed [payouts]/[providers]/[routes] config (read from EXSYNC_CONFIG on first use
-    # unless handed in) and the PayoutRail objects built from it (worker.payouts.rails).
-    payout_config: object | None = None
-    _rails: dict = field(default_factory=dict)
+    _rails: dict[str, PayoutRail] = field(default_factory=dict)  # by provider name, built on first use
 
     @property
     def db(self) -> Database:
@@ -68,14 +69,42 @@ class Runtime:
                 self._clients[exchanger] = client
             return client
 
-    def payouts(self):
-        """The PayoutConfig (core.payout_config), loaded once from the environment's EXSYNC_CONFIG."""
-        with self._lock:
-            if self.payout_config is None:
-                from core.payout_config import load_payout_config_from_env
+    def payouts(self) -> PayoutConfig:
+        """The payout config: ``settings.payouts``, read with every other setting."""
+        return self.settings.payouts
 
-                self.payout_config = load_payout_config_from_env()
-            return self.payout_config
+    @property
+    def payout_config(self) -> PayoutConfig:
+        return self.settings.payouts
+
+    @payout_config.setter
+    def payout_config(self, config: PayoutConfig) -> None:
+        """Run with another payout config (tests, benchmarks): rails built from the old one are dropped."""
+        with self._lock:
+            self.settings = dataclasses.replace(self.settings, payouts=config)
+            self._rails.clear()
+
+    def rail(self, name: str, store: PayoutStore) -> PayoutRail:
+        """The PayoutRail of provider ``name``, built by its descriptor on first use and kept for the
+        process (clients pool connections and cache tokens). ``store``: our stored payouts, for the rail."""
+        with self._lock:
+            rail = self._rails.get(name)
+        if rail is not None:
+            return rail
+        cfg = self.payouts().providers.get(name)
+        if cfg is None:
+            raise ConfigError(f"providers.{name}", "no such payout provider is configured")
+        desc = registry.get(cfg.type)
+        if desc is None:
+            raise ConfigError(f"providers.{name}.type", f"unsupported provider type {cfg.type!r}")
+        rail = desc.rail(cfg, store)  # outside the lock: building one may be slow
+        with self._lock:
+            return self._rails.setdefault(name, rail)
+
+    def forget_rails(self) -> None:
+        """Drop every built rail (the next use builds it again, as a fresh process would)."""
+        with self._lock:
+            self._rails.clear()
 
     def close(self) -> None:
         """Release the database pool (idempotent)."""

@@ -1,13 +1,20 @@
 """`exsync sandbox <provider>`: build each provider's sandbox from the shared options and say what it accepts.
 
-Every sandbox is a faithful fake for LOCAL USE ONLY (its control API under /_sandbox/ has no auth).
+The Premium sandbox (the exchanger's engine) has its own options; every payout provider's comes from its
+descriptor (providers/registry.py) and takes the shared fault knobs. Every sandbox is a faithful fake
+for LOCAL USE ONLY (its control API under /_sandbox/ has no auth).
 """
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any
 
-PROVIDERS = ("premium", "zaleycash", "gateway", "paysera")
+from providers import registry
+
+
+def providers() -> tuple[str, ...]:
+    """Every sandbox ``exsync sandbox`` serves: the exchanger's, then each payout provider's."""
+    return ("premium",) + tuple(d.type for d in registry.descriptors())
 
 
 def build(provider: str, *, latency: float, error_rate: float, fail_after_commit_rate: float, seed: int | None,
@@ -20,9 +27,8 @@ def build(provider: str, *, latency: float, error_rate: float, fail_after_commit
         login, key = opts.pop("login", None), opts.pop("key", None)
         return sb.create_app(login or sb.DEFAULT_LOGIN, key or sb.DEFAULT_KEY, latency=latency,
                              error_rate=error_rate, seed=seed, **opts)
-    module = _module(provider)
-    return module.create_app(latency=latency, error_rate=error_rate, fail_after_commit_rate=fail_after_commit_rate,
-                             seed=seed)
+    return _descriptor(provider).sandbox(latency=latency, error_rate=error_rate,
+                                         fail_after_commit_rate=fail_after_commit_rate, seed=seed)
 
 
 def banner(provider: str, app: Any, url: str) -> list[str]:
@@ -36,8 +42,7 @@ def banner(provider: str, app: Any, url: str) -> list[str]:
         key = getattr(key, "key", key) or sb.DEFAULT_KEY
         return [f"premium sandbox listening on {url}", f"  API-LOGIN: {login}", f"  API-KEY:   {key}",
                 f"  control:   {url}/_sandbox/state  (no auth: never expose this port)"]
-    described: Callable[..., Any] = _module(provider).describe
-    info = described(url) if provider == "zaleycash" else described(app)
+    info = _descriptor(provider).describe_sandbox(app, url)
     if isinstance(info, str):
         return info.splitlines()
     return [f"{provider} sandbox listening on {url}  (LOCAL USE ONLY: the control API has no auth)"] + [
@@ -52,9 +57,8 @@ def close(app: Any) -> None:
         stop()
 
 
-def _module(provider: str):
-    import importlib
-
-    if provider not in PROVIDERS:
+def _descriptor(provider: str):
+    desc = registry.get(provider)
+    if desc is None:
         raise ValueError(f"unknown sandbox {provider!r}")
-    return importlib.import_module(f"providers.{provider}.sandbox")
+    return desc

@@ -66,6 +66,16 @@ def test_check_config_prints_a_redacted_summary(env):
     assert_no_secret(result, env)
 
 
+def test_check_config_shows_every_web_setting_trusted_proxies_included(env):
+    out = invoke(["check-config"], env).stdout
+    assert "no trusted proxies (the source is the TCP peer; X-Forwarded-For ignored)" in out
+    assert "after 20 failures from one source in 60s its failures are answered 429" in out
+    result = invoke(["check-config"], dict(env, EXSYNC_TRUSTED_PROXIES="2"))
+    assert result.exit_code == 0 and "2 trusted proxies" in result.stdout
+    result = invoke(["check-config"], dict(env, EXSYNC_TRUSTED_PROXIES="yes"))
+    assert result.exit_code == 2 and result.stderr.startswith("config error: EXSYNC_TRUSTED_PROXIES: ")
+
+
 def test_check_config_hides_the_database_password(env):
     env = dict(env, EXSYNC_DATABASE_URL="postgresql://exsync:hunter2hunter2@db.example:5432/exsync")
     result = invoke(["check-config"], env)

@@ -335,3 +335,59 @@ def test_a_full_exchanger(tmp_path):
     # Secrets stay out of reprs (they end up in logs and tracebacks).
     for secret in (KEY, TOKEN, API_TOKEN):
         assert secret not in repr(s)
+
+
+# -- one loader, one typed Settings (issue 7) ---------------------------------------------------------
+
+PAYOUT_SECTIONS = """
+[payouts]
+max_attempts = 3
+
+[providers.zc]
+type = "zaleycash"
+base_url = "https://zc.example"
+secret_key_env = "ZC_SECRET"
+
+[routes.main]
+trigger_statuses = ["realpay"]
+
+[[routes.main.rules]]
+currency = "RUB"
+provider = "zc"
+"""
+ZC_SECRET = "zc-secret-value-0123456789"
+
+
+def test_the_file_is_read_once_into_one_typed_settings(tmp_path, monkeypatch):
+    import tomllib
+
+    from core.config import PayoutConfig
+
+    reads = []
+    real_load = tomllib.load
+    monkeypatch.setattr(tomllib, "load", lambda fh: reads.append(fh.name) or real_load(fh))
+    path = write(tmp_path, PAYOUT_SECTIONS)
+    s = load_settings(env_for(path, ZC_SECRET=ZC_SECRET))
+    assert reads == [str(path)]
+    assert isinstance(s.payouts, PayoutConfig) and s.payouts.settings.max_attempts == 3
+    zc = s.payouts.providers["zc"]
+    assert (zc.type, zc.base_url, zc.secrets) == ("zaleycash", "https://zc.example", {"secret_key": ZC_SECRET})
+    assert s.payouts.routes["main"].rules[0].provider == "zc"
+    assert ZC_SECRET in s.secrets() and ZC_SECRET not in repr(s)  # redacted everywhere, never printed
+
+
+def test_a_bad_payout_section_stops_every_load(tmp_path):
+    path = write(tmp_path, PAYOUT_SECTIONS.replace('provider = "zc"', 'provider = "nope"'))
+    assert_names(error_for(env_for(path, ZC_SECRET=ZC_SECRET)), "routes.main.rules[0].provider")
+    assert_names(error_for(env_for(write(tmp_path, PAYOUT_SECTIONS))), "ZC_SECRET")
+
+
+def test_trusted_proxies_is_a_setting():
+    assert load_settings({}).trusted_proxies == 0
+    assert load_settings({"EXSYNC_TRUSTED_PROXIES": "2"}).trusted_proxies == 2
+    assert load_settings({"EXSYNC_TRUSTED_PROXIES": " "}).trusted_proxies == 0
+
+
+@pytest.mark.parametrize("value", ["yes", "11", "-1", "1.5", "²", "٣"])
+def test_bad_trusted_proxies_names_the_key(value):
+    assert_names(error_for({"EXSYNC_TRUSTED_PROXIES": value}), "EXSYNC_TRUSTED_PROXIES")

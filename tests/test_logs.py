@@ -149,7 +149,8 @@ def test_payout_provider_secrets_named_in_the_config_are_redacted_too(tmp_path):
     cfg = tmp_path / "exsync.toml"
     cfg.write_text('[providers.zc]\ntype = "zaleycash"\nbase_url = "https://zaleycash.example"\n'
                    'secret_key_env = "MY_ZC_SECRET"\n'
-                   '[providers.gw]\ntype = "gateway"\napi_key_env = "MY_GW_KEY"\nsecret_env = "MY_GW_SECRET"\n')
+                   '[providers.gw]\ntype = "gateway"\nbase_url = "https://gw.example"\n'
+                   'api_key_env = "MY_GW_KEY"\nsecret_env = "MY_GW_SECRET"\n')
     env = {"EXSYNC_CONFIG": str(cfg), "MY_ZC_SECRET": "zc-" + "q" * 20, "MY_GW_KEY": "gwkey-" + "w" * 20,
            "MY_GW_SECRET": "gwsec-" + "e" * 20}
     s = load_settings(env)

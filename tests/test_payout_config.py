@@ -95,6 +95,10 @@ BAD = [
     ("paysera mac_id missing", lambda d: d["providers"]["ps"].pop("mac_id"), "providers.ps.mac_id"),
     ("paysera beneficiary_type", lambda d: d["providers"]["ps"].update(beneficiary_type="iban"),
      "providers.ps.beneficiary_type"),
+    ("paysera callback key inline and from a file", lambda d: d["providers"]["ps"].update(
+        callback_public_key_pem="x", callback_public_key_file="/nope.pem"), "providers.ps.callback_public_key_file"),
+    ("zaleycash currencies not a table", lambda d: zc(d).update(currencies="RUB"), "providers.zc.currencies"),
+    ("gateway shop_code empty", lambda d: gw(d).update(shop_code=" "), "providers.gw.shop_code"),
     # routes
     ("route for an unknown exchanger", lambda d: d["routes"].update(other={}), "routes.other"),
     ("unknown route key", lambda d: route(d).update(speed=1), "routes.main.speed"),
@@ -201,3 +205,32 @@ def test_from_env_reads_the_file_and_names_its_problems(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_payout_config_from_env({"EXSYNC_CONFIG": str(tmp_path / "broken.toml")})
     assert info.value.key == "EXSYNC_CONFIG"
+
+
+# -- each provider's table is read by its descriptor's schema (providers/<type>/descriptor.py) ----------
+
+
+def test_provider_types_are_the_registrys():
+    from providers import registry
+
+    with pytest.raises(ConfigError) as info:
+        load(lambda d: zc(d).update(type="bank"))
+    assert registry.types() == ("zaleycash", "gateway", "paysera")
+    assert all(t in info.value.problem for t in registry.types())
+
+
+def test_options_and_secrets_follow_the_schema():
+    cfg = load(lambda d: zc(d).update(currencies={"rub": 1, "Usdt": 9}))
+    zc_cfg, gw_cfg, ps_cfg = (cfg.providers[n] for n in ("zc", "gw", "ps"))
+    assert zc_cfg.options == {"currencies": {"RUB": 1, "USDT": 9}} and zc_cfg.secrets == {"secret_key": ENV["ZC_SECRET"]}
+    assert gw_cfg.options == {} and gw_cfg.secrets == {"api_key": ENV["GW_KEY"], "secret": ENV["GW_SECRET"]}
+    assert ps_cfg.options == {"mac_id": "abc", "beneficiary_type": "paysera"}  # the schema's default
+    assert ps_cfg.secrets == {"mac_key": ENV["PS_KEY"]}
+    assert load().providers["zc"].options["currencies"] == {"RUB": 1, "USD": 2, "EUR": 3, "KZT": 4}
+
+
+def test_a_rule_may_name_only_a_currency_its_provider_pays():
+    load(lambda d: (zc(d).update(currencies={"USDT": 9}), rule(d).update(currency="USDT")))
+    with pytest.raises(ConfigError) as info:
+        load(lambda d: zc(d).update(currencies={"USD": 2}))
+    assert info.value.key == "routes.main.rules[0].currency" and "'RUB'" in info.value.problem

@@ -1,19 +1,19 @@
 """The Flask app factory: one blueprint per concern, JSON answers only.
 
-``create_app(runtime)`` wires the receivers (``webhooks.premium``), the bid API (``webhooks.api``),
+``create_app(runtime)`` wires the receivers (``webhooks.premium``; ``webhooks.payout_callbacks`` for every
+payout provider in providers/registry.py), the bid API (``webhooks.api``),
 health and metrics (``webhooks.health``) and the operator page (``webhooks.stuck``). Every error,
 expected or not, is answered in JSON: an unexpected exception becomes ``500 {"error": "internal"}``,
 logged by type and redacted message only; a database that cannot be reached becomes
 ``503 {"error": "storage_unavailable"}``.
 
-``EXSYNC_TRUSTED_PROXIES`` (whole number, default 0): how many reverse proxies in front of us append to
-``X-Forwarded-For``. With 0 the source IP is the TCP peer and forwarded headers are ignored, so nobody
-can fake an allowed IP by sending the header themselves.
+``settings.trusted_proxies`` (``EXSYNC_TRUSTED_PROXIES``, read with every setting by core/config.py): how
+many reverse proxies in front of us append to ``X-Forwarded-For``. With 0 the source IP is the TCP peer
+and forwarded headers are ignored, so nobody can fake an allowed IP by sending the header themselves.
 """
 from __future__ import annotations
 
 import logging
-import os
 import re
 from typing import Mapping
 
@@ -23,24 +23,17 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from core.config import trusted_proxies
+from core.logs import redactor
 from providers.values import BadValue
 from webhooks.inbox import Inbox
 from webhooks.inputs import guard_input
 from webhooks.throttle import FAILURE_STATUSES, FailureThrottle
-from core.config import ConfigError
-from core.logs import redactor
 
 log = logging.getLogger("exsync.webhooks")
 
 MAX_REQUEST_BYTES = 1024 * 1024  # any route; the receivers apply settings.webhook_max_body on top
 _WORDS = re.compile(r"[^a-z0-9]+")
-
-
-def trusted_proxies(env: Mapping[str, str]) -> int:
-    raw = env.get("EXSYNC_TRUSTED_PROXIES", "0").strip() or "0"
-    if not raw.isdigit() or int(raw) > 10:
-        raise ConfigError("EXSYNC_TRUSTED_PROXIES", f"must be a whole number from 0 to 10, got {raw!r}")
-    return int(raw)
 
 
 def _error_name(exc: HTTPException) -> str:
@@ -51,10 +44,12 @@ def _error_name(exc: HTTPException) -> str:
 
 
 def create_app(runtime=None, env: Mapping[str, str] | None = None) -> Flask:
+    """The app of ``runtime`` (default: the process's). ``env``: tests only, EXSYNC_TRUSTED_PROXIES taken
+    from it instead of the settings (read by the same rule)."""
     from core import runtime as runtime_mod
 
     rt = runtime if runtime is not None else runtime_mod.get()
-    proxies = trusted_proxies(os.environ if env is None else env)
+    proxies = rt.settings.trusted_proxies if env is None else trusted_proxies(env)
 
     app = Flask("exsync", static_folder=None)  # no static files: every answer is JSON, text or inline HTML
     app.wsgi_app = guard_input(app.wsgi_app)  # every body read: transport errors become a 400
@@ -67,15 +62,11 @@ def create_app(runtime=None, env: Mapping[str, str] | None = None) -> Flask:
     if proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=0, x_port=0, x_prefix=0)
 
-    from webhooks import api, health, openapi, premium, stuck
+    from webhooks import api, health, openapi, payout_callbacks, premium, stuck
 
     for module in (premium, api, health, stuck, openapi):
         app.register_blueprint(module.bp)
-
-    from webhooks import gateway, paysera  # payout callbacks: POST /webhooks/gateway|paysera/<provider>
-
-    for module in (gateway, paysera):
-        app.register_blueprint(module.bp)
+    app.register_blueprint(payout_callbacks.blueprint())  # POST /webhooks/<type>/<provider>, per registry
 
     redact = app.extensions["exsync.redactor"].redact
     throttle = FailureThrottle(rt.settings.redis_url, limit=rt.settings.webhook_fail_limit,

@@ -58,7 +58,22 @@ def _handle_premium(runtime: Runtime, session: Session, event: InboxEvent) -> st
     return f"{out.from_status} -> {out.status}" if out.changed else ("unchanged" if out.applied else "stale")
 
 
-HANDLERS: dict[str, Callable[[Runtime, Session, InboxEvent], str]] = {"premium": _handle_premium}
+Handler = Callable[[Runtime, Session, InboxEvent], str]
+
+
+def handler_for(provider: str) -> Handler | None:
+    """The handler of an event's provider: the exchanger's here, every registered payout provider's in
+    worker.payout_callbacks (looked up, not registered by an import's side effect)."""
+    if provider == "premium":
+        return _handle_premium
+    from providers import registry
+
+    desc = registry.get(provider)
+    if desc is None or desc.callbacks is None:
+        return None
+    from worker import payout_callbacks  # it imports this module: loaded on first use
+
+    return payout_callbacks.handle
 
 
 def process_event(runtime: Runtime, event_id: int) -> str:
@@ -73,7 +88,7 @@ def process_event(runtime: Runtime, event_id: int) -> str:
             return "busy" if exists else "missing"
         if event.state not in INBOX_TO_PROCESS:
             return f"skipped ({event.state})"
-        handler = HANDLERS.get(event.provider)
+        handler = handler_for(event.provider)
         event.attempts += 1
         try:
             if handler is None:
