@@ -96,7 +96,7 @@ class CallbackRequest:
 
     method: str
     target: str  # path and query exactly as received (what a signature covers)
-    headers: Mapping[str, str]
+    headers: Any  # the request's headers: a mapping whose .get() ignores case (werkzeug's Headers)
     body: bytes
     now: float  # time.time() at receipt
     # The fields named by ``Callbacks.form_fields``, each present once, non-empty, clean text (the receiver

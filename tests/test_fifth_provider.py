@@ -77,7 +77,7 @@ def courier_sandbox(*, token: str = TOKEN, latency: float = 0.0, error_rate: flo
     """POST /v1/transfers (idempotent by ``reference``: a repeat answers the first transfer), GET
     /v1/transfers/<reference>; ``Authorization: Bearer <token>``. Transfers start ``processing``."""
     app = Flask("courier-sandbox")
-    ledger = app.engine = Ledger(token)
+    ledger = app.engine = Ledger(token)  # type: ignore[attr-defined]  # app.engine, as every sandbox has
 
     @app.before_request
     def auth():

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from providers import registry
-from providers.descriptor import Answer, CallbackRequest, Descriptor, Verifier
+from providers.descriptor import Answer, CallbackRequest, Callbacks, ProviderConfig, Verifier
 from providers.gateway.signing import path_with_query_from_environ
 from providers.values import BadValue
 from webhooks.inbox import Inbox, StorageUnavailable
@@ -70,15 +70,15 @@ def _view(kind: str) -> Callable[[str], Any]:
     return view
 
 
-def _verifier(desc: Descriptor, provider: str, cfg: Any) -> Verifier:
+def _verifier(kind: str, callbacks: Callbacks, provider: str, cfg: ProviderConfig | None) -> Verifier:
     """One verifier per configured provider (it may hold a parsed key or recent signatures), kept on the
     app; built again when the provider's configuration is replaced. Unknown names share one."""
     cache: dict = current_app.extensions.setdefault("exsync.callback_verifiers", {})
-    slot = (desc.type, provider if cfg is not None else None)
+    slot = (kind, provider if cfg is not None else None)
     with _verifiers_lock:
         held = cache.get(slot)
         if held is None or held[0] is not cfg:
-            held = cache[slot] = (cfg, desc.callbacks.verifier(cfg))
+            held = cache[slot] = (cfg, callbacks.verifier(cfg))
         return held[1]
 
 
@@ -101,7 +101,8 @@ def _respond(answer: Answer):
 
 def receive(kind: str, provider: str):
     desc = registry.get(kind)
-    if desc is None or desc.callbacks is None:  # unregistered since the app was built
+    callbacks = desc.callbacks if desc is not None else None
+    if callbacks is None:  # unregistered since the app was built
         return error(404, "not_found")
     rt = current_app.extensions["exsync.runtime"]
     inbox: Inbox = current_app.extensions["exsync.inbox"]
@@ -113,15 +114,15 @@ def receive(kind: str, provider: str):
     if body is None:
         return too_large(rt.settings.webhook_max_body)
     form: dict[str, str] = {}
-    if desc.callbacks.form_fields:
+    if callbacks.form_fields:
         try:
             values = fields(body, request.mimetype)
-            form = {name: _field(values, name) for name in desc.callbacks.form_fields}
+            form = {name: _field(values, name) for name in callbacks.form_fields}
         except BadValue as bad:
             return error(400, "bad_request", field=bad.field, message=bad.message)
 
     target = path_with_query_from_environ(request.environ)
-    verdict = _verifier(desc, provider, cfg)(CallbackRequest(
+    verdict = _verifier(kind, callbacks, provider, cfg)(CallbackRequest(
         method=request.method, target=target, headers=request.headers, body=body, now=time.time(), form=form))
     if isinstance(verdict, Answer):
         return _respond(verdict)
@@ -136,4 +137,4 @@ def receive(kind: str, provider: str):
         log.warning("%s callback for %r kept dead (event %s): %s", kind, provider, event_id, dead)
     else:
         inbox.enqueue(event_id)
-    return _respond(desc.callbacks.accepted(event_id, dead))
+    return _respond(callbacks.accepted(event_id, dead))

@@ -95,7 +95,9 @@ def _nobody() -> Any:
 def payload_of(event: Any) -> dict[str, Any]:
     """The hint kept in the inbox: which transfer, which status, and its purpose (it carries our key)."""
     data = event.data or {}
-    purpose = data.get("purpose") if isinstance(data.get("purpose"), dict) else {}
+    purpose = data.get("purpose")
+    if not isinstance(purpose, dict):
+        purpose = {}
     return {"type": event.type, "object": event.object,
             "transfer_id": None if data.get("id") is None else str(data.get("id"))[:100],
             "status": None if data.get("status") is None else str(data.get("status"))[:64],
