@@ -66,7 +66,10 @@ def _alternatives(ways: Iterable[tuple[str, str]]) -> str:
     by_first: dict[str, list[str]] = {}
     for first, rest in ways:
         by_first.setdefault(first, []).append(rest)
-    return "|".join(re.escape(first) + (f"(?:{'|'.join(rests)})" if rests != [""] else "")
+    # The empty rest last: alternation takes the first branch that matches, and a '%' in a secret must be
+    # matched as the start of its own escape ("%25…") before as itself, or the escape's tail stays visible.
+    return "|".join(re.escape(first) + (f"(?:{'|'.join(sorted(rests, key=lambda r: r == ''))})"
+                                        if rests != [""] else "")
                     for first, rests in by_first.items())
 
 

@@ -394,3 +394,12 @@ def test_real_gunicorn_at_debug_logs_no_form_of_any_secret(tmp_path, premium_san
     for stored in rows:
         for secret in (hook_token, api_token, DEFAULT_KEY):
             assert not carries(stored, secret), stored
+
+
+def test_a_percent_sign_in_a_secret_is_masked_with_its_escape():
+    # Found by hypothesis: a secret ending in '%' written as "%25" (or "%2525") left "25" visible, the
+    # pattern having matched the '%' as itself first.
+    secret = "abcdefghijklmnop%"
+    redactor_ = RedactSecrets([secret])
+    for written in ("%25", "%2525", "%25%32%35", "%"):
+        assert redactor_.redact(f"GET /x/abcdefghijklmnop{written} 200") == f"GET /x/{MASK} 200"
