@@ -254,11 +254,8 @@ def edge_env(tmp_path, premium_sandbox, database_url, redis_url, paysera_signing
 
 @pytest.fixture
 def edge_runtime(edge_env, db, redis_url):
-    from core.payout_config import load_payout_config_from_env
-
     forget_webhook_failures(redis_url)
-    rt = runtime_mod.Runtime(load_settings(edge_env), _db=db)
-    rt.payout_config = load_payout_config_from_env(edge_env)
+    rt = runtime_mod.Runtime(load_settings(edge_env), _db=db)  # the payout sections come with the settings
     runtime_mod.install(rt)
     yield rt
     runtime_mod.install(None)

@@ -89,7 +89,7 @@ def test_reaper_takes_back_a_lost_batch_by_what_each_item_was_doing(runtime, pre
     assert lost[finding.id].kind == "find" and lost[finding.id].finished_at is not None
     assert waiting.id not in lost
 
-    runtime._rails.clear()  # a fresh worker
+    runtime.forget_rails()  # a fresh worker
     assert engine.submit_due(runtime, later(LEASE + 2)) == {"succeeded": 3}
     kinds = {p.id: [(a.kind, a.outcome) for a in attempts(runtime, p.id)] for p in after.values()}
     assert kinds[sending.id] == [("submit", "lost"), ("find", "succeeded")]

@@ -105,7 +105,7 @@ def payout_env() -> dict:
 def install_payouts(runtime, toml_text: str, exchanger_url: str = "http://127.0.0.1:1") -> None:
     doc = tomllib.loads(f'[exchangers.main]\nbase_url = "{exchanger_url}"\n' + toml_text)
     runtime.payout_config = load_payout_config(doc, payout_env())
-    runtime._rails.clear()
+    runtime.forget_rails()
 
 
 def mirror_bid(runtime, premium_sandbox, *, status: str = "realpay", direction_id: int = 3, amount: str = "100",

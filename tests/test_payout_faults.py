@@ -54,7 +54,7 @@ def test_zaleycash_commit_then_502_is_unknown_then_found(runtime, premium_sandbo
     p = one(runtime)
     assert zc_sandbox.engine.executed(p.idempotency_key) == 1 and p.maybe_sent
     zc_sandbox.engine.knobs.update(fail_after_commit_rate=0.0)
-    runtime._rails.clear()  # a fresh process: the rail's memory of what it sent is gone
+    runtime.forget_rails()  # a fresh process: the rail's memory of what it sent is gone
     assert engine.submit_due(runtime, later(30)) == {"succeeded": 1}
     assert [(a.kind, a.outcome) for a in attempts(runtime, p.id)] == [("submit", "unknown"), ("find", "succeeded")]
     assert_invariant(runtime, zc_sandbox)
@@ -82,7 +82,7 @@ def test_gateway_commit_then_fail_is_unknown_then_found(runtime, premium_sandbox
     gw_sandbox.engine.process_all()
     # Another process polls next: this one would answer an identical read again within the same real
     # second from that second's answer (see GatewayClient, "Timestamps and replays").
-    runtime._rails.clear()
+    runtime.forget_rails()
     assert engine.submit_due(runtime, later(200)) == {"succeeded": 1}
     p = one(runtime)
     assert [a.kind for a in attempts(runtime, p.id)] == ["submit", "find", "find"]
@@ -141,7 +141,7 @@ def test_worker_dies_mid_submission(runtime, premium_sandbox, zc_sandbox, provid
     assert one(runtime).state == "submitting"
     assert engine.submit_due(runtime) == {}  # nobody else touches it while the lease holds
     assert engine.reap(runtime, later(5)) == 0
-    runtime._rails.clear()
+    runtime.forget_rails()
     assert engine.reap(runtime, later(31)) == 1
     p = one(runtime)
     assert p.state == "unknown" and p.maybe_sent

@@ -64,7 +64,7 @@ def install_paysera(runtime, url: str) -> None:
 
     env = {**payout_env(), "EXSYNC_TEST_PS_MAC_KEY": DEFAULT_MAC_KEY}
     runtime.payout_config = load_payout_config(tomllib.loads(paysera_toml(url)), env)
-    runtime._rails.clear()
+    runtime.forget_rails()
 
 
 def ledger_for(sb, key: str) -> list[dict]:
@@ -135,7 +135,7 @@ def test_paysera_lost_create_answer(runtime, premium_sandbox, ps_sandbox):
     assert drafts_for(ps_sandbox, p.idempotency_key) == 1
     assert ledger_for(ps_sandbox, p.idempotency_key) == []  # a draft moves no money
     ps_sandbox.engine.knobs.update(fail_after_commit_rate=0.0, fault_match="")
-    runtime._rails.clear()  # a fresh process
+    runtime.forget_rails()  # a fresh process
     settle(runtime)
     p = assert_paid_once(runtime, ps_sandbox)
     assert drafts_for(ps_sandbox, p.idempotency_key) == 1  # the same draft was signed, no second create
@@ -154,7 +154,7 @@ def test_paysera_lost_sign_answer(runtime, premium_sandbox, ps_sandbox):
     assert p.maybe_sent and p.provider_ref  # stored before signing
     assert ps_sandbox.engine.executed(p.provider_ref) == 1
     ps_sandbox.engine.knobs.update(fail_after_commit_rate=0.0, fault_match="")
-    runtime._rails.clear()
+    runtime.forget_rails()
     settle(runtime)
     p = assert_paid_once(runtime, ps_sandbox)
     kinds = [(a.kind, a.outcome) for a in attempts(runtime, p.id)]

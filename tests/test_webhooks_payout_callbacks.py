@@ -20,7 +20,6 @@ from test_payout_engine import (CARD, gw_sandbox, install_payouts, mirror_bid, p
 from test_payout_paysera import PS_ACCOUNT, ps_sandbox  # noqa: F401
 from webhooks.app import create_app
 from worker import inbox
-from worker import payout_callbacks  # noqa: F401  (registers the handlers)
 from core.config import ConfigError
 from core.payout_config import load_payout_config
 from worker.payouts import engine
@@ -232,7 +231,7 @@ provider = "ps"
 destination_field = "account2"
 """)
     runtime.payout_config = load_payout_config(doc, {**payout_env(), "EXSYNC_TEST_PS_MAC_KEY": DEFAULT_MAC_KEY})
-    runtime._rails.clear()
+    runtime.forget_rails()
 
 
 def _pem(sb) -> str:

@@ -58,12 +58,6 @@ SCHEMAS: dict[str, dict] = {
             "api_id": TEXT, "limit": {"type": "integer"},
         },
     },
-    "GatewayError": {
-        "type": "object", "required": ["message", "code"],
-        "description": "The signed gateway's own error body, for a callback that failed verification.",
-        "properties": {"message": TEXT, "code": TEXT,
-                       "error": {"type": "object", "properties": {"code": TEXT, "message": TEXT}}},
-    },
     "Accepted": {
         "type": "object", "required": ["ok", "event"],
         "properties": {"ok": {"const": True}, "event": {"type": "integer", "description": "inbox event id"},

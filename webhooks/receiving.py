@@ -1,7 +1,7 @@
 """What every callback receiver does the same way: answers, form fields, and keeping the event.
 
-Receivers (``webhooks.premium``, ``webhooks.gateway``, ``webhooks.paysera``) authenticate first, then
-hand the raw event to ``keep``:
+Receivers (``webhooks.premium``, and ``webhooks.payout_callbacks`` for every registered payout provider)
+authenticate first, then hand the raw event to ``keep``:
 - a usable event is committed ``received`` with its payload (the hint the worker acts on);
 - an authenticated event that cannot be used (malformed, a time out of range, text Postgres refuses)
   is committed ``dead`` with its raw bytes and the reason, for a person to look at — never answered

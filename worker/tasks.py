@@ -8,7 +8,6 @@ from celery.signals import worker_shutting_down
 
 from core import clock
 from worker import inbox, poll
-from worker import payout_callbacks  # noqa: F401  (registers the gateway and paysera inbox handlers)
 from core import runtime as runtime_mod
 from worker import sweep as sweep_mod
 from worker.celery_app import app
