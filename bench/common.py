@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from models.db import Database
 from core import runtime as runtime_mod
 from core.config import load_settings
 from devtools.embedded import EmbeddedPostgres, EmbeddedRedis, create_database, drop_database
+from models.db import Database
 from models.migrate import upgrade
 
 RESULTS = Path(__file__).resolve().parent / "results"

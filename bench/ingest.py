@@ -152,8 +152,10 @@ def main(argv=None) -> int:
     rows = [
         ("gunicorn", f"{args.workers} gthread workers x {args.threads} threads, {args.connections} client connections"),
         ("postgres synchronous_commit", durability),
-        ("bare flask route", f"{b_rps:,.0f} req/s, p50 {pct(b_lat, .5) * 1000:.1f} ms, p99 {pct(b_lat, .99) * 1000:.1f} ms"),
-        ("exsync callback endpoint", f"{e_rps:,.0f} req/s, p50 {pct(e_lat, .5) * 1000:.1f} ms, p99 {pct(e_lat, .99) * 1000:.1f} ms"),
+        ("bare flask route",
+         f"{b_rps:,.0f} req/s, p50 {pct(b_lat, .5) * 1000:.1f} ms, p99 {pct(b_lat, .99) * 1000:.1f} ms"),
+        ("exsync callback endpoint",
+         f"{e_rps:,.0f} req/s, p50 {pct(e_lat, .5) * 1000:.1f} ms, p99 {pct(e_lat, .99) * 1000:.1f} ms"),
         ("ratio exsync / bare", f"{e_rps / b_rps:.2f}"),
         ("accepted (2xx) / refused", f"{e_ok} / {e_bad}"),
         ("inbox rows committed", stored),

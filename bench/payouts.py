@@ -4,8 +4,9 @@ injected faults, driven by the payout engine until every payout is final or wait
 Faults (``--fault-rate`` f, default 0.2, split per sandbox): ZaleyCash f/3 HTTP 500 (code 53) before
 commit, f/3 HTTP 429, f/3 of transfers committed then answered 502; gateway f/2 500 before commit, f/2
 of creates committed then answered 502; Paysera f/2 500 before commit, f/2 carried out then answered 500, on creates and
-signs only (a find() after a lost create lists transfers page by page; faults on every page starve it). Bids are seeded straight into the mirror (one batch per 1,000: ``apply_batch`` plus
-one ``request_fields`` update), so the run measures payouts, not bid sync; completion on the exchanger
+signs only (a find() after a lost create lists transfers page by page; faults on every page starve it).
+Bids are seeded straight into the mirror (one batch per 1,000: ``apply_batch`` plus one ``request_fields``
+update), so the run measures payouts, not bid sync; completion on the exchanger
 (``success_bid``) is not part of it. Ladders are shortened (1 s) and each round looks 5 s ahead so retries
 are due at once; the gateway sandbox processes its queue between rounds.
 
@@ -35,12 +36,12 @@ from decimal import Decimal
 from psycopg2.extras import execute_values
 from sqlalchemy import text
 
-from core.clock import now_utc
 from bench.common import database, report, runtime_for, settings_for
+from core.clock import now_utc
+from core.payout_config import load_payout_config
 from providers.payouts import PayoutRequest
 from providers.sandbox import serve
 from worker import reconcile
-from core.payout_config import load_payout_config
 from worker.payouts import engine
 
 OPEN = ("pending", "submitting", "submitted", "unknown")
@@ -128,7 +129,8 @@ class Sandboxes:
 
 
 def payout_doc(sb: Sandboxes) -> tuple[dict, dict]:
-    from providers.gateway.sandbox import DEFAULT_API_KEY, DEFAULT_SECRET as GW_SECRET
+    from providers.gateway.sandbox import DEFAULT_API_KEY
+    from providers.gateway.sandbox import DEFAULT_SECRET as GW_SECRET
     from providers.paysera.sandbox import DEFAULT_MAC_ID, DEFAULT_MAC_KEY
     from providers.zaleycash.sandbox import DEFAULT_SECRET as ZC_SECRET
 
@@ -236,7 +238,8 @@ def drive(rt, pool, sb: Sandboxes, deadline: float) -> tuple[int, int]:
 def baseline(sb: Sandboxes, n: int, threads: int) -> float:
     """Seconds for N bare rail.send() calls (fresh keys, no faults, no database), same threads."""
     from providers.gateway import GatewayClient, GatewayRail
-    from providers.gateway.sandbox import DEFAULT_API_KEY, DEFAULT_SECRET as GW_SECRET
+    from providers.gateway.sandbox import DEFAULT_API_KEY
+    from providers.gateway.sandbox import DEFAULT_SECRET as GW_SECRET
     from providers.paysera import PayseraClient
     from providers.paysera.payout import PayseraRail
     from providers.paysera.sandbox import DEFAULT_MAC_ID, DEFAULT_MAC_KEY

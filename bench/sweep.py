@@ -15,8 +15,8 @@ import time
 from psycopg2.extras import execute_values
 from sqlalchemy import text
 
-from core.clock import now_utc
 from bench.common import database, report, runtime_for, settings_for
+from core.clock import now_utc
 from worker import reconcile
 from worker.sweep import sweep_exchanger
 
@@ -85,10 +85,12 @@ def main(argv=None) -> int:
     rows = [
         ("bids", n),
         ("empty mirror: total", f"{empty_s:.2f} s = {rate_empty:,.0f} bids/s"),
-        ("empty mirror: db stage", f"{empty.db_seconds:.2f} s (baseline upsert {base_empty:.2f} s, ratio {ratio_empty:.2f})"),
+        ("empty mirror: db stage",
+         f"{empty.db_seconds:.2f} s (baseline upsert {base_empty:.2f} s, ratio {ratio_empty:.2f})"),
         ("empty mirror: waiting on engine", f"{empty.fetch_seconds:.2f} s"),
         ("full mirror: total", f"{full_s:.2f} s = {rate_full:,.0f} bids/s"),
-        ("full mirror: db stage", f"{full.db_seconds:.2f} s (baseline upsert {base_full:.2f} s, ratio {ratio_full:.2f})"),
+        ("full mirror: db stage",
+         f"{full.db_seconds:.2f} s (baseline upsert {base_full:.2f} s, ratio {ratio_full:.2f})"),
         ("full mirror: unchanged rows skipped", full.unchanged),
         ("history rows written", history),
     ]

@@ -11,8 +11,8 @@ the root group and what every command shares. Nothing imports this package: it i
 """
 from __future__ import annotations
 
-from cli.base import cli
 from cli import bids, check_config, inbox, partner, payouts, processes  # noqa: F401  (register the commands)
+from cli.base import cli
 
 __all__ = ["cli", "main"]
 

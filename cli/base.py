@@ -77,14 +77,20 @@ class Cli:
             self._runtime.close()
 
 
-def require_database(settings: Settings) -> None:
+def require_database(settings: Settings) -> str:
+    """The database URL, or a ConfigError naming the variable."""
     if not settings.database_url:
-        raise ConfigError("EXSYNC_DATABASE_URL", "is not set (only `exsync run` and `exsync demo` start an embedded Postgres)")
+        raise ConfigError("EXSYNC_DATABASE_URL",
+                          "is not set (only `exsync run` and `exsync demo` start an embedded Postgres)")
+    return settings.database_url
 
 
-def require_broker(settings: Settings) -> None:
+def require_broker(settings: Settings) -> str:
+    """The broker URL, or a ConfigError naming the variable."""
     if not settings.redis_url:
-        raise ConfigError("EXSYNC_REDIS_URL", "is not set (only `exsync run` and `exsync demo` start an embedded Redis)")
+        raise ConfigError("EXSYNC_REDIS_URL",
+                          "is not set (only `exsync run` and `exsync demo` start an embedded Redis)")
+    return settings.redis_url
 
 
 pass_cli = click.make_pass_decorator(Cli)

@@ -12,8 +12,6 @@ from cli.output import _fmt, _money, _table
 from core.config import ConfigError
 
 
-
-
 @cli.command()
 @click.option("--exchanger", metavar="NAME", help="Only this exchanger (default: every enabled one).")
 @pass_cli
@@ -32,7 +30,7 @@ def reconcile(state: Cli, exchanger: str | None) -> None:
     rt = state.runtime()
     for name in names:
         # get_exchanges gives no total, so the bar counts bids seen rather than a percentage.
-        with click.progressbar((x for x in ()), label=f"sweeping {name}", show_pos=True, file=sys.stderr) as bar:
+        with click.progressbar(iter(()), length=None, label=f"sweeping {name}", show_pos=True, file=sys.stderr) as bar:
             result = sweep_exchanger(rt, name, progress=bar.update)  # called with each page's size
         if result.skipped:
             click.echo(f"{name}: skipped (another sweep of this exchanger is running)")

@@ -92,7 +92,8 @@ def _payout_summary(pc: PayoutConfig) -> list[str]:
             lines.append("    " + "; ".join(opts))
     lines.append(f"routes        {len(pc.routes) or 'none'}")
     for r in pc.routes.values():
-        ceiling = f"auto-pay up to {_fmt(r.auto_pay_ceiling)}" if r.auto_pay_ceiling is not None else "no auto-pay ceiling"
+        ceiling = (f"auto-pay up to {_fmt(r.auto_pay_ceiling)}" if r.auto_pay_ceiling is not None
+                   else "no auto-pay ceiling")
         lines.append(f"  {r.exchanger}{'' if r.enabled else ' (disabled)'}: on {', '.join(r.trigger_statuses)}; "
                      f"{ceiling}; {len(r.rules)} rule(s)")
         for i, rule in enumerate(r.rules):

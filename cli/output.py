@@ -42,9 +42,9 @@ def _table(rows: list[dict], columns: list[tuple[str, Any]], *, empty: str) -> N
         return
     cells = [[str(col(r) if callable(col) else _fmt(r[col])) for _, col in columns] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (h, _) in enumerate(columns)]
-    click.echo("  ".join(h.ljust(w) for (h, _), w in zip(columns, widths)).rstrip())
+    click.echo("  ".join(h.ljust(w) for (h, _), w in zip(columns, widths, strict=True)).rstrip())
     for c in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip())
+        click.echo("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
 
 
 # -- payouts ---------------------------------------------------------------------------------------

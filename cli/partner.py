@@ -1,7 +1,6 @@
 """``partner show|sync|payout``."""
 from __future__ import annotations
 
-
 import click
 
 from cli.base import Cli, cli, pass_cli
@@ -53,7 +52,8 @@ def partner_show(state: Cli, exchanger: str | None, limit: int) -> None:
                                  ("AMOUNT", lambda c: c.get("amount") or "-")], empty="  (none)")
         click.echo("recent payouts:")
         _table(s["payouts"], [("ID", "remote_id"), ("TIME", lambda p: _fmt(p["time"])), ("METHOD", "method_id"),
-                              ("ACCOUNT", "account"), ("AMOUNT", lambda p: _money(p["pay_amount"], p["pay_currency_code"])),
+                              ("ACCOUNT", "account"),
+                              ("AMOUNT", lambda p: _money(p["pay_amount"], p["pay_currency_code"])),
                               ("STATUS", lambda p: p["status_name"] or _fmt(p["status"])), ("VIA", "requested_via")],
                empty="  (none)")
 

@@ -17,8 +17,8 @@ def payouts() -> None:
 
 
 def _payout_action(state: Cli, payout_id: int, action) -> str:
-    from worker.payouts.queries import Refused
     from core.clock import now_utc
+    from worker.payouts.queries import Refused
 
     try:
         with state.runtime().db.session() as session:

@@ -29,7 +29,8 @@ def run(state: Cli, duration: float | None, stop_timeout: float) -> None:
 
 
 @cli.command()
-@click.option("--duration", type=click.FloatRange(min=1), metavar="SECONDS", help="Stop after SECONDS (default: Ctrl-C).")
+@click.option("--duration", type=click.FloatRange(min=1), metavar="SECONDS",
+              help="Stop after SECONDS (default: Ctrl-C).")
 @click.option("--bids", "bid_count", type=click.IntRange(min=1), default=20, show_default=True,
               help="How many bids to create through exsync.")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=3.0, show_default=True,
@@ -157,9 +158,7 @@ def migrate(state: Cli) -> None:
     """Bring the database schema up to date (safe to run concurrently: one waits for the other)."""
     from models.migrate import current_head, upgrade
 
-    settings = state.settings()
-    require_database(settings)
-    upgrade(settings.database_url)
+    upgrade(require_database(state.settings()))
     click.echo(f"database schema at {current_head()}")
 
 

@@ -263,7 +263,7 @@ def site_url(key: str, value: Any) -> str:
     if parts.path not in {"", "/"} or parts.query or parts.fragment:
         raise ConfigError(key, f"must be the site root (scheme://host[:port]), got {value!r}")
     try:
-        parts.port
+        _ = parts.port  # parsing the port is what raises
     except ValueError:
         raise ConfigError(key, f"has a bad port: {value!r}") from None
     return value.rstrip("/")

@@ -15,6 +15,8 @@ import re
 import sys
 from typing import IO, Iterable
 
+from gunicorn.glogging import Logger as _GunicornBase
+
 from core.config import Settings
 
 FORMAT = "%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s"
@@ -215,16 +217,10 @@ def redactor(settings: Settings) -> RedactSecrets:
     return RedactSecrets(settings.secrets())
 
 
-try:  # gunicorn is a dependency, but keep this module importable without it
-    from gunicorn.glogging import Logger as _GunicornBase
-except ImportError:  # pragma: no cover
-    _GunicornBase = object  # type: ignore[assignment,misc]
-
-
-class GunicornLogger(_GunicornBase):  # type: ignore[misc,valid-type]
+class GunicornLogger(_GunicornBase):
     """gunicorn's logger, but its error and access lines go to the root handler (format + redaction)."""
 
-    def setup(self, cfg) -> None:  # noqa: ANN001 - gunicorn's Config
+    def setup(self, cfg) -> None:
         super().setup(cfg)
         for log in (self.error_log, self.access_log):
             for handler in list(log.handlers):

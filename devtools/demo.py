@@ -16,8 +16,8 @@
   and marks it ``success`` on the Premium sandbox. The autopilot's paths stop at ``realpay`` so that
   exsync, not the sandbox, finishes those bids. At the end the sandboxes' own ledgers are checked: no
   payout may have executed twice.
-- The view shows, per bid, the sandbox's truth against the mirror and the bid's payout. On a terminal it redraws in place;
-  with CI=true or no TTY it prints a summary line now and then. Logs of every process go to
+- The view shows, per bid, the sandbox's truth against the mirror and the bid's payout. On a terminal it
+  redraws in place; with CI=true or no TTY it prints a summary line now and then. Logs of every process go to
   ``<data_dir>/demo/exsync.log``.
 """
 from __future__ import annotations
@@ -36,23 +36,24 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import click
 from sqlalchemy import func, select
 
-from models import Bid, BidStatusChange
-from models.states import AttemptOutcome, PayoutState
 from core.config import Settings, load_settings
 from core.logs import setup_logging
 from core.runtime import Runtime
 from devtools.supervisor import GaveUp, Stack, stop_on_signals
+from models import Bid, BidStatusChange
+from models.states import AttemptOutcome, PayoutState
 
 log = logging.getLogger("exsync.demo")
 
 EXCHANGER = "demo"
 LATENCY = 0.05
-CALLBACK_FAULTS = {"callback_drop_rate": 0.10, "callback_duplicate_rate": 0.10, "callback_reorder_rate": 0.10}
+CALLBACK_FAULTS: dict[str, Any] = {"callback_drop_rate": 0.10, "callback_duplicate_rate": 0.10,
+                                   "callback_reorder_rate": 0.10}
 AUTOPILOT_INTERVAL = 1.5
 AUTOPILOT_STEP = 0.6  # chance per tick that a tracked bid takes its next step
 REFRESH = 1.5  # seconds between two redraws of the live view
@@ -74,9 +75,9 @@ AUTOPILOT_PATHS = (
 # Payout sandboxes: faults that make retries and unknown outcomes visible. error_rate: answered 500
 # before anything runs (retried on the ladder); fail_after_commit_rate: the money moved, the answer is
 # lost (ZaleyCash hangs past our timeout, the gateway answers 502): unknown, resolved by asking first.
-ZC_FAULTS = {"error_rate": 0.15, "fail_after_commit_rate": 0.10, "fail_after_commit_mode": "hang",
+ZC_FAULTS: dict[str, Any] = {"error_rate": 0.15, "fail_after_commit_rate": 0.10, "fail_after_commit_mode": "hang",
              "hang_seconds": 2.5}
-GW_FAULTS = {"error_rate": 0.15, "fail_after_commit_rate": 0.10, "process_delay": 1.0}
+GW_FAULTS: dict[str, Any] = {"error_rate": 0.15, "fail_after_commit_rate": 0.10, "process_delay": 1.0}
 PROVIDER_TIMEOUT = 1.5  # below ZC_FAULTS["hang_seconds"]: a hang is a read timeout, i.e. an unknown outcome
 ZC_USERS = ("1001", "1002")  # active children of the ZaleyCash sandbox's agent: the payout destinations
 ZC_RUB, CARD_RUB = 3, 2  # the Premium sandbox's directions USDT -> ZC RUB and USDT -> card RUB
@@ -367,7 +368,8 @@ def _render(view: View, total: int, header: list[str], footer: str) -> str:
             mark = click.style("catching up …", fg="yellow")
         p = view.payouts.get(c.remote_id)
         pay = f"{(p.state if p else '-'):<13} {(p.attempts if p else ''):>5}  {((p.provider or '-') if p else ''):<4}"
-        lines.append(f"  {c.remote_id:>5}  {c.direction_id:>3}  {truth:<16} {status or '-':<16} {hist:>7}  {pay}  {mark}")
+        lines.append(f"  {c.remote_id:>5}  {c.direction_id:>3}  {truth:<16} {status or '-':<16} {hist:>7}  "
+                     f"{pay}  {mark}")
     if len(view.created) > rows:
         lines.append(f"  … and {len(view.created) - rows} older bids")
     lines += ["", footer]

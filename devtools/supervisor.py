@@ -32,12 +32,16 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO, Iterator, Mapping
+from typing import IO, TYPE_CHECKING, Iterator, Mapping
 
 import click
 
 from core.config import Settings
 from models.states import RestartReason
+
+if TYPE_CHECKING:  # imported where used: `exsync web` and friends never load them
+    from devtools.embedded import EmbeddedPostgres, EmbeddedRedis
+    from worker.liveness import Monitor
 
 log = logging.getLogger("exsync.supervisor")
 
@@ -129,9 +133,9 @@ class Stack:
         self.max_restarts = max_restarts
         self.stop_timeout = stop_timeout
         self.children: list[Child] = []
-        self.postgres = None
-        self.redis = None
-        self.monitor = None  # worker liveness (worker.liveness.Monitor), once the URLs are known
+        self.postgres: EmbeddedPostgres | None = None
+        self.redis: EmbeddedRedis | None = None
+        self.monitor: Monitor | None = None  # worker liveness, once the URLs are known
         self.web_url = web_url(self.env.get("EXSYNC_WEB_BIND") or settings.web_bind)
 
     @property
@@ -198,10 +202,10 @@ class Stack:
             elif child.restart_at is not None and now >= child.restart_at:
                 child.restart_at = None
                 child.start()
-            elif child.name == "worker" and self.monitor is not None:
-                self._check_consuming(child, now)
+            elif child.name == "worker" and self.monitor is not None and child.hostname is not None:
+                self._check_consuming(child, child.hostname, self.monitor, now)
 
-    def _check_consuming(self, child: Child, now: float) -> None:
+    def _check_consuming(self, child: Child, hostname: str, monitor: Monitor, now: float) -> None:
         """Stop a worker that no longer consumes; the next ``check`` restarts it like any exited child."""
         if child.stalled_at is not None:
             if now - child.stalled_at > STALL_KILL_GRACE:
@@ -209,9 +213,9 @@ class Stack:
             return
         if now < child.next_liveness_check:
             return
-        child.next_liveness_check = now + min(self.monitor.thresholds.interval, 2.0)
-        stalled = self.monitor.stalled_for(child.hostname, now - child.started_at)
-        if stalled > self.monitor.thresholds.supervisor_after:
+        child.next_liveness_check = now + min(monitor.thresholds.interval, 2.0)
+        stalled = monitor.stalled_for(hostname, now - child.started_at)
+        if stalled > monitor.thresholds.supervisor_after:
             log.error("worker %s has not consumed for %.0fs while the broker answers: restarting it",
                       child.hostname, stalled)
             child.stalled_at = now

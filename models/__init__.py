@@ -1,8 +1,10 @@
 """SQLAlchemy models, the engine/session, the status rules and the queries that claim work."""
-from models.base import Base  # noqa: F401
-from models.tables import Bid, BidPoll, BidStatusChange, InboxEvent, SweepCursor  # noqa: F401
-from models.payouts import Payout, PayoutAttempt  # noqa: F401
-from models.partner import PartnerAccount, PartnerExchange, PartnerPayout  # noqa: F401
-from models.liveness import WorkerLiveness, WorkerRestart  # noqa: F401
+from models.base import Base
+from models.liveness import WorkerLiveness, WorkerRestart
+from models.partner import PartnerAccount, PartnerExchange, PartnerPayout
+from models.payouts import Payout, PayoutAttempt
+from models.tables import Bid, BidPoll, BidStatusChange, InboxEvent, SweepCursor
 
-__all__ = ["Base", "Bid", "BidPoll", "BidStatusChange", "InboxEvent", "SweepCursor", "Payout", "PayoutAttempt"]
+# Every model is imported here so that Base.metadata knows every table (Alembic, the migration tests).
+__all__ = ["Base", "Bid", "BidPoll", "BidStatusChange", "InboxEvent", "SweepCursor", "Payout", "PayoutAttempt",
+           "PartnerAccount", "PartnerExchange", "PartnerPayout", "WorkerLiveness", "WorkerRestart"]

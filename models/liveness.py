@@ -67,9 +67,9 @@ def record_stopped(session: Session, hostname: str) -> None:
 
 def prune(session: Session, keep_seconds: float) -> int:
     """Forget workers not heard of for ``keep_seconds`` (each restart is a new hostname)."""
-    return session.execute(text("""
+    return len(session.execute(text("""
         DELETE FROM worker_liveness
-        WHERE updated_at < now() - make_interval(secs => :keep)"""), {"keep": keep_seconds}).rowcount
+        WHERE updated_at < now() - make_interval(secs => :keep) RETURNING hostname"""), {"keep": keep_seconds}).all())
 
 
 def consumed_age(session: Session, hostname: str) -> float | None:

@@ -23,4 +23,7 @@ def upgrade(url: str, revision: str = "head") -> None:
 def current_head() -> str:
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config("postgresql://unused")).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config("postgresql://unused")).get_current_head()
+    if head is None:  # only if migrations/versions were emptied
+        raise RuntimeError("no migration head: migrations/versions holds no revision")
+    return head

@@ -1,5 +1,5 @@
 """Provider clients, usable as a library: nothing here imports the rest of exsync."""
-from providers.errors import (  # noqa: F401
+from providers.errors import (
     AuthError,
     BadResponseError,
     ConnectionFailedError,

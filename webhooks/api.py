@@ -33,6 +33,7 @@ from flask import Blueprint, current_app, jsonify
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from core.config import ConfigError
 from models import queries
 from providers.errors import AuthError, ProviderError, RetryableError, ValidationError
 from providers.premium.errors import DirectionNotFoundError
@@ -41,7 +42,6 @@ from webhooks.auth import require_api_token
 from webhooks.inputs import json_body, path_text, query_number, query_text
 from webhooks.openapi import NO_NUL, documented, ref
 from worker import bids
-from core.config import ConfigError
 from worker.reconcile import InvalidObservation
 
 log = logging.getLogger("exsync.api")
@@ -81,7 +81,7 @@ def _safe(text: str) -> str:
     return current_app.extensions["exsync.redactor"].redact(text)
 
 
-AUTH = [{"bearer": []}, {"basic": []}]
+AUTH: list[dict[str, list[str]]] = [{"bearer": []}, {"basic": []}]
 _ANSWERS = {400: "Error", 401: "Error", 404: "Error", 503: "Error"}
 
 

@@ -18,9 +18,10 @@ import re
 from typing import Mapping
 
 from flask import Flask, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from core.config import trusted_proxies
@@ -43,6 +44,10 @@ def _error_name(exc: HTTPException) -> str:
     return _WORDS.sub("_", (exc.name or "error").lower()).strip("_")
 
 
+class _InOrderJSON(DefaultJSONProvider):
+    sort_keys = False  # answers keep the order they were built in (error first, then details)
+
+
 def create_app(runtime=None, env: Mapping[str, str] | None = None) -> Flask:
     """The app of ``runtime`` (default: the process's). ``env``: tests only, EXSYNC_TRUSTED_PROXIES taken
     from it instead of the settings (read by the same rule)."""
@@ -52,15 +57,17 @@ def create_app(runtime=None, env: Mapping[str, str] | None = None) -> Flask:
     proxies = rt.settings.trusted_proxies if env is None else trusted_proxies(env)
 
     app = Flask("exsync", static_folder=None)  # no static files: every answer is JSON, text or inline HTML
-    app.wsgi_app = guard_input(app.wsgi_app)  # every body read: transport errors become a 400
+    # Wrapping wsgi_app is Flask's documented way to add WSGI middleware (mypy sees a method).
+    app.wsgi_app = guard_input(app.wsgi_app)  # type: ignore[method-assign]  # every body read: errors → 400
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.url_map.merge_slashes = False  # "//" is a 404, not a 308 a webhook sender might not follow
-    app.json.sort_keys = False
+    app.json = _InOrderJSON(app)
     app.extensions["exsync.runtime"] = rt
     app.extensions["exsync.inbox"] = Inbox(rt.db.engine, rt.settings.redis_url)
     app.extensions["exsync.redactor"] = redactor(rt.settings)
     if proxies:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=0, x_port=0, x_prefix=0)
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]  # as above
+            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=0, x_port=0, x_prefix=0)
 
     from webhooks import api, health, openapi, payout_callbacks, premium, stuck
 
@@ -94,7 +101,7 @@ def create_app(runtime=None, env: Mapping[str, str] | None = None) -> Flask:
     def http_error(exc: HTTPException):
         resp = jsonify(error=_error_name(exc))
         resp.status_code = exc.code or 500
-        if exc.code == 405 and exc.valid_methods:
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             resp.headers["Allow"] = ", ".join(exc.valid_methods)
         return resp
 

@@ -30,9 +30,9 @@ import psycopg2
 import redis
 from sqlalchemy.engine import Engine
 
-from providers.values import clean_text
 from core.redis_url import for_redis_py
 from models.states import InboxState
+from providers.values import clean_text
 
 log = logging.getLogger("exsync.webhooks.inbox")
 
@@ -77,7 +77,7 @@ class Inbox:
             conn = getattr(self._local, "pg", None)
             fresh = conn is None
             try:
-                if fresh:
+                if conn is None:
                     conn = psycopg2.connect(*self._pg_args[0], **self._pg_args[1])
                     conn.autocommit = True
                     self._local.pg = conn
@@ -139,6 +139,8 @@ class Inbox:
         if self._publisher is None:
             with self._lock:
                 if self._publisher is None:
+                    if not self.redis_url:
+                        raise RuntimeError("no broker configured (EXSYNC_REDIS_URL)")
                     self._publisher = TaskPublisher(self.redis_url)
         return self._publisher
 

@@ -26,7 +26,7 @@ def documented(**operation: Any) -> Callable:
     view. ``responses`` maps a status to a schema name, a schema, or a full response object."""
 
     def mark(view: Callable) -> Callable:
-        view.openapi = operation  # type: ignore[attr-defined]
+        view.openapi = operation  # type: ignore[attr-defined]  # a function attribute: the view carries it
         return view
 
     return mark
@@ -179,7 +179,7 @@ def undocumented(app: Flask) -> list[str]:
             continue
         view = app.view_functions[rule.endpoint]
         if getattr(view, "openapi", None) is None:
-            out.append(f"{sorted(rule.methods - {'HEAD', 'OPTIONS'})} {rule.rule}")
+            out.append(f"{sorted((rule.methods or set()) - {'HEAD', 'OPTIONS'})} {rule.rule}")
     return out
 
 
@@ -191,7 +191,7 @@ def document(app: Flask) -> dict:
         if spec is None:
             continue
         path = _PARAM.sub(r"{\1}", rule.rule)
-        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             paths.setdefault(path, {})[method.lower()] = _operation(sorted(rule.arguments), spec)
     return {
         "openapi": "3.1.0",

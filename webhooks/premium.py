@@ -26,13 +26,13 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
+from core.logs import MASK
 from providers.values import BadValue, text, whole_number
 from webhooks.auth import same_secret
 from webhooks.inbox import Inbox, StorageUnavailable
 from webhooks.inputs import read_body
 from webhooks.openapi import documented
 from webhooks.receiving import error, event_record, fields, keep, one, too_large, unavailable
-from core.logs import MASK
 
 bp = Blueprint("premium", __name__)
 

@@ -11,11 +11,11 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, render_template_string
 
+from core.clock import now_utc
 from models.queries import TOP_ROWS, stuck_report
 from webhooks.api import jsonable
 from webhooks.auth import require_api_token
 from webhooks.openapi import documented
-from core.clock import now_utc
 
 bp = Blueprint("stuck", __name__)
 
@@ -97,7 +97,7 @@ def _report() -> dict:
                             sweep_interval=rt.settings.sweep_interval, exchangers=rt.settings.exchangers)
 
 
-_AUTH = [{"bearer": []}, {"basic": []}]
+_AUTH: list[dict[str, list[str]]] = [{"bearer": []}, {"basic": []}]
 
 
 @bp.get("/stuck")

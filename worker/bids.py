@@ -134,7 +134,8 @@ def check_request(
             clean[name] = value
     if errors:
         raise FieldError(errors)
-    return direction_id, amount, calc_action, api_id, clean  # type: ignore[return-value]
+    assert amount is not None  # a bad amount was raised above
+    return direction_id, amount, calc_action, api_id, clean
 
 
 def _found_again(runtime, exchanger: str, existing: dict, api_id: str, fields: dict[str, str]) -> dict:

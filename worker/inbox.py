@@ -14,11 +14,11 @@ from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from core import clock
+from core.runtime import Runtime
 from models import InboxEvent
 from models.states import INBOX_REPLAYABLE, INBOX_TO_PROCESS, ChangeSource, InboxState
 from providers.errors import NotFoundError, ProviderError
 from worker import reconcile
-from core.runtime import Runtime
 
 log = logging.getLogger("exsync.inbox")
 

@@ -117,7 +117,7 @@ class Heartbeat:
                     got = set(s.execute(text(kind.renew), {
                         "ids": ids, "tokens": sorted(by_token),
                         "until": now + timedelta(seconds=kind.ttl)}).scalars().all())
-            except Exception as exc:  # noqa: BLE001 - the next beat tries again; the lease has slack for two
+            except Exception as exc:  # the next beat tries again; the lease has slack for two
                 log.warning("lease heartbeat (%s, %s rows) failed: %s", kind.name, len(ids), exc)
                 continue
             renewed += len(got)
@@ -137,7 +137,7 @@ class Heartbeat:
             with self._cond:
                 if next_at is None and self._held:
                     next_at = time.monotonic() + min(k.ttl for k in self._held) / 3
-                while self._held and time.monotonic() < next_at:
+                while self._held and next_at is not None and time.monotonic() < next_at:
                     self._cond.wait(next_at - time.monotonic())
                 if not self._held:
                     self._thread = None

@@ -190,7 +190,7 @@ class Guard:
             self.app.send_task(CANARY_TASK, args=[self.hostname, time.time()], queue=self.queue,
                                expires=self.thresholds.stale_after, retry=False)
             return True
-        except Exception as exc:  # noqa: BLE001 — the broker may be restarting; the next tick tries again
+        except Exception as exc:  # the broker may be restarting; the next tick tries again
             log.debug("canary not published: %s", exc)
             return False
 
@@ -205,7 +205,7 @@ class Guard:
     def _watch(self) -> None:
         self._write(lambda s: _models().record_started(s, self.hostname))
         self._write(lambda s: _models().prune(s, KEEP_SECONDS))
-        broker = _broker_client(self.settings.redis_url)
+        broker = _broker_client(self.settings.redis_url or "")  # `exsync worker` requires the broker URL
         since = time.monotonic()
         broker_up_since: float | None = None
         while not self._stop.wait(self.thresholds.interval):
@@ -213,7 +213,7 @@ class Guard:
                 broker.ping()
                 if broker_up_since is None:
                     broker_up_since = time.monotonic()
-            except Exception:  # noqa: BLE001 — down or unreachable: not this worker's fault, stop the clock
+            except Exception:  # down or unreachable: not this worker's fault, stop the clock
                 broker_up_since = None
                 continue
             self.publish()
@@ -241,7 +241,7 @@ class Guard:
         try:
             with self.db.session() as session:
                 action(session)
-        except Exception as exc:  # noqa: BLE001 — Postgres down: liveness is best effort, the work is not
+        except Exception as exc:  # Postgres down: liveness is best effort, the work is not
             log.warning("worker liveness not recorded: %s", type(exc).__name__)
 
     # -- the exit status ------------------------------------------------------------------------------
@@ -283,7 +283,7 @@ def canary_ran(runtime, hostname: str, sent_at: float) -> str:
     try:
         with runtime.db.session() as session:
             _models().record_canary(session, hostname, _utc(sent_at))
-    except Exception as exc:  # noqa: BLE001 — Postgres down: the watchdog has its proof, the next canary writes
+    except Exception as exc:  # Postgres down: the watchdog has its proof, the next canary writes
         log.warning("canary of %s not recorded: %s", hostname, type(exc).__name__)
         return "not recorded"
     return hostname
@@ -304,7 +304,7 @@ class Monitor:
         """Seconds the broker has answered without a break (0 when it does not answer now)."""
         try:
             self._broker.ping()
-        except Exception:  # noqa: BLE001
+        except Exception:  # down or unreachable: whatever the error, the clock restarts
             self._broker_up_since = None
             return 0.0
         if self._broker_up_since is None:
@@ -319,7 +319,7 @@ class Monitor:
         try:
             with self.db.session() as session:
                 age = _models().consumed_age(session, hostname)
-        except Exception as exc:  # noqa: BLE001 — Postgres down: no verdict, and no restart on a guess
+        except Exception as exc:  # Postgres down: no verdict, and no restart on a guess
             log.warning("liveness of %s unknown: %s", hostname, type(exc).__name__)
             return 0.0
         # No row yet: the worker has not reached "ready"; its start is the last proof.
@@ -333,7 +333,7 @@ class Monitor:
                 _models().record_restart(session, hostname, reason, exit_code)
                 if hostname:
                     _models().record_stopped(session, hostname)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # Postgres down: the restart happened anyway, only its count is lost
             log.warning("worker restart not recorded: %s", type(exc).__name__)
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable
 from sqlalchemy import case, func, literal_column, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from core.runtime import Runtime
 from models.partner import PartnerAccount
 from models.partner import PartnerExchange as PartnerExchangeRow
 from models.partner import PartnerPayout as PartnerPayoutRow
@@ -34,7 +35,6 @@ from providers.errors import UnknownOutcomeError
 from providers.premium.errors import PartnerProgramError
 from providers.premium.types import PAYOUT_STATUSES, PartnerExchange, PartnerInfo, PartnerPayout
 from worker.locks import try_lock
-from core.runtime import Runtime
 
 log = logging.getLogger("exsync.partner")
 
@@ -146,9 +146,8 @@ def _upsert(session, model, rows: list[dict], compare: list[str], keep: Iterable
             updates["status_changed_at"] = case((table.c.status.is_distinct_from(ex.status), func.now()),
                                                 else_=table.c.status_changed_at)
         cond = or_(*[table.c[c].is_distinct_from(ex[c]) for c in compare])
-        stmt = stmt.on_conflict_do_update(index_elements=["exchanger", "remote_id"], set_=updates, where=cond)
-        stmt = stmt.returning(literal_column("(xmax = 0)").label("inserted"))
-        for (was_insert,) in session.execute(stmt):
+        upsert = stmt.on_conflict_do_update(index_elements=["exchanger", "remote_id"], set_=updates, where=cond)
+        for (was_insert,) in session.execute(upsert.returning(literal_column("(xmax = 0)").label("inserted"))):
             if was_insert:
                 inserted += 1
             else:
@@ -178,7 +177,8 @@ _PAYOUT_COMPARE = ["status", "pay_amount", "original_amount", "method_id", "acco
 def _ensure_account(session, exchanger: str) -> PartnerAccount:
     session.execute(pg_insert(PartnerAccount).values(exchanger=exchanger)
                     .on_conflict_do_nothing(index_elements=[PartnerAccount.exchanger]))
-    return session.get(PartnerAccount, exchanger, with_for_update=True)
+    return session.execute(select(PartnerAccount).where(PartnerAccount.exchanger == exchanger)
+                           .with_for_update()).scalar_one()
 
 
 def _record_error(runtime: Runtime, exchanger: str, message: str) -> None:
@@ -255,7 +255,7 @@ def sync_partner(runtime: Runtime, exchanger: str) -> PartnerSyncResult:
                     # requested_via stays what it was: a payout exsync requested remains 'exsync'.
                     res.payouts_inserted, res.payouts_changed = _upsert(
                         session, PartnerPayoutRow, rows, _PAYOUT_COMPARE, keep=("requested_via",))
-                acc = session.get(PartnerAccount, exchanger, with_for_update=True)
+                acc = _ensure_account(session, exchanger)
                 if ex_complete:
                     acc.exchanges_cursor = now
                 if po_complete:
@@ -353,7 +353,7 @@ def request_payout(runtime: Runtime, exchanger: str, method_id: int, account: st
             with runtime.db.session() as session:
                 _upsert(session, PartnerPayoutRow, [_payout_row(exchanger, found[0], PartnerPayoutOrigin.EXSYNC)],
                         _PAYOUT_COMPARE, keep=("requested_via",))
-    except Exception as exc:  # noqa: BLE001 — the payout exists; the next sync fills the details
+    except Exception as exc:  # the payout exists; the next sync fills the details
         log.warning("partner payout %s #%s: read-back failed: %s", exchanger, payout_id, exc)
     return int(payout_id)
 

@@ -20,11 +20,11 @@ from typing import NamedTuple
 from sqlalchemy import text
 
 from core import clock
+from core.runtime import Runtime
 from models import statuses as rules
 from models.states import ChangeSource, PollState
 from providers.errors import NotFoundError, ProviderError
 from worker import leases, reconcile
-from core.runtime import Runtime
 
 log = logging.getLogger("exsync.poll")
 
@@ -68,7 +68,7 @@ def claim_due(runtime: Runtime, now: datetime, limit: int) -> list[PollClaim]:
             WHERE p.bid_id = due.bid_id AND b.id = p.bid_id
             RETURNING p.bid_id, p.exchanger, b.remote_id, b.status, p.step, due.next_poll_at"""),
             {"now": now, "limit": limit, "lease": now + LEASE, "token": token, "active": PollState.ACTIVE}).all()
-    return [PollClaim(*r, token) for r in rows]
+    return [PollClaim(r.bid_id, r.exchanger, r.remote_id, r.status, r.step, r.next_poll_at, token) for r in rows]
 
 
 def refresh(runtime: Runtime, exchanger: str, remote_id: int,

@@ -25,10 +25,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from core.clock import now_utc
+from core.config import Settings
 from models import Bid, BidPoll, BidStatusChange
 from models import statuses as rules
 from models.states import BidOrigin, ChangeSource, PollState
-from core.config import Settings
 
 log = logging.getLogger("exsync.reconcile")
 
@@ -169,6 +169,7 @@ def apply_snapshot(
             .returning(Bid.id)
         ).scalar_one_or_none()
         bid = locked_row()
+    assert bid is not None  # inserted just now, or by the concurrent writer our insert yielded to
     if inserted is not None:
         session.add(BidStatusChange(
             bid_id=bid.id, from_status=None, to_status=snap.status, source=source,
@@ -333,7 +334,7 @@ def apply_batch(
     res.seen = len(by_id)
     now = now_utc()
     ladder, give_up = settings.poll_ladder, settings.poll_give_up_after
-    cur = session.connection().connection.dbapi_connection.cursor()
+    cur = session.connection().connection.cursor()  # the pool's proxy of the psycopg2 connection
     try:
         ids = sorted(by_id)
         # Read without locks first: in a steady-state sweep almost every row is unchanged, and locking
@@ -381,7 +382,7 @@ def apply_batch(
                 res.changes.append((rid, None, status))
             res.inserted = len(inserted)
             # A callback inserted some of these between our lock and our insert: apply them one by one.
-            for rid in {r[0] for r in new_rows} - got:
+            for rid in {rid for rid in by_id if rid not in existing} - got:
                 apply_snapshot(session, settings, exchanger, by_id[rid], source)
         if updates:
             _exec_fetch(cur, _UPDATE_KNOWN, updates, _template(_UPD_COLS),

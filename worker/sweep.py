@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from core import clock
+from core.runtime import Runtime
 from models import SweepCursor
 from models.states import ChangeSource
 from worker import reconcile
 from worker.locks import try_lock
-from core.runtime import Runtime
 
 log = logging.getLogger("exsync.sweep")
 
@@ -45,11 +46,17 @@ class SweepResult:
     cursor_time: datetime | None = None
 
 
+def _locked_cursor(session, exchanger: str) -> SweepCursor:
+    """The exchanger's cursor row, locked (``_cursor`` inserts it before any sweep reads it)."""
+    return session.execute(select(SweepCursor).where(SweepCursor.exchanger == exchanger)
+                           .with_for_update()).scalar_one()
+
+
 def _cursor(runtime: Runtime, exchanger: str, now: datetime) -> datetime | None:
     with runtime.db.session() as session:
         session.execute(pg_insert(SweepCursor).values(exchanger=exchanger)
                         .on_conflict_do_nothing(index_elements=[SweepCursor.exchanger]))
-        row = session.get(SweepCursor, exchanger, with_for_update=True)
+        row = _locked_cursor(session, exchanger)
         row.last_started_at = now
         return row.cursor_time
 
@@ -110,11 +117,11 @@ def sweep_exchanger(
                         progress(len(page))
         except Exception as exc:
             with runtime.db.session() as session:
-                row = session.get(SweepCursor, exchanger, with_for_update=True)
+                row = _locked_cursor(session, exchanger)
                 row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
             raise
         with runtime.db.session() as session:
-            row = session.get(SweepCursor, exchanger, with_for_update=True)
+            row = _locked_cursor(session, exchanger)
             row.cursor_time = now
             row.last_finished_at = clock.now_utc()
             row.last_seen = res.seen

@@ -7,8 +7,8 @@ import threading
 from celery.signals import worker_shutting_down
 
 from core import clock
-from worker import inbox, poll
 from core import runtime as runtime_mod
+from worker import inbox, poll
 from worker import sweep as sweep_mod
 from worker.celery_app import app
 from worker.locks import try_lock
@@ -106,7 +106,7 @@ def partner_sync(exchanger: str | None = None) -> dict:
     for name in names:
         try:
             r = partner_mod.sync_partner(rt, name)
-        except Exception as exc:  # noqa: BLE001 — stored as last_error; the next beat tries again
+        except Exception as exc:  # stored as last_error; the next beat tries again
             log.warning("partner sync %s failed: %s", name, exc)
             out[name] = {"error": f"{type(exc).__name__}: {exc}"}
             continue

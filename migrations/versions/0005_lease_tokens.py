@@ -9,8 +9,8 @@ called the provider. The reaper's index covers every held claim (sends and bid c
 that workers lost before this revision (a success_bid cut off by a kill stayed 'started' for ever) are
 closed as 'lost'; those of payouts still in 'submitting' are left to the reaper.
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0005'
 down_revision = '0004'

@@ -206,7 +206,8 @@ class PremiumClient(TransportClient):
         if isinstance(cd, Mapping):
             from urllib.parse import urlencode
             cd = urlencode({k: form_value(v, k) for k, v in cd.items() if v is not None})
-        return self._typed("get_calc", {"direction_id": direction_id, "calc_amount": _amount(calc_amount, "calc_amount"),
+        return self._typed("get_calc", {"direction_id": direction_id,
+                                        "calc_amount": _amount(calc_amount, "calc_amount"),
                                         "calc_action": calc_action, "cd": cd})
 
     def get_exchanges(self, start_time: datetime | int | None = None, end_time: datetime | int | None = None,

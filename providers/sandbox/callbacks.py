@@ -45,7 +45,7 @@ def draw_faults(rng: random.Random, knobs: Any, *faults: str) -> dict[str, bool]
     of callbacks whatever rates are set.
     """
     draws = [rng.random() for _ in faults]
-    return {f: r < knobs[f"callback_{f}_rate"] for f, r in zip(faults, draws)}
+    return {f: r < knobs[f"callback_{f}_rate"] for f, r in zip(faults, draws, strict=True)}
 
 
 class CallbackSender:

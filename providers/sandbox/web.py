@@ -42,7 +42,13 @@ def drop_connection(environ: Mapping[str, Any]) -> Response:
     return Response(b"", status=500)
 
 
-def sandbox_app(import_name: str, engine: Any, respond: Respond = json_response) -> Flask:
+class SandboxApp(Flask):
+    """A sandbox's Flask app: its engine rides along, for tests and tools to drive and inspect."""
+
+    engine: Any
+
+
+def sandbox_app(import_name: str, engine: Any, respond: Respond = json_response) -> SandboxApp:
     """A Flask app with ``app.engine`` and the control routes every sandbox has:
 
     ``GET /_sandbox/state`` (``engine.state(query)``), ``POST /_sandbox/knobs`` (a JSON object of knob
@@ -50,8 +56,8 @@ def sandbox_app(import_name: str, engine: Any, respond: Respond = json_response)
     them ``GET /_sandbox/callbacks?last=N`` (the newest N attempts, 100 when N is missing or not a positive
     number), ``GET /_sandbox/ledger`` and ``GET /_sandbox/describe``. ``respond`` writes the JSON.
     """
-    app = Flask(import_name)
-    app.engine = engine  # type: ignore[attr-defined]
+    app = SandboxApp(import_name)
+    app.engine = engine
 
     @app.get("/_sandbox/state")
     def ctl_state() -> Response:
@@ -104,4 +110,4 @@ def serve_api_first(app: Flask, is_api: Callable[[str], bool], view: Callable[[R
             return view(Request(environ))(environ, start_response)
         return flask_wsgi(environ, start_response)
 
-    app.wsgi_app = wsgi  # type: ignore[method-assign]
+    app.wsgi_app = wsgi  # type: ignore[method-assign]  # Flask's documented way to wrap its WSGI app

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
-from flask import Flask, Response, request
+from flask import Response, request
 
 from providers.sandbox import Engine, SandboxKnobs, SandboxServer, serve
-from providers.sandbox.web import bad_gateway, control_body, drop_connection, sandbox_app
+from providers.sandbox.web import SandboxApp, bad_gateway, control_body, drop_connection, sandbox_app
 from providers.zaleycash.wire import dumps, loads
 
 __all__ = ["create_app", "serve", "describe", "SandboxEngine", "SandboxServer", "Knobs", "DEFAULT_SECRET",
@@ -346,7 +346,7 @@ def _transfer_fields(body: Any) -> tuple[int, int, Decimal, str]:
         raise _Refusal(10, "Invalid request: amount must be a number", detail=True) from None
     if not amount.is_finite() or amount <= 0:
         raise _Refusal(10, "Invalid request: amount must be positive", detail=True)
-    if amount.as_tuple().exponent < -2:  # type: ignore[operator]
+    if amount != amount.quantize(Decimal("0.01")):  # finite here, so the exponent is a number
         raise _Refusal(10, "Invalid request: amount has more than 2 decimals", detail=True)
     op = body["operation_id"]
     if not isinstance(op, str) or not 1 <= len(op) <= 64:
@@ -383,7 +383,7 @@ def _bearer() -> str | None:
 def create_app(*, secret_key: str = DEFAULT_SECRET, token_ttl: float = 3600, balances: Mapping[int, Any] | None = None,
                latency: float = 0.0, error_rate: float = 0.0, fail_after_commit_rate: float = 0.0,
                fail_after_commit_mode: str = "hang", hang_seconds: float = 30.0, rate_limit_rate: float = 0.0,
-               seed: int | None = None, status_path: str | None = DEFAULT_STATUS_PATH) -> Flask:
+               seed: int | None = None, status_path: str | None = DEFAULT_STATUS_PATH) -> SandboxApp:
     """The sandbox as a Flask (WSGI) app; ``app.engine`` is its :class:`SandboxEngine`."""
     knobs = Knobs(latency=latency, error_rate=error_rate, fail_after_commit_rate=fail_after_commit_rate,
                   fail_after_commit_mode=fail_after_commit_mode, hang_seconds=hang_seconds,

@@ -35,14 +35,14 @@ from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from core import clock
+from core.config import ConfigError
+from core.runtime import Runtime
 from models.payouts import Payout
+from models.states import PAYOUT_DUE, AttemptKind, AttemptOutcome, ChangeSource, PayoutState
 from providers.errors import NotFoundError, ProviderError
 from providers.payouts import PayoutResult
 from worker import leases
-from core.config import ConfigError
 from worker.payouts import rails, rules
-from core.runtime import Runtime
-from models.states import PAYOUT_DUE, AttemptKind, AttemptOutcome, ChangeSource, PayoutState
 
 log = logging.getLogger("exsync.payouts")
 
@@ -227,7 +227,7 @@ def _start_attempt(runtime: Runtime, c: Claimed, kind: str, now: datetime) -> tu
             INSERT INTO payout_attempts (payout_id, n, kind, started_at, outcome)
             VALUES (:id, (SELECT coalesce(max(n), 0) + 1 FROM payout_attempts WHERE payout_id = :id), :kind, :now,
                     :started) RETURNING id"""), {"id": c.id, "kind": kind, "now": now,
-                                                 "started": AttemptOutcome.STARTED}).scalar()
+                                                 "started": AttemptOutcome.STARTED}).scalar_one()
     return attempt_id, count
 
 
@@ -297,7 +297,7 @@ def _send(runtime: Runtime, c: Claimed, rail) -> str:
     aid, attempts = started
     try:
         result = rail.send(rails.request_for(c.row))
-    except Exception as exc:  # noqa: BLE001 - every error is classified and recorded
+    except Exception as exc:  # every error is classified and recorded
         t = rules.classify_send_error(exc, attempts, cfg)
         if t.alert:
             log.warning("payout %s (%s) → %s: %s", c.id, c.provider, t.state, t.reason)
@@ -315,7 +315,7 @@ def _find_then_send(runtime: Runtime, c: Claimed, rail) -> str:
     aid, checks = started
     try:
         result = rail.find(c.key)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # every error is classified (a crash too: it must not hold the claim)
         stay = c.prior if c.prior in (rules.UNKNOWN, rules.SUBMITTED) else rules.UNKNOWN
         t = rules.classify_find_error(exc, checks, cfg, stay)
         if t.alert:
@@ -379,8 +379,9 @@ def _hold_before_first_send(runtime: Runtime, c: Claimed) -> str | None:
     Returns the state the payout was put in, or None to go ahead.
     """
     with runtime.db.session() as s:
-        bid = s.execute(text("""SELECT b.exchanger, b.status, b.archived_at FROM payouts p JOIN bids b ON b.id = p.bid_id
-                                WHERE p.id = :id"""), {"id": c.id}).first()
+        bid = s.execute(text("""SELECT b.exchanger, b.status, b.archived_at
+                                FROM payouts p JOIN bids b ON b.id = p.bid_id WHERE p.id = :id"""),
+                        {"id": c.id}).first()
     route = runtime.payouts().routes.get(bid.exchanger) if bid is not None else None
     if route is not None and not route.enabled:
         state, delay, reason = rules.PENDING, ROUTE_OFF_RETRY, "payouts are switched off for this exchanger"
@@ -394,8 +395,8 @@ def _hold_before_first_send(runtime: Runtime, c: Claimed) -> str | None:
     else:
         return None
     with runtime.db.session() as s:
-        s.execute(text("""UPDATE payouts SET state = :state, lease_token = NULL, lease_until = NULL, claimed_from = NULL,
-                                 updated_at = :now, last_error = :e, next_attempt_at = :next_at
+        s.execute(text("""UPDATE payouts SET state = :state, lease_token = NULL, lease_until = NULL,
+                                 claimed_from = NULL, updated_at = :now, last_error = :e, next_attempt_at = :next_at
                           WHERE id = :id AND state = :submitting AND lease_token = :token"""),
                   {"state": state, "now": clock.now_utc(), "e": reason, "id": c.id, "token": c.token,
                    "submitting": PayoutState.SUBMITTING,
@@ -439,7 +440,7 @@ def submit_due(runtime: Runtime, now: datetime | None = None, *, pool: ThreadPoo
 def _claim_completions(runtime: Runtime, now: datetime, limit: int) -> list[Any]:
     """Lease due completions: not due while held (next_completion_at NULL), the reaper makes them due again."""
     with runtime.db.session() as s:
-        return s.execute(text("""
+        return list(s.execute(text("""
             WITH due AS (
                 SELECT id FROM payouts WHERE state = :succeeded AND bid_completed_at IS NULL
                   AND next_completion_at <= :now ORDER BY next_completion_at LIMIT :limit FOR UPDATE SKIP LOCKED)
@@ -448,7 +449,7 @@ def _claim_completions(runtime: Runtime, now: datetime, limit: int) -> list[Any]
             FROM due WHERE p.id = due.id
             RETURNING p.id, p.exchanger, p.remote_id, p.completion_attempts, p.lease_token AS token"""),
             {"now": now, "limit": limit, "token": leases.new_token(), "lease": _lease_until(runtime, now),
-             "succeeded": PayoutState.SUCCEEDED}).all()
+             "succeeded": PayoutState.SUCCEEDED}).all())
 
 
 def _start_completion(runtime: Runtime, row: Any, now: datetime) -> int | None:
@@ -472,7 +473,9 @@ def _complete_one(runtime: Runtime, row: Any) -> bool:
     if aid is None:
         log.warning("payout %s: completion claim lost before success_bid; another worker has it", row.id)
         return False
-    outcome, message, exc_seen = AttemptOutcome.SUCCEEDED, None, None
+    outcome: str = AttemptOutcome.SUCCEEDED
+    message: str | None = None
+    exc_seen: Exception | None = None
     try:
         client = runtime.premium(row.exchanger)
         runtime.limiter(row.exchanger).acquire()
@@ -490,6 +493,7 @@ def _complete_one(runtime: Runtime, row: Any) -> bool:
     now = clock.now_utc()
     ok = exc_seen is None
     delay = None if ok else rules.ladder_delay(row.completion_attempts - 1, cfg.completion_ladder, cfg.jitter)
+    code = getattr(exc_seen, "code", None)  # a ConfigError has none
     with runtime.db.session() as s:
         kept = s.execute(text("""
             UPDATE payouts SET bid_completed_at = :done, completion_error = :err, next_completion_at = :next,
@@ -500,7 +504,7 @@ def _complete_one(runtime: Runtime, row: Any) -> bool:
         s.execute(text("""UPDATE payout_attempts SET finished_at = :now, outcome = :o, http_status = :http,
                           provider_code = :code, message = :m WHERE id = :aid"""),
                   {"now": now, "o": outcome, "http": getattr(exc_seen, "http_status", None),
-                   "code": None if getattr(exc_seen, "code", None) is None else str(exc_seen.code),
+                   "code": None if code is None else str(code),
                    "m": (("" if kept else "[claim lost: not applied to the payout] ") + (message or ""))[:2000],
                    "aid": aid})
     if kept is None:  # taken back meanwhile: the next holder repeats success_bid, which is harmless
@@ -514,7 +518,7 @@ def _complete_one(runtime: Runtime, row: Any) -> bool:
         from worker import poll
 
         poll.refresh(runtime, row.exchanger, row.remote_id, ChangeSource.POLL)
-    except Exception as exc:  # noqa: BLE001 - the poll ladder will catch up
+    except Exception as exc:  # the poll ladder will catch up
         log.info("payout %s: refresh of bid %s/%s after success_bid failed: %s", row.id, row.exchanger,
                  row.remote_id, exc)
     return True

@@ -64,7 +64,7 @@ def retry(session: Session, payout_id: int, now: datetime, by: str | None = None
 
 def _requeue(session: Session, payout_id: int, now: datetime, *, by: str | None, reset: bool) -> str:
     row = session.execute(text("SELECT provider, amount, destination, maybe_sent FROM payouts WHERE id = :id"),
-                          {"id": payout_id}).first()
+                          {"id": payout_id}).one()  # the caller locked it a moment ago
     if not row.provider or row.amount is None or not row.destination:
         raise Refused(f"payout {payout_id} has no provider, amount or destination: fix the route or the bid, "
                       f"or cancel it")

@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Mapping, Sequence
 
+from core.payout_config import PayoutSettings, RouteConfig, RouteRule
+from models.states import AttemptOutcome, PayoutState
 from providers import payouts as rail
 from providers.errors import (
     AuthError,
@@ -21,8 +23,6 @@ from providers.errors import (
     RetryableError,
     UnknownOutcomeError,
 )
-from core.payout_config import PayoutSettings, RouteConfig, RouteRule
-from models.states import AttemptOutcome, PayoutState
 
 # Payout states (models/states.py), by the short names the engine uses.
 PENDING, SUBMITTING, SUBMITTED = PayoutState.PENDING, PayoutState.SUBMITTING, PayoutState.SUBMITTED
@@ -113,7 +113,8 @@ def decide(route: RouteConfig, bid: BidView) -> NewPayout:
         return NewPayout(NEEDS_REVIEW, rule.provider, amount, currency, None,
                          f"the bid has no {rule.destination_field!r} in its request fields (destination)")
     if amount is None or amount <= 0:
-        return NewPayout(NEEDS_REVIEW, rule.provider, amount, currency, dest, f"the bid has no payable amount ({amount})")
+        return NewPayout(NEEDS_REVIEW, rule.provider, amount, currency, dest,
+                         f"the bid has no payable amount ({amount})")
     why = check_limits(rule, amount)
     if why:
         return NewPayout(NEEDS_REVIEW, rule.provider, amount, currency, dest, why)

@@ -28,7 +28,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from flask import Flask, Response
+from flask import Response
 from werkzeug.http import http_date
 from werkzeug.wrappers import Request as _WRequest
 
@@ -52,7 +52,7 @@ from providers.gateway.signing import (
 )
 from providers.gateway.types import format_amount
 from providers.sandbox import SandboxServer, serve
-from providers.sandbox.web import bad_gateway, control_body, json_response, sandbox_app, serve_api_first
+from providers.sandbox.web import SandboxApp, bad_gateway, control_body, json_response, sandbox_app, serve_api_first
 
 __all__ = ["create_app", "serve", "describe", "SandboxEngine", "SandboxServer", "Knobs", "DEFAULT_API_KEY",
            "DEFAULT_SECRET", "DEFAULT_SHOP_CODE", "FAILURE_REASONS"]
@@ -78,7 +78,7 @@ def create_app(*, api_key: str = DEFAULT_API_KEY, secret: str = DEFAULT_SECRET, 
                seed: int | None = None, shop_code: str = DEFAULT_SHOP_CODE, hang_seconds: float = 0.0,
                callback_drop_rate: float = 0.0, callback_duplicate_rate: float = 0.0,
                callback_max_attempts: int = 5, callback_backoff: float = 0.2,
-               paths: GatewayPaths | dict | None = None, header_names: HeaderNames = DEFAULT_HEADERS) -> Flask:
+               paths: GatewayPaths | dict | None = None, header_names: HeaderNames = DEFAULT_HEADERS) -> SandboxApp:
     """The sandbox as a Flask (WSGI) app; ``app.engine`` is its :class:`SandboxEngine`."""
     knobs = Knobs(latency=latency, error_rate=error_rate, fail_after_commit_rate=fail_after_commit_rate,
                   hang_seconds=hang_seconds, process_delay=process_delay, final_failure_rate=final_failure_rate,

@@ -24,7 +24,7 @@ import time
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Mapping
 
-from flask import Flask, Response, request
+from flask import Response, request
 
 from providers.paysera.mac import MacError, split_host_port, verify
 from providers.paysera.sandbox.engine import SandboxEngine
@@ -37,7 +37,7 @@ from providers.paysera.sandbox.state import (
     _ApiError,
 )
 from providers.sandbox import SandboxServer, serve
-from providers.sandbox.web import control_body, json_response, sandbox_app
+from providers.sandbox.web import SandboxApp, control_body, json_response, sandbox_app
 
 __all__ = ["create_app", "serve", "describe", "SandboxEngine", "SandboxServer", "Knobs", "DEFAULT_MAC_ID",
            "DEFAULT_MAC_KEY", "DEFAULT_WALLET_ID", "DEFAULT_ACCOUNT"]
@@ -72,7 +72,7 @@ def create_app(*, mac_id: str = DEFAULT_MAC_ID, mac_key: str = DEFAULT_MAC_KEY, 
                hang_seconds: float = 0.0, fault_match: str = "", processing_delay: float = 0.0,
                draft_ttl: float = 3600.0, callback_attempts: int = 4, callback_retry_delay: float = 0.1,
                extra_keys: Iterable[tuple[str, str]] | None = None,
-               private_key_pem: bytes | str | None = None) -> Flask:
+               private_key_pem: bytes | str | None = None) -> SandboxApp:
     """The sandbox as a Flask (WSGI) app; ``app.engine`` is its :class:`SandboxEngine`."""
     knobs = Knobs(latency=latency, error_rate=error_rate, fail_after_commit_rate=fail_after_commit_rate,
                   hang_seconds=hang_seconds, fault_match=fault_match, clock_skew=clock_skew,

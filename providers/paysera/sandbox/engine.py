@@ -241,11 +241,12 @@ class SandboxEngine(Engine):
                 props["callback.url"] = ["an http(s) URL is required"]
         if props:
             raise _ApiError(400, "invalid_parameters", "some parameters are missing or invalid", props)
-        assert amount is not None and isinstance(currency, str)
+        # Every check above passed: the amount, the currency and the beneficiary are there.
+        assert amount is not None and isinstance(currency, str) and isinstance(beneficiary, Mapping)
         extra = {k: v for k, v in body.items()
                  if k not in ("amount", "beneficiary", "payer", "purpose", "callback", "id", "status")}
         t = _Transfer(id=str(next(self._ids)), status="new", amount=amount, currency=currency,
-                      beneficiary=dict(beneficiary), wallet_id=wallet.id,  # type: ignore[arg-type]
+                      beneficiary=dict(beneficiary), wallet_id=wallet.id,
                       purpose=dict(purpose) if purpose is not None else None,
                       callback=dict(callback) if callback is not None else None, extra=extra,
                       created_at=int(self.now()), client_id=client_id)

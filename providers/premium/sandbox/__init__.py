@@ -22,14 +22,14 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from flask import Flask, Response
+from flask import Response
 from werkzeug.wrappers import Request
 
 from providers.premium.sandbox.catalogue import ALL_METHODS, DEFAULT_KEY, DEFAULT_LOGIN, STATUSES, _s
 from providers.premium.sandbox.engine import Knobs, SandboxEngine
 from providers.premium.sandbox.methods import _Api, _Ctx
 from providers.sandbox import SandboxServer, serve
-from providers.sandbox.web import bad_gateway, control_body, json_response, sandbox_app, serve_api_first
+from providers.sandbox.web import SandboxApp, bad_gateway, control_body, json_response, sandbox_app, serve_api_first
 
 __all__ = ["create_app", "serve", "SandboxEngine", "SandboxServer", "Knobs", "DEFAULT_LOGIN", "DEFAULT_KEY",
            "API_PATH", "ALL_METHODS", "STATUSES"]
@@ -71,7 +71,7 @@ def create_app(api_login: str = DEFAULT_LOGIN, api_key: str = DEFAULT_KEY, *, fl
                callback_reorder_rate: float = 0.0, callback_delay: float = 0.0, seed: int | None = None,
                ip_allowlist: Iterable[str] | None = None, methods: Iterable[str] | None = None,
                extra_keys: Iterable[tuple[str, str]] | None = None,
-               action_delay: float | None = None) -> Flask:
+               action_delay: float | None = None) -> SandboxApp:
     """The sandbox as a Flask (WSGI) app; ``app.engine`` is its :class:`SandboxEngine`."""
     knobs = Knobs(latency=latency, error_rate=error_rate, maintenance=maintenance,
                   callback_drop_rate=callback_drop_rate, callback_duplicate_rate=callback_duplicate_rate,
