@@ -346,7 +346,8 @@ def _transfer_fields(body: Any) -> tuple[int, int, Decimal, str]:
         raise _Refusal(10, "Invalid request: amount must be a number", detail=True) from None
     if not amount.is_finite() or amount <= 0:
         raise _Refusal(10, "Invalid request: amount must be positive", detail=True)
-    if amount != amount.quantize(Decimal("0.01")):  # finite here, so the exponent is a number
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -2:  # finite here, so the exponent is a number
         raise _Refusal(10, "Invalid request: amount has more than 2 decimals", detail=True)
     op = body["operation_id"]
     if not isinstance(op, str) or not 1 <= len(op) <= 64:
