@@ -19,6 +19,9 @@
 - The view shows, per bid, the sandbox's truth against the mirror and the bid's payout. On a terminal it
   redraws in place; with CI=true or no TTY it prints a summary line now and then. Logs of every process go to
   ``<data_dir>/demo/exsync.log``.
+
+(Over 500 lines: the stack, three sandboxes, the traffic and the live view are one short-lived program a
+person watches; split, each part would only be used by the others.)
 """
 from __future__ import annotations
 

@@ -21,6 +21,10 @@ of the claim checks it, so a worker that lost its claim changes nothing) and ``l
 ``lease_seconds`` ahead, which this process's heartbeat renews for the whole batch while it works.
 
 Long waits are ``next_attempt_at``/``next_completion_at`` values scanned on each tick, never Celery ETAs.
+
+(Over 500 lines on purpose: the four steps share the claim, the lease fencing and the attempt rows, and
+reading them in one place is how one checks that money moves at most once; the pure decisions already
+live in ``rules.py`` and the operator's queries in ``queries.py``.)
 """
 from __future__ import annotations
 
