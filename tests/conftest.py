@@ -7,24 +7,31 @@ never collide.
 """
 from __future__ import annotations
 
+import logging
 import os
-import secrets
-import textwrap
+import subprocess
+import sys
+import time
+import types
+import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from models.db import Database
 from core import runtime as runtime_mod
 from core.config import load_settings
 from devtools.embedded import EmbeddedPostgres, EmbeddedRedis, create_database, drop_database
+from models.db import Database
 from models.migrate import upgrade
+from tests.support import sandboxes
+from tests.support.config import edge_toml, forget_webhook_failures, make_env, write_config
+from tests.support.net import free_port
 
 TABLES = ["bid_status_changes", "bid_polls", "bids", "inbox_events", "sweep_cursors"]
-WEBHOOK_TOKEN = "whtok_" + "a1b2c3d4e5f6g7h8"
-API_TOKEN = "apitoken-0123456789abcdef"
+
+
+# -- services: Postgres (a database per run), Redis ------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -85,68 +92,47 @@ def redis_url(tmp_path_factory):
     server.stop()
 
 
+# -- the provider sandboxes, each served on a free loopback port (tests.support.sandboxes) ---------------
+
+
 @pytest.fixture
 def premium_sandbox():
-    """A Premium Exchanger sandbox served over HTTP on a free loopback port."""
-    from providers.premium.sandbox import create_app, serve
-
-    app = create_app(seed=1234)
-    srv = serve(app, host="127.0.0.1", port=0)
-    srv.app = app
-    srv.engine = app.engine
-    yield srv
-    srv.shutdown()
+    """The Premium Exchanger sandbox: the exchanger of every configuration here (tests.support.config)."""
+    with sandboxes.running("premium", seed=1234) as srv:
+        yield srv
 
 
-def write_config(tmp_path: Path, sandbox_url: str, *, extra: str = "") -> Path:
-    from providers.premium.sandbox import DEFAULT_LOGIN
-
-    path = tmp_path / "exsync.toml"
-    path.write_text(textwrap.dedent(f"""
-        [settings]
-        sweep_interval = 60
-        sweep_overlap = 300
-
-        [exchangers.main]
-        base_url = "{sandbox_url}"
-        api_login = "{DEFAULT_LOGIN}"
-        timeout = 5
-        rate_limit = 200
-    """) + extra)
-    return path
+@pytest.fixture
+def zc_sandbox():
+    """The ZaleyCash sandbox: provider ``zc`` of tests.support.payouts."""
+    with sandboxes.running("zaleycash", seed=7, hang_seconds=3) as srv:
+        yield srv
 
 
-def make_env(config_path: Path, database_url: str | None, redis_url: str | None, **more: str) -> dict:
-    from providers.premium.sandbox import DEFAULT_KEY
+@pytest.fixture
+def gw_sandbox():
+    """The gateway sandbox: provider ``gw`` of tests.support.payouts."""
+    with sandboxes.running("gateway", seed=7, hang_seconds=3) as srv:
+        yield srv
 
-    env = {
-        "EXSYNC_CONFIG": str(config_path),
-        "EXSYNC_EXCHANGER_MAIN_API_KEY": DEFAULT_KEY,
-        "EXSYNC_EXCHANGER_MAIN_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
-        "EXSYNC_API_TOKEN": API_TOKEN,
-    }
-    if database_url:
-        env["EXSYNC_DATABASE_URL"] = database_url
-    if redis_url:
-        env["EXSYNC_REDIS_URL"] = redis_url
-    env.update(more)
-    return env
+
+@pytest.fixture
+def ps_sandbox():
+    """The Paysera sandbox, its wallet holding enough RUB for any payout here."""
+    from providers.paysera.sandbox import DEFAULT_ACCOUNT, DEFAULT_WALLET_ID
+
+    wallet = {"account_number": DEFAULT_ACCOUNT, "balance": {"RUB": "100000000.00", "EUR": "1000.00"}}
+    with sandboxes.running("paysera", seed=7, wallets={DEFAULT_WALLET_ID: wallet}) as srv:
+        yield srv
+
+
+# -- exsync configured against them: settings, the runtime, Celery, the web app ---------------------------
 
 
 @pytest.fixture
 def settings(tmp_path, premium_sandbox, database_url, redis_url):
     env = make_env(write_config(tmp_path, premium_sandbox.url), database_url, redis_url)
     return load_settings(env)
-
-
-def forget_webhook_failures(redis_url: str) -> None:
-    """Each test starts with no webhook failures counted against any source (webhooks/throttle.py):
-    every test client and live server here sends from the same few addresses."""
-    from core.redis_url import client as redis_client
-
-    r = redis_client(redis_url)
-    for key in r.scan_iter("exsync:webhook-failures:*"):
-        r.delete(key)
 
 
 @pytest.fixture
@@ -178,6 +164,17 @@ def celery_worker(celery_app):
 
 
 @pytest.fixture
+def broker(celery_app, runtime):
+    """The configured Celery app's queue in Redis, emptied before and after (no worker consumes it)."""
+    from core.redis_url import client as redis_client
+
+    r = redis_client(runtime.settings.redis_url)
+    r.delete("exsync")
+    yield r
+    r.delete("exsync")
+
+
+@pytest.fixture
 def web_app(runtime):
     from webhooks.app import create_app
 
@@ -191,8 +188,15 @@ def client(web_app):
     return web_app.test_client()
 
 
-def random_token() -> str:
-    return secrets.token_urlsafe(24)
+@pytest.fixture
+def restore_root_logging():
+    """A command or setup_logging() installs exsync's root log handler: put pytest's back afterwards.
+    Modules that need it say ``pytestmark = pytest.mark.usefixtures("restore_root_logging")``."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 # -- every HTTP surface configured at once: the fuzz tests, the OpenAPI run and the live web server ----
@@ -208,37 +212,6 @@ def paysera_signing_key():
     pem = key.public_key().public_bytes(serialization.Encoding.PEM,
                                         serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
     return key, pem
-
-
-def edge_toml(paysera_pem: str) -> str:
-    """[providers] gw (gateway) and ps (paysera) and a route: every receiver has a configured provider."""
-    from providers.paysera.sandbox import DEFAULT_MAC_ID
-
-    return f"""
-[payouts]
-lease_seconds = 30
-
-[providers.gw]
-type = "gateway"
-base_url = "http://127.0.0.1:9"
-api_key_env = "EXSYNC_EDGE_GW_KEY"
-secret_env = "EXSYNC_EDGE_GW_SECRET"
-
-[providers.ps]
-type = "paysera"
-base_url = "http://127.0.0.1:9"
-mac_id = "{DEFAULT_MAC_ID}"
-mac_key_env = "EXSYNC_EDGE_PS_MAC_KEY"
-callback_public_key_pem = '''{paysera_pem}'''
-
-[routes.main]
-trigger_statuses = ["realpay"]
-
-[[routes.main.rules]]
-currency = "RUB"
-provider = "gw"
-destination_field = "account2"
-"""
 
 
 @pytest.fixture
@@ -270,26 +243,12 @@ def edge_client(edge_runtime):
     return app.test_client()
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def live_web(edge_env, db, tmp_path):
     """The real web process (`exsync web`: gunicorn, gthread) on a free port, its output in a file.
 
     Yields an object with ``url``, ``log`` (path of everything it wrote) and ``env``.
     """
-    import subprocess
-    import sys
-    import time
-    import types
-    import urllib.request
-
     forget_webhook_failures(edge_env["EXSYNC_REDIS_URL"])
     port = free_port()
     log = tmp_path / "web.log"

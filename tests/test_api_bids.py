@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from models import Bid, BidStatusChange
 from providers.premium.sandbox import DEFAULT_KEY
-from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
+from tests.support.config import API_TOKEN, WEBHOOK_TOKEN
 from webhooks.app import create_app
 from core.runtime import Runtime
 

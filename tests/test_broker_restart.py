@@ -8,7 +8,7 @@ and published to Redis (what the web app does); what a restart wipes from Redis 
 real sweeper task (``requeue_inbox``, what beat runs).
 
 Figures (restarts done and survived, seconds to recover, events processed) are printed (``pytest -s``)
-and recorded by ``tests/hardening.py`` (the file ``$EXSYNC_HARDENING_RESULTS``) when that variable is set.
+and recorded by ``tests/support/hardening.py`` (the file ``$EXSYNC_HARDENING_RESULTS``) when that variable is set.
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,9 +28,11 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from tests import hardening
-from tests.conftest import make_env, write_config
 from core.config import ConfigError, load_settings
+from tests.support import hardening
+from tests.support.config import make_env, write_config
+from tests.support.net import free_port
+from tests.support.wait import wait_for
 from worker.liveness import EXIT_STALLED, Thresholds, canary_queue, stale_for
 
 pytestmark = pytest.mark.timeout(240)
@@ -41,12 +42,6 @@ CANARY = {"EXSYNC_CANARY_INTERVAL": "0.5", "EXSYNC_CANARY_STALE_AFTER": "6"}
 
 
 # -- real parts --------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RedisServer:
@@ -185,19 +180,9 @@ def consumed_since(db, hostnames, since: float) -> bool:
     return n == len(hostnames)
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-
-
 def metrics(runtime_settings, db) -> dict:
-    from webhooks.app import create_app
     from core.runtime import Runtime
+    from webhooks.app import create_app
 
     body = create_app(Runtime(runtime_settings, _db=db), env={}).test_client().get("/metrics").get_data(as_text=True)
     out = {}

@@ -1,7 +1,6 @@
 """The `exsync` command line, through click's CliRunner, against the test Postgres and the sandbox."""
 from __future__ import annotations
 
-import logging
 import textwrap
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -11,22 +10,16 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from models import Bid, BidStatusChange, InboxEvent
-from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, make_env, write_config
-from worker import reconcile
 from cli import cli
+from models import Bid, BidStatusChange, InboxEvent
+from tests.support.config import API_TOKEN, WEBHOOK_TOKEN, make_env, write_config
+from worker import reconcile
 
 USDT_ADDRESS = "TQn9Y2khEsLJW1ChVWFMSMeRDow5KcbLSE"
 
 
-@pytest.fixture(autouse=True)
-def restore_root_logging():
-    """Each command installs exsync's root log handler on the runner's stderr: put pytest's back."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+# Each command installs exsync's root log handler on the runner's stderr: pytest's is put back after.
+pytestmark = pytest.mark.usefixtures("restore_root_logging")
 
 
 @pytest.fixture

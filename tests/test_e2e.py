@@ -7,19 +7,19 @@ equals the sandbox's truth and no bid's history ever went backwards.
 from __future__ import annotations
 
 import random
-import socket
 import threading
-import time
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select, text
 from werkzeug.serving import make_server
 
-from models import Bid, BidStatusChange, InboxEvent
 from core import runtime as runtime_mod
 from core.config import load_settings
-from tests.conftest import make_env, write_config
+from models import Bid, BidStatusChange, InboxEvent
+from tests.support.config import make_env, write_config
+from tests.support.net import free_port
+from tests.support.wait import wait_for
 
 PATHS = [
     ["payed", "realpay", "success"],
@@ -28,22 +28,6 @@ PATHS = [
     ["payed", "verify", "realpay", "my1", "success"],
     ["amlwait", "amlerror", "error"],
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout=60.0, every=0.2):
-    """Bounded wait for the asynchronous pipeline (worker threads) to drain; never a timing assertion."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(every)
-    return predicate()
 
 
 def is_subsequence(seq, of):
@@ -56,7 +40,8 @@ def live_stack(tmp_path, database_url, redis_url, db, premium_sandbox):
     from celery.contrib.testing.worker import start_worker
 
     from webhooks.app import create_app
-    from worker.celery_app import app as celery_app, configure
+    from worker.celery_app import app as celery_app
+    from worker.celery_app import configure
 
     port = free_port()
     env = make_env(write_config(tmp_path, premium_sandbox.url), database_url, redis_url,
@@ -108,7 +93,7 @@ def test_faulty_callbacks_end_with_mirror_equal_to_truth(live_stack, db, premium
     assert engine.flush_callbacks(timeout=60)
     outcomes = {entry["outcome"] for entry in engine.callback_log}
     assert {"dropped", "duplicated"} <= outcomes, outcomes  # the faults really happened
-    assert wait_until(lambda: pending_events(db) == 0), "inbox did not drain"
+    wait_for(lambda: pending_events(db) == 0, 60, "the inbox to drain", interval=0.2)
 
     sweep_exchanger(rt, "main")  # catches what the dropped callbacks never said
 

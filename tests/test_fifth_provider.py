@@ -41,7 +41,7 @@ from providers.descriptor import (
 from providers.errors import PermanentError, RetryableError
 from providers.payouts import FAILED, PENDING, SUCCEEDED, PayoutRequest, PayoutResult
 from providers.sandbox import serve
-from tests.conftest import forget_webhook_failures, make_env, write_config
+from tests.support.config import forget_webhook_failures, make_env, write_config
 from webhooks.app import create_app
 from webhooks.openapi import document, undocumented
 from worker import inbox, reconcile

@@ -7,7 +7,7 @@ For every generated request, whatever its bytes:
   bytes and reason), byte for byte what was sent; an unauthenticated answer stores nothing;
 - a 4xx from the bid API creates nothing on the engine and nothing in the mirror;
 - what was accepted round-trips unchanged (payloads, request fields, amounts).
-Each surface's request count and answers by status are recorded (tests/hardening.py) for the README.
+Each surface's request count and answers by status are recorded (tests/support/hardening.py) for the README.
 """
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ from providers import values
 from providers.gateway.sandbox import DEFAULT_API_KEY, DEFAULT_SECRET
 from providers.gateway.signing import sign_headers
 from providers.paysera.callbacks import sign_event
-from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
-from tests.hardening import record
+from tests.support.config import API_TOKEN, WEBHOOK_TOKEN
+from tests.support.hardening import record
 from webhooks.inputs import decode_json
 from webhooks.openapi import document
 from worker import bids

@@ -14,25 +14,29 @@ import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
-import pytest
 from freezegun import freeze_time
 from sqlalchemy import event, text
 
-from conftest import make_env, write_config
-from test_payout_engine import (  # noqa: F401 - fixtures
-    attempts, install_payouts, later, mirror_bid, payout_env, payout_toml, payouts, zc_sandbox,
-)
-from test_payout_faults import assert_invariant
 from core.clock import now_utc
-from tests import hardening
+from core.payout_config import PayoutSettings
+from tests.support import ROOT, hardening
+from tests.support.config import make_env, write_config
+from tests.support.payouts import (
+    assert_invariant,
+    attempts,
+    install_payouts,
+    later,
+    mirror_bid,
+    payout_env,
+    payout_toml,
+    payouts,
+)
+from tests.support.wait import wait_for
 from worker import leases, poll
 from worker.beat import PAYOUTS_TICK_SECONDS
-from core.payout_config import PayoutSettings
 from worker.payouts import engine, rails
 
-ROOT = Path(__file__).resolve().parent.parent
 LEASE = PayoutSettings().lease_seconds  # the default: what production runs with
 TAKE_BACK_LIMIT = 30  # seconds (issue 6: "a dead worker's claimed payouts and polls are taken back within 30 s")
 
@@ -254,8 +258,8 @@ def test_migration_0005_closes_attempts_left_started(pg_admin_url):
     # That the models match the migrations is tests/test_migrations.py's.
     from alembic import command
 
-    from models.db import Database
     from devtools.embedded import create_database, drop_database
+    from models.db import Database
     from models.migrate import alembic_config, upgrade
 
     name = f"exsync_lease_mig_{os.getpid()}"
@@ -316,18 +320,6 @@ print("worker result", r.claimed, r.errors, flush=True)
 def start_worker(script: str, env: dict) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def wait_for(cond, timeout: float, what: str, *procs: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        for p in procs:
-            if p.poll() is not None:
-                pytest.fail(f"worker exited ({p.returncode}) before {what}: {p.stdout.read()[-3000:]}")
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 def stop(*procs: subprocess.Popen) -> None:

@@ -11,14 +11,15 @@ import logging
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
 from urllib.parse import quote, unquote, unquote_plus
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, assume, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from core.config import ExchangerConfig, Settings
 from core.logs import MASK, GunicornLogger, RedactSecrets, setup_logging
@@ -35,13 +36,7 @@ def settings():
     return Settings(api_token=API_TOKEN, public_url="https://exsync.example", exchangers={"main": ex})
 
 
-@pytest.fixture(autouse=True)
-def restore_root_logging():
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_root_logging")
 
 
 def capture(settings, **kw) -> io.StringIO:
@@ -294,12 +289,6 @@ def test_overlapping_secrets_are_masked_whole():
 
 # -- the real gunicorn at DEBUG ----------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _send(port: int, method: str, target: str, body: bytes | None = None, headers: dict | None = None) -> int:
     """One request with ``target`` exactly as given (no client re-encodes it); returns the status."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -315,14 +304,16 @@ def _send(port: int, method: str, target: str, body: bytes | None = None, header
 def test_real_gunicorn_at_debug_logs_no_form_of_any_secret(tmp_path, premium_sandbox, database_url, redis_url, db):
     from sqlalchemy import text as sql
 
-    from providers.premium.sandbox import DEFAULT_KEY
-    from tests.conftest import API_TOKEN as api_token, WEBHOOK_TOKEN as hook_token, forget_webhook_failures, \
-        make_env, write_config
     from core.redis_url import client as redis_client
+    from providers.premium.sandbox import DEFAULT_KEY
+    from tests.support.config import API_TOKEN as api_token
+    from tests.support.config import WEBHOOK_TOKEN as hook_token
+    from tests.support.config import forget_webhook_failures, make_env, write_config
+    from tests.support.net import free_port
 
     r = redis_client(redis_url)
     forget_webhook_failures(redis_url)
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXSYNC_")}
     env.update(make_env(write_config(tmp_path, premium_sandbox.url), database_url, redis_url,
                         EXSYNC_LOG_LEVEL="DEBUG", EXSYNC_WEB_BIND=f"127.0.0.1:{port}"))

@@ -21,8 +21,8 @@ from sqlalchemy import text
 from providers.gateway.sandbox import DEFAULT_API_KEY, DEFAULT_SECRET
 from providers.gateway.signing import sign_headers
 from providers.paysera.callbacks import sign_event
-from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
-from tests.hardening import record
+from tests.support.config import API_TOKEN, WEBHOOK_TOKEN
+from tests.support.hardening import record
 from webhooks.openapi import document, undocumented
 
 AUTH = {"Authorization": "Bearer " + API_TOKEN}

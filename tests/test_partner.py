@@ -1,30 +1,22 @@
 """Partner money (worker.partner, `exsync partner …`) against the Premium sandbox over HTTP and real Postgres."""
 from __future__ import annotations
 
-import logging
 import time
 from decimal import Decimal
 
 import pytest
 import requests
 from click.testing import CliRunner
-from conftest import make_env, write_config
 from sqlalchemy import text
 
+from cli import cli
 from providers.premium.sandbox import API_PATH, DEFAULT_KEY, DEFAULT_LOGIN
+from tests.support.config import make_env, write_config
 from worker import partner as partner_mod
 from worker.beat import schedule
-from cli import cli
 from worker.partner import PartnerRequestError, request_payout, sync_partner, validate_request
 
-
-@pytest.fixture(autouse=True)
-def restore_root_logging():
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_root_logging")
 
 
 @pytest.fixture

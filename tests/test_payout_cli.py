@@ -1,25 +1,16 @@
 """`exsync payouts list|show|approve|retry|cancel` through click's CliRunner against the test Postgres."""
 from __future__ import annotations
 
-import logging
-
 import pytest
 from click.testing import CliRunner
-from conftest import make_env, write_config
 from sqlalchemy import text
 
-from test_payout_engine import install_payouts, mirror_bid, payout_env, payout_toml, payouts, zc_sandbox  # noqa: F401
 from cli import cli
+from tests.support.config import make_env, write_config
+from tests.support.payouts import install_payouts, mirror_bid, payout_env, payout_toml, payouts
 from worker.payouts import engine
 
-
-@pytest.fixture(autouse=True)
-def restore_root_logging():
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_root_logging")
 
 
 @pytest.fixture

@@ -1,150 +1,27 @@
 """The payout engine end to end: mirrored bid in realpay → one payout → the ZaleyCash (or gateway) sandbox
 pays once → success_bid on the Premium sandbox → the mirror shows success with history.
 
-Real Postgres, real sandboxes over HTTP. Helpers here are shared with test_payout_faults.py.
+Real Postgres, real sandboxes over HTTP.
 """
 from __future__ import annotations
 
 import threading
-import tomllib
-from datetime import timedelta
-from decimal import Decimal
 
-import pytest
 from sqlalchemy import text
 
 from core.clock import now_utc
-from providers.sandbox import serve
-from worker import reconcile
-from core.payout_config import load_payout_config
+from tests.support.payouts import (
+    CARD,
+    ZC_USER,
+    attempts,
+    install_payouts,
+    later,
+    mirror_bid,
+    payout_toml,
+    payouts,
+)
 from worker.payouts import engine
 
-ZC_USER = "1001"  # an active child of the ZaleyCash sandbox's agent
-CARD = "4111111111111111"
-
-
-@pytest.fixture
-def zc_sandbox():
-    from providers.zaleycash.sandbox import create_app
-
-    app = create_app(seed=7, hang_seconds=3)
-    srv = serve(app, port=0)
-    srv.engine = app.engine
-    yield srv
-    srv.shutdown()
-
-
-@pytest.fixture
-def gw_sandbox():
-    from providers.gateway.sandbox import create_app
-
-    app = create_app(seed=7, hang_seconds=3)
-    srv = serve(app, port=0)
-    srv.engine = app.engine
-    yield srv
-    srv.shutdown()
-    app.engine.close()
-
-
-def payout_toml(zc_url: str, gw_url: str = "http://127.0.0.1:9", *, ceiling: str = "500000", extra: str = "",
-                zc_status_path: bool = True) -> str:
-    status = 'status_path = "/api/v2/money/transfer/status"' if zc_status_path else ""
-    return f"""
-[payouts]
-lease_seconds = 30
-max_attempts = 3
-retry_ladder = [30, 120, 600]
-check_ladder = [15, 60]
-park_seconds = 3600
-completion_ladder = [10, 60]
-
-[providers.zc]
-type = "zaleycash"
-base_url = "{zc_url}"
-secret_key_env = "EXSYNC_TEST_ZC_SECRET"
-timeout = 1.5
-{status}
-
-[providers.gw]
-type = "gateway"
-base_url = "{gw_url}"
-api_key_env = "EXSYNC_TEST_GW_KEY"
-secret_env = "EXSYNC_TEST_GW_SECRET"
-timeout = 1.5
-
-[routes.main]
-enabled = true
-trigger_statuses = ["realpay"]
-auto_pay_ceiling = "{ceiling}"
-
-[[routes.main.rules]]
-currency = "RUB"
-psys_get = "ZaleyCash"
-provider = "zc"
-destination_field = "account2"
-min_amount = "1"
-max_amount = "100000"
-
-[[routes.main.rules]]
-currency = "RUB"
-provider = "gw"
-destination_field = "account2"
-min_amount = "1"
-max_amount = "100000"
-""" + extra
-
-
-def payout_env() -> dict:
-    from providers.gateway.sandbox import DEFAULT_API_KEY, DEFAULT_SECRET as GW_SECRET
-    from providers.zaleycash.sandbox import DEFAULT_SECRET as ZC_SECRET
-
-    return {"EXSYNC_TEST_ZC_SECRET": ZC_SECRET, "EXSYNC_TEST_GW_KEY": DEFAULT_API_KEY,
-            "EXSYNC_TEST_GW_SECRET": GW_SECRET}
-
-
-def install_payouts(runtime, toml_text: str, exchanger_url: str = "http://127.0.0.1:1") -> None:
-    doc = tomllib.loads(f'[exchangers.main]\nbase_url = "{exchanger_url}"\n' + toml_text)
-    runtime.payout_config = load_payout_config(doc, payout_env())
-    runtime.forget_rails()
-
-
-def mirror_bid(runtime, premium_sandbox, *, status: str = "realpay", direction_id: int = 3, amount: str = "100",
-               fields: dict | None = None) -> int:
-    """A bid on the Premium sandbox, mirrored as exsync's create_bid would (with its request fields)."""
-    fields = {"account2": ZC_USER} if fields is None else fields
-    rid = premium_sandbox.engine.add_bid(direction_id=direction_id, amount=Decimal(amount), status=status,
-                                         fields=fields)
-    observed = now_utc()
-    bid = runtime.premium("main").bid_info(id=rid)
-    snap = reconcile.Snapshot.from_provider(bid, observed)
-    with runtime.db.session() as s:
-        reconcile.apply_snapshot(s, runtime.settings, "main", snap, "create", request_fields=fields,
-                                 created_via="exsync")
-    return rid
-
-
-def payouts(runtime) -> list:
-    with runtime.db.session() as s:
-        return s.execute(text("SELECT * FROM payouts ORDER BY id")).all()
-
-
-def attempts(runtime, payout_id: int) -> list:
-    with runtime.db.session() as s:
-        return s.execute(text("SELECT * FROM payout_attempts WHERE payout_id = :id ORDER BY n"),
-                         {"id": payout_id}).all()
-
-
-def later(seconds: float):
-    return now_utc() + timedelta(seconds=seconds)
-
-
-def settle(runtime, *, rounds: int = 12, step: float = 0) -> None:
-    """Tick repeatedly, each time ``step`` seconds further in the (passed-in) future."""
-    for i in range(rounds):
-        engine.tick(runtime, later(step * (i + 1)) if step else None)
-
-
-# -- tests -----------------------------------------------------------------------------------------
 
 def test_realpay_bid_is_paid_once_and_completed(runtime, premium_sandbox, zc_sandbox):
     install_payouts(runtime, payout_toml(zc_sandbox.url))

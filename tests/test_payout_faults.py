@@ -5,26 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from test_payout_engine import (  # noqa: F401 - fixtures
-    CARD, attempts, gw_sandbox, install_payouts, later, mirror_bid, payout_toml, payouts, zc_sandbox,
+from tests.support.payouts import (
+    CARD,
+    assert_invariant,
+    attempts,
+    install_payouts,
+    later,
+    mirror_bid,
+    one,
+    payout_toml,
 )
 from worker.payouts import engine, rails
-
-SETTLED = {"succeeded", "failed", "needs_review", "parked"}
-
-
-def assert_invariant(runtime, *sandboxes):
-    for p in payouts(runtime):
-        assert p.state in SETTLED, (p.id, p.state, p.last_error)
-        for sb in sandboxes:
-            assert sb.engine.executed(p.idempotency_key) <= 1
-        if p.state == "succeeded":
-            assert sum(sb.engine.executed(p.idempotency_key) for sb in sandboxes) == 1
-
-
-def one(runtime):
-    (p,) = payouts(runtime)
-    return p
 
 
 def test_provider_5xx_is_retried_then_succeeds(runtime, premium_sandbox, zc_sandbox):

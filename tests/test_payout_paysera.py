@@ -4,27 +4,9 @@ from __future__ import annotations
 
 import tomllib
 
-import pytest
-
-from test_payout_engine import attempts, later, mirror_bid, payout_env, payouts  # noqa: F401
 from core.payout_config import load_payout_config
+from tests.support.payouts import PS_ACCOUNT, attempts, later, mirror_bid, one, payout_env
 from worker.payouts import engine
-
-PS_ACCOUNT = "EVP0010000099999"  # the customer's Paysera account (the bid's account2)
-
-
-@pytest.fixture
-def ps_sandbox():
-    from providers.paysera.sandbox import DEFAULT_ACCOUNT, DEFAULT_WALLET_ID, create_app
-    from providers.sandbox import serve
-
-    app = create_app(seed=7, wallets={DEFAULT_WALLET_ID: {"account_number": DEFAULT_ACCOUNT,
-                                                          "balance": {"RUB": "100000000.00", "EUR": "1000.00"}}})
-    srv = serve(app, port=0)
-    srv.engine = app.engine
-    yield srv
-    srv.shutdown()
-    app.engine.close()
 
 
 def paysera_toml(url: str) -> str:
@@ -82,11 +64,6 @@ def drafts_for(sb, key: str) -> int:
 
     with sb.engine.lock:
         return sum(1 for t in sb.engine.transfers.values() if key_token(key) in str((t.purpose or {}).get("details")))
-
-
-def one(runtime):
-    (p,) = payouts(runtime)
-    return p
 
 
 def settle(runtime, start: float = 0, rounds: int = 6) -> None:

@@ -18,19 +18,24 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from conftest import make_env, write_config
-from test_payout_engine import (  # noqa: F401 - fixtures
-    attempts, install_payouts, later, mirror_bid, payout_env, payout_toml, payouts, zc_sandbox,
+from tests.support import ROOT
+from tests.support.config import make_env, write_config
+from tests.support.payouts import (
+    assert_invariant,
+    attempts,
+    install_payouts,
+    later,
+    mirror_bid,
+    payout_env,
+    payout_toml,
+    payouts,
 )
-from test_payout_faults import assert_invariant
+from tests.support.wait import wait_for
 from worker.payouts import engine
-
-ROOT = Path(__file__).resolve().parent.parent
 
 WORKER = """
 import os
@@ -42,18 +47,6 @@ rm.install(rt)
 print("worker ready", flush=True)
 print("worker result", engine.submit_due(rt), flush=True)
 """
-
-
-def _wait(cond, timeout: float, what: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        if proc.poll() is not None:
-            out = proc.stdout.read() if proc.stdout else ""
-            pytest.fail(f"worker exited ({proc.returncode}) before {what}: {out[-2000:]}")
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 def _state(runtime, key: str) -> tuple[str | None, int]:
@@ -92,10 +85,10 @@ def test_worker_sigkilled_mid_submission(runtime, premium_sandbox, zc_sandbox, d
                             stderr=subprocess.STDOUT, text=True)
     try:
         if variant == "committed":
-            _wait(lambda: zc_sandbox.engine.executed(key) == 1 and _state(runtime, key) == ("submitting", 1),
-                  20, "the provider to commit while the worker waits", proc)
+            wait_for(lambda: zc_sandbox.engine.executed(key) == 1 and _state(runtime, key) == ("submitting", 1),
+                     20, "the provider to commit while the worker waits", proc)
         else:
-            _wait(lambda: _state(runtime, key) == ("submitting", 1), 20, "the worker to be inside the call", proc)
+            wait_for(lambda: _state(runtime, key) == ("submitting", 1), 20, "the worker to be inside the call", proc)
             time.sleep(0.3)  # it is blocked on the black hole, not about to finish
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(10) == -signal.SIGKILL

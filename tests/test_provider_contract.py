@@ -34,6 +34,7 @@ from providers.http import SEMANTICS
 from providers.paysera import PayseraClient
 from providers.premium import PremiumClient
 from providers.zaleycash import ZaleyCashClient
+from tests.support.net import refused_url
 
 SECRETS = {"premium": "prem-key-0123456789", "zaleycash": "zc-secret-0123456789", "gateway": "gw-secret-0123456789",
            "paysera": "ps-mac-key-0123456789"}
@@ -146,14 +147,6 @@ def server():
     srv.server_close()
 
 
-def _refused_url() -> str:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return f"http://127.0.0.1:{port}"
-
-
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("name", list(CLIENTS))
 def test_money_semantics_are_one_table(server, name, case, caplog):
@@ -164,7 +157,7 @@ def test_money_semantics_are_one_table(server, name, case, caplog):
         expected = TABLE[row][0 if idempotent else 1] or REFUSED_400[name]
         _Scripted.action, _Scripted.hits = action, []
         caplog.clear()
-        client = make(_refused_url() if action == "refused" else server)
+        client = make(refused_url() if action == "refused" else server)
         try:
             with pytest.raises(ProviderError) as ei:
                 how(client)

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from sqlalchemy import update
 
 from models import BidPoll, InboxEvent
-from tests.conftest import API_TOKEN
+from tests.support.config import API_TOKEN
 from webhooks.app import create_app
 from worker.reconcile import Snapshot, apply_snapshot
 from core.runtime import Runtime

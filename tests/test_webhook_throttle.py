@@ -2,7 +2,7 @@
 import dataclasses
 
 from webhooks.app import create_app
-from tests.conftest import WEBHOOK_TOKEN
+from tests.support.config import WEBHOOK_TOKEN
 from core import runtime as runtime_mod
 
 GOOD = f"/webhooks/premium/main/{WEBHOOK_TOKEN}"

@@ -10,21 +10,18 @@ import tomllib
 import pytest
 from sqlalchemy import select
 
+from core.config import ConfigError
+from core.payout_config import load_payout_config
+from core.runtime import Runtime
 from models import InboxEvent
 from models.db import Database
 from providers.gateway.sandbox import DEFAULT_API_KEY, DEFAULT_SECRET
 from providers.gateway.signing import sign_headers
 from providers.sandbox import serve
-from test_payout_engine import (CARD, gw_sandbox, install_payouts, mirror_bid, payout_env,  # noqa: F401
-                                payouts, zc_sandbox)
-from test_payout_paysera import PS_ACCOUNT, ps_sandbox  # noqa: F401
+from tests.support.payouts import CARD, PS_ACCOUNT, install_payouts, mirror_bid, payout_env, payouts
 from webhooks.app import create_app
 from worker import inbox
-from core.config import ConfigError
-from core.payout_config import load_payout_config
 from worker.payouts import engine
-from core.redis_url import client as redis_client
-from core.runtime import Runtime
 
 GW_PATH = "/webhooks/gateway/gw"
 
@@ -57,14 +54,6 @@ currency = "RUB"
 provider = "gw"
 destination_field = "account2"
 """
-
-
-@pytest.fixture
-def broker(celery_app, runtime):
-    r = redis_client(runtime.settings.redis_url)
-    r.delete("exsync")
-    yield r
-    r.delete("exsync")
 
 
 def events(db) -> list[InboxEvent]:

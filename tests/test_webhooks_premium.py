@@ -9,25 +9,15 @@ import time
 import pytest
 from sqlalchemy import select, text
 
+from core.config import ConfigError
+from core.runtime import Runtime
 from models import Bid, InboxEvent
 from models.db import Database
-from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
+from tests.support.config import API_TOKEN, WEBHOOK_TOKEN
 from webhooks.app import create_app
-from core.config import ConfigError
-from core.redis_url import client as redis_client
-from core.runtime import Runtime
 
 URL = f"/webhooks/premium/main/{WEBHOOK_TOKEN}"
 QUEUE = "exsync"
-
-
-@pytest.fixture
-def broker(celery_app, runtime):
-    """The configured Celery app with its queue emptied before and after (no worker consumes it)."""
-    r = redis_client(runtime.settings.redis_url)
-    r.delete(QUEUE)
-    yield r
-    r.delete(QUEUE)
 
 
 def events(db) -> list[InboxEvent]:
