@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 import requests
@@ -30,8 +28,8 @@ from providers import (
     ValidationError,
 )
 from providers.gateway import (
-    Balance,
     BadResponseError,
+    Balance,
     CallbackError,
     CurrencyMismatchError,
     ForbiddenError,
@@ -59,8 +57,6 @@ from providers.gateway import (
     sign,
     verify,
 )
-from providers.gateway.signing import sign_headers, string_to_sign
-from providers.gateway.types import format_amount, mask_account
 from providers.gateway.sandbox import (
     DEFAULT_API_KEY,
     DEFAULT_SECRET,
@@ -69,9 +65,12 @@ from providers.gateway.sandbox import (
     describe,
     serve,
 )
+from providers.gateway.signing import sign_headers, string_to_sign
+from providers.gateway.types import format_amount, mask_account
 from providers.payouts import FAILED, PENDING, SUCCEEDED, PayoutRequest
+from tests.support.net import refused_url
+from tests.support.recorded import answer
 
-FIX = Path(__file__).parent / "fixtures" / "gateway"
 UTC = timezone.utc
 
 # A vector computed once (cross-checked with `openssl dgst -sha256 -hmac s3cr3t`) and recorded here.
@@ -226,7 +225,9 @@ def test_path_with_query_from_environ():
 # =====================================================================================================
 
 def recorded(name: str) -> tuple[int, bytes]:
-    return int(name.split("__")[0]), (FIX / name).read_bytes()
+    """(HTTP status, the body's bytes as sent) of a recorded answer."""
+    found = answer("gateway", name)
+    return found.status, found.content
 
 
 ERROR_CASES = [
@@ -301,18 +302,18 @@ def test_error_details():
 
 
 def test_success_bodies_parse():
-    p = Payout.from_raw(json.loads((FIX / "201__payout_created.json").read_bytes()))
+    p = Payout.from_raw(answer("gateway", "201__payout_created").body)
     assert (p.external_id, p.status, p.amount, p.currency) == ("ord-77", "created", Decimal("5000.00"), "RUB")
     assert p.card_number == "411111******1111" and p.failure_reason is None and not p.is_final
     assert p.created_at == datetime(2024, 5, 29, 16, 30, tzinfo=UTC) and p.raw["shop_code"] == "main"
-    f = Payout.from_raw(json.loads((FIX / "200__payout_failed.json").read_bytes(), parse_float=Decimal))
+    f = Payout.from_raw(answer("gateway", "200__payout_failed").body)  # its amount read as a Decimal
     assert f.status == "failed" and f.is_final and f.failure_reason == "Card declined by issuer"
     assert f.amount == Decimal("1250.5") and f.card_number == "427638******5678"  # masked even if sent clear
     assert "4276380012345678" not in json.dumps(f.raw, default=str) and f.raw["new_field"] == {"kept": True}
     assert f.created_at == datetime(2024, 5, 29, 13, 30, tzinfo=UTC) and f.updated_at.timestamp() == 1717000260
-    i = PayIn.from_raw(json.loads((FIX / "200__payin.json").read_bytes()))
+    i = PayIn.from_raw(answer("gateway", "200__payin").body)
     assert i.status == "success" and i.payment_url.endswith("/pay/pi_000003") and i.amount == Decimal("10.00")
-    b = Balance.from_raw(json.loads((FIX / "200__balance.json").read_bytes()))
+    b = Balance.from_raw(answer("gateway", "200__balance").body)
     assert (b.available, b.currency, b.shop_code) == (Decimal("995000.00"), "RUB", "main")
 
 
@@ -680,11 +681,7 @@ def test_server_errors_before_commit(gw):
 
 
 def test_connection_refused_is_connection_failed():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    c = GatewayClient(f"http://127.0.0.1:{port}", DEFAULT_API_KEY, DEFAULT_SECRET, timeout=2)
+    c = GatewayClient(refused_url(), DEFAULT_API_KEY, DEFAULT_SECRET, timeout=2)
     with pytest.raises(ConnectionFailedError) as ei:
         c.create_payout("ord-1", "10", "RUB", "4111111111111111")  # nothing was sent: safe even for a create
     e = ei.value

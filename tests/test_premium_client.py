@@ -11,7 +11,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -60,15 +59,16 @@ from providers.premium import (
 )
 from providers.premium.client import form_value, mask
 from providers.premium.sandbox import DEFAULT_KEY, DEFAULT_LOGIN, create_app, serve
+from tests.support.net import refused_url
+from tests.support.recorded import answer, answer_names
 
-FIX = Path(__file__).parent / "fixtures" / "premium"
 UTC = timezone.utc
 
 
 def recorded(name: str):
-    """(method, envelope) of a recorded answer; the method is the file name's part before ``__``."""
-    method = name.split("__")[0]
-    return method, decode_body((FIX / name).read_bytes())
+    """(call, envelope) of a recorded answer: its body decoded from the bytes as sent."""
+    found = answer("premium", name)
+    return found.call, decode_body(found.content)
 
 
 def parsed(name: str):
@@ -81,7 +81,7 @@ def parsed(name: str):
 # =====================================================================================================
 
 def test_fixture_set_is_complete():
-    names = {p.name for p in FIX.glob("*.json")}
+    names = answer_names("premium")
     assert len(names) >= 38
     for n in names:  # every file is a decodable envelope
         assert "error" in recorded(n)[1]
@@ -509,11 +509,7 @@ def test_read_timeout_is_unknown_outcome_and_closed_port_is_connection_failed(sa
     with pytest.raises(UnknownOutcomeError) as ei:
         c.test()
     assert ei.value.code == "read_timeout" and not isinstance(ei.value, RetryableError)
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    for url in (f"http://127.0.0.1:{port}", "http://exsync-no-such-host.invalid"):  # refused, DNS failure
+    for url in (refused_url(), "http://exsync-no-such-host.invalid"):  # refused, DNS failure
         dead = PremiumClient(url, DEFAULT_LOGIN, DEFAULT_KEY, timeout=2)
         with pytest.raises(ConnectionFailedError) as ei:
             dead.create_bid(2, "100", account2="x")  # nothing was sent: safe even for a create

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 import requests
@@ -26,7 +24,7 @@ from providers import (
     UnknownOutcomeError,
     ValidationError,
 )
-from providers.payouts import PENDING, SUCCEEDED, FAILED, PayoutRail, PayoutRequest
+from providers.payouts import FAILED, PENDING, SUCCEEDED, PayoutRail, PayoutRequest
 from providers.zaleycash import (
     CODES,
     BadResponseError,
@@ -65,26 +63,23 @@ from providers.zaleycash.sandbox import (
     serve,
 )
 from providers.zaleycash.wire import dumps, loads
+from tests.support.net import refused_url
+from tests.support.recorded import Answer, answer, answer_names
 
-FIX = Path(__file__).parent / "fixtures" / "zaleycash"
 CHILD, CHILD2, INACTIVE, STRANGER = 1001, 1002, 1003, 1004
 RUB, USD, EUR = 1, 2, 3
 
 
-def recorded(name: str) -> tuple[str, dict]:
-    """(call, recorded answer) — the call is the file name's part before ``__``."""
-    return name.split("__")[0], json.loads((FIX / f"{name}.json").read_text())
+def recorded(name: str) -> Answer:
+    return answer("zaleycash", name)
 
 
 def unwrap(name: str, call: str | None = None):
     """Feed a recorded answer (status, headers, the body's bytes as sent) through the one answer mapping."""
-    rec = recorded(name)[1]
-    content = rec["text"].encode() if "text" in rec else json.dumps(rec["body"]).encode()
-    ctype = "text/html" if "text" in rec else "application/json"
-    c = call or recorded(name)[0]
+    rec = recorded(name)
+    c = call or rec.call
     c = "request" if c == "any" else c
-    return check_envelope(rec["status"], content, call=c, idempotent=c != "transfer_internal",
-                          headers={"Content-Type": ctype, **rec.get("headers", {})})
+    return check_envelope(rec.status, rec.content, call=c, idempotent=c != "transfer_internal", headers=rec.headers)
 
 
 def raised(name: str, call: str | None = None) -> ProviderError:
@@ -101,12 +96,12 @@ def test_every_seed_code_is_mapped_and_recorded():
     seed = {1, 2, 3, 4, 5, 10, 20, 21, 22, 23, 24, 25, 26, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 71, 72,
             73, 80, 81}
     assert set(CODES) == seed
-    names = {p.stem for p in FIX.glob("*.json")}
+    names = answer_names("zaleycash")
     for code in seed:
         assert any(n.split("__")[1].startswith(f"{code:02d}_") for n in names), code
     for n in names:  # every file is a recorded answer
-        rec = recorded(n)[1]
-        assert "status" in rec and ("body" in rec or "text" in rec)
+        rec = recorded(n)
+        assert isinstance(rec.status, int) and rec.body is not None
 
 
 EXPECTED = {  # code → (class, also an instance of)
@@ -127,20 +122,20 @@ EXPECTED = {  # code → (class, also an instance of)
 }
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in FIX.glob("*.json")
-                                        if p.stem.split("__")[1][:2].isdigit() and p.stem.split("__")[1][2] == "_"
-                                        and "variant" not in p.stem and "string" not in p.stem
-                                        and "violations" not in p.stem and "99" not in p.stem
-                                        and not p.stem.startswith("transfer_status")))
+@pytest.mark.parametrize("name", [n for n in answer_names("zaleycash")
+                                  if n.split("__")[1][:2].isdigit() and n.split("__")[1][2] == "_"
+                                  and "variant" not in n and "string" not in n
+                                  and "violations" not in n and "99" not in n
+                                  and not n.startswith("transfer_status")])
 def test_recorded_error_codes(name):
-    _call, rec = recorded(name)
+    rec = recorded(name)
     err = raised(name)
-    code = rec["body"]["code"]
+    code = rec.body["code"]
     cls, also = EXPECTED[code]
     assert type(err) is cls and isinstance(err, also)
-    assert err.code == code and err.message == rec["body"]["message"]
-    assert err.http_status == rec["status"] and err.provider == "zaleycash"
-    assert err.reason == CODES[code][1] and err.call == _call.replace("any", "request") and err.raw_body == rec["body"]
+    assert err.code == code and err.message == rec.body["message"]
+    assert err.http_status == rec.status and err.provider == "zaleycash"
+    assert err.reason == CODES[code][1] and err.call == rec.call.replace("any", "request") and err.raw_body == rec.body
     assert err.retryable is isinstance(err, RetryableError)
     assert f"code {code}" in str(err)
 
@@ -214,14 +209,14 @@ def test_recorded_successes_parse():
     assert svc[1].raw["new_field"] == 1
     u = User.from_raw(unwrap("user__ok"))
     assert (u.id, u.email, u.is_active) == (4711, "kid@example.com", True)
-    b = Balances.from_raw(loads(json.dumps(recorded("balance__ok")[1]["body"]))["response"])
+    b = Balances.from_raw(loads(recorded("balance__ok").content)["response"])
     assert b.user.id == 1000
     assert b.get(1).balance == Decimal("15234.57") and b.get(1).original_balance == Decimal("15234.57")
     assert b.get(2).balance == Decimal("0.10") and b.get(2).credit_limit == Decimal("100.00")
     assert all(isinstance(x.balance, Decimal) for x in b) and b.get(9) is None and b.get(2).raw["extra"] == "x"
     assert [(c.id, c.code) for c in Currency.list_from_raw(unwrap("currencies__ok"))] == [(1, "RUB"), (2, "USD")]
     assert [(c.id, c.name) for c in Currency.list_from_raw(unwrap("currencies__dict"))] == [(1, "RUB"), (2, "USD")]
-    t = Transfer.from_raw(loads(json.dumps(recorded("transfer_internal__ok")[1]["body"]))["response"])
+    t = Transfer.from_raw(loads(recorded("transfer_internal__ok").content)["response"])
     assert (t.operation_id, t.transaction_id, t.amount, t.status) == ("payout-42", "987654", Decimal("150.25"), "done")
     t = Transfer.from_raw(unwrap("transfer_internal__ok_empty"), operation_id="k", user_id=5, currency=1,
                           amount=Decimal("1"))
@@ -542,16 +537,8 @@ def test_find_probe_refused_stays_unknown(zc, zclient):
 # Transport faults and secrets
 # ----------------------------------------------------------------------------------------------------
 
-def _refused_url() -> str:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()  # nothing listens there now
-    return f"http://127.0.0.1:{port}"
-
-
 def test_connection_refused():
-    with ZaleyCashClient(_refused_url(), DEFAULT_SECRET, timeout=2) as c:
+    with ZaleyCashClient(refused_url(), DEFAULT_SECRET, timeout=2) as c:
         with pytest.raises(ConnectionFailedError):
             c.balance()
         with pytest.raises(ConnectionFailedError):
@@ -600,7 +587,7 @@ def test_no_secret_in_errors_or_logs(zc, caplog, echo_server):
     zc.engine.knobs.update(reject_tokens=False, fail_after_commit_rate=1.0, fail_after_commit_mode="close")
     keep(r.send, payout("sec-3"))
     keep(ZaleyCashClient(zc.url, DEFAULT_SECRET + "-wrong").balance)
-    keep(ZaleyCashClient(_refused_url(), DEFAULT_SECRET).balance)
+    keep(ZaleyCashClient(refused_url(), DEFAULT_SECRET).balance)
     echo = ZaleyCashClient(echo_server.url, DEFAULT_SECRET)
     keep(echo.balance)
     texts.extend([repr(c), repr(r), repr(c.token())])
