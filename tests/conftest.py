@@ -9,11 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
-import time
-import types
-import urllib.request
 import uuid
 
 import pytest
@@ -26,7 +21,6 @@ from models.db import Database
 from models.migrate import upgrade
 from tests.support import sandboxes
 from tests.support.config import edge_toml, forget_webhook_failures, make_env, write_config
-from tests.support.net import free_port
 
 TABLES = ["bid_status_changes", "bid_polls", "bids", "inbox_events", "sweep_cursors"]
 
@@ -145,50 +139,6 @@ def runtime(settings, db):
 
 
 @pytest.fixture
-def celery_app(runtime):
-    from worker.celery_app import app, configure
-
-    configure(runtime.settings)
-    app.conf.update(task_always_eager=False)
-    return app
-
-
-@pytest.fixture
-def celery_worker(celery_app):
-    """A real Celery worker (threads pool) consuming from the real Redis broker."""
-    from celery.contrib.testing.worker import start_worker
-
-    with start_worker(celery_app, pool="threads", concurrency=4, perform_ping_check=False,
-                      shutdown_timeout=30, loglevel="WARNING") as worker:
-        yield worker
-
-
-@pytest.fixture
-def broker(celery_app, runtime):
-    """The configured Celery app's queue in Redis, emptied before and after (no worker consumes it)."""
-    from core.redis_url import client as redis_client
-
-    r = redis_client(runtime.settings.redis_url)
-    r.delete("exsync")
-    yield r
-    r.delete("exsync")
-
-
-@pytest.fixture
-def web_app(runtime):
-    from webhooks.app import create_app
-
-    app = create_app(runtime)
-    app.testing = True
-    return app
-
-
-@pytest.fixture
-def client(web_app):
-    return web_app.test_client()
-
-
-@pytest.fixture
 def restore_root_logging():
     """A command or setup_logging() installs exsync's root log handler: put pytest's back afterwards.
     Modules that need it say ``pytestmark = pytest.mark.usefixtures("restore_root_logging")``."""
@@ -241,39 +191,3 @@ def edge_client(edge_runtime):
     app = create_app(edge_runtime, env={})
     app.testing = True
     return app.test_client()
-
-
-@pytest.fixture
-def live_web(edge_env, db, tmp_path):
-    """The real web process (`exsync web`: gunicorn, gthread) on a free port, its output in a file.
-
-    Yields an object with ``url``, ``log`` (path of everything it wrote) and ``env``.
-    """
-    forget_webhook_failures(edge_env["EXSYNC_REDIS_URL"])
-    port = free_port()
-    log = tmp_path / "web.log"
-    env = {**os.environ, **edge_env, "EXSYNC_WEB_BIND": f"127.0.0.1:{port}",
-           "EXSYNC_LOG_LEVEL": edge_env.get("EXSYNC_LOG_LEVEL", "WARNING")}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "cli", "web", "--workers", "1", "--threads", "4"],
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2):
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"exsync web did not start: {log.read_text(errors='replace')[-2000:]}")
-            time.sleep(0.2)
-    try:
-        yield types.SimpleNamespace(url=url, log=log, env=env, port=port, proc=proc)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)

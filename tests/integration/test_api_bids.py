@@ -7,11 +7,11 @@ import json
 import pytest
 from sqlalchemy import select
 
+from core.runtime import Runtime
 from models import Bid, BidStatusChange
 from providers.premium.sandbox import DEFAULT_KEY
 from tests.support.config import API_TOKEN, WEBHOOK_TOKEN
 from webhooks.app import create_app
-from core.runtime import Runtime
 
 AUTH = {"Authorization": "Bearer " + API_TOKEN}
 USDT = "TXs8nT1yWq7mPdv6mFiV4uh6Qm3zAbc123"

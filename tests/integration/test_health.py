@@ -6,16 +6,14 @@ import math
 from datetime import datetime, timedelta, timezone
 
 from prometheus_client.parser import text_string_to_metric_families
-
 from sqlalchemy import text
 
-from models import InboxEvent, SweepCursor
-from models import liveness
+from core.runtime import Runtime
+from models import InboxEvent, SweepCursor, liveness
 from models.db import Database
 from webhooks.app import create_app
-from worker.reconcile import Snapshot, apply_snapshot
 from worker.liveness import Thresholds
-from core.runtime import Runtime
+from worker.reconcile import Snapshot, apply_snapshot
 
 
 def test_healthz_does_no_io(settings):

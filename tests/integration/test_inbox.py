@@ -11,7 +11,8 @@ from worker import inbox
 
 def store(db, bid_id, status="payed", endpoint="main", provider="premium", payload=None):
     with db.session() as s:
-        ev = InboxEvent(provider=provider, endpoint=endpoint, headers={}, received_at=now_utc(), body=f"bid_id={bid_id}&status={status}".encode(),
+        ev = InboxEvent(provider=provider, endpoint=endpoint, headers={}, received_at=now_utc(),
+                        body=f"bid_id={bid_id}&status={status}".encode(),
                         content_type="application/x-www-form-urlencoded",
                         payload={"bid_id": bid_id, "status": status} if payload is None else payload)
         s.add(ev)

@@ -160,7 +160,8 @@ def test_cli_payout_creates_it_in_the_sandbox_and_postgres(runtime, premium_sand
     made = next(p for p in eng.payouts if p["id"] == pid)
     assert (made["method_id"], made["account"], made["status"]) == (2, "4111111111111111", 0)
     (row,) = rows(runtime, "SELECT * FROM partner_payouts WHERE remote_id = :id", id=pid)
-    assert (row["requested_via"], row["method_id"], row["account"], row["status"]) == ("exsync", 2, "4111111111111111", 0)
+    assert (row["requested_via"], row["method_id"], row["account"], row["status"]) == (
+        "exsync", 2, "4111111111111111", 0)
     assert row["pay_currency_code"] == "RUB" and isinstance(row["pay_amount"], Decimal)  # read back
 
     out = invoke(["partner", "show", "--exchanger", "main"], env)

@@ -7,11 +7,11 @@ from datetime import datetime, timezone
 
 from sqlalchemy import update
 
+from core.runtime import Runtime
 from models import BidPoll, InboxEvent
 from tests.support.config import API_TOKEN
 from webhooks.app import create_app
 from worker.reconcile import Snapshot, apply_snapshot
-from core.runtime import Runtime
 
 BEARER = {"Authorization": "Bearer " + API_TOKEN}
 

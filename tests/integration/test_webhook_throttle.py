@@ -1,9 +1,9 @@
 """A source that keeps failing webhook authentication gets 429 for the rest of the window; others don't."""
 import dataclasses
 
-from webhooks.app import create_app
-from tests.support.config import WEBHOOK_TOKEN
 from core import runtime as runtime_mod
+from tests.support.config import WEBHOOK_TOKEN
+from webhooks.app import create_app
 
 GOOD = f"/webhooks/premium/main/{WEBHOOK_TOKEN}"
 BAD = "/webhooks/premium/main/" + "x" * len(WEBHOOK_TOKEN)

@@ -9,13 +9,14 @@ from decimal import Decimal
 from sqlalchemy import text
 
 from core.clock import now_utc
-from core.payout_config import load_payout_config
+from core.payout_config import PayoutSettings, load_payout_config
 from worker import reconcile
 
 ZC_USER = "1001"  # an active child of the ZaleyCash sandbox's agent
 CARD = "4111111111111111"
 PS_ACCOUNT = "EVP0010000099999"  # the customer's Paysera account (the bid's account2)
 SETTLED = {"succeeded", "failed", "needs_review", "parked"}
+LEASE = PayoutSettings().lease_seconds  # the default: what production runs with
 
 
 def payout_toml(zc_url: str, gw_url: str = "http://127.0.0.1:9", *, ceiling: str = "500000", extra: str = "",
@@ -66,6 +67,12 @@ max_amount = "100000"
 """ + extra
 
 
+def default_lease_toml(url: str, *, timeout: float | None = None) -> str:
+    """``payout_toml`` with the default lease (``LEASE``) and, if given, another client timeout."""
+    toml = payout_toml(url).replace("lease_seconds = 30\n", "")
+    return toml.replace("timeout = 1.5", f"timeout = {timeout}") if timeout else toml
+
+
 def payout_env() -> dict:
     """The secrets ``payout_toml`` names, as the sandboxes accept them."""
     from providers.gateway.sandbox import DEFAULT_API_KEY
@@ -112,6 +119,12 @@ def attempts(runtime, payout_id: int) -> list:
     with runtime.db.session() as s:
         return s.execute(text("SELECT * FROM payout_attempts WHERE payout_id = :id ORDER BY n"),
                          {"id": payout_id}).all()
+
+
+def open_attempts(runtime) -> int:
+    """Attempts still ``started``: a call in flight, or one a dead worker left behind."""
+    with runtime.db.session() as s:
+        return s.execute(text("SELECT count(*) FROM payout_attempts WHERE outcome = 'started'")).scalar()
 
 
 def later(seconds: float) -> datetime:

@@ -12,7 +12,6 @@ import json
 import pytest
 
 
-
 @pytest.fixture
 def bench_env(pg_admin_url, tmp_path, monkeypatch):
     monkeypatch.setenv("EXSYNC_BENCH_DATABASE_URL", pg_admin_url)

@@ -222,7 +222,8 @@ def test_workers_survive_ten_redis_restarts_under_load(workers, tmp_path, db, br
             time.sleep(0.3 + 0.3 * (i % 4))  # down for 0.3–1.2 s
             up = broker.start()
             try:
-                wait_for(lambda: consumed_since(db, sup.hostnames(), up), 30, f"every worker consuming after restart {i + 1}")
+                wait_for(lambda up=up: consumed_since(db, sup.hostnames(), up), 30,
+                         f"every worker consuming after restart {i + 1}")
             except AssertionError:
                 print(sup.tail())
                 raise
@@ -252,7 +253,8 @@ def test_workers_survive_ten_redis_restarts_under_load(workers, tmp_path, db, br
         "workers": workers, "restarts_done": RESTARTS, "broker_downtime_s": "0.3-1.2",
         "worker_exits": len(restarts), "workers_restarted_by_supervisor": len(restarts),
         "restarts_survived_without_a_worker_restart": RESTARTS - min(RESTARTS, len(restarts)),
-        "recover_seconds_max": round(max(recoveries), 2), "recover_seconds_median": round(statistics.median(recoveries), 2),
+        "recover_seconds_max": round(max(recoveries), 2),
+        "recover_seconds_median": round(statistics.median(recoveries), 2),
         "events_stored": load.stored, "events_published_directly": load.published,
         "events_processed": states.get("processed", 0), "unrecoverable_errors_logged": log.count("Unrecoverable error"),
     }
@@ -312,8 +314,8 @@ def test_supervisor_restarts_a_frozen_worker_and_counts_it(tmp_path, db, broker,
                          "the first canary")
         os.kill(sup.stack.children[0].pid, signal.SIGSTOP)
         frozen = time.monotonic()
-        replaced = wait_for(lambda: (h := sup.hostnames()[0]) and h != first and consumed_since(db, [h], time.time() - 2) and h,
-                            60, "a new worker consuming")
+        replaced = wait_for(lambda: (h := sup.hostnames()[0]) and h != first
+                            and consumed_since(db, [h], time.time() - 2) and h, 60, "a new worker consuming")
         recovered = time.monotonic() - frozen
         m = metrics(settings, db)
     record("frozen_worker", {"seconds_to_replace_and_consume": round(recovered, 1),
@@ -425,7 +427,8 @@ def test_thresholds_follow_the_polling_round_and_refuse_nonsense(settings):
     assert Thresholds.for_settings(slow, {}).stale_after == 900
     for env, key in [({"EXSYNC_CANARY_INTERVAL": "soon"}, "EXSYNC_CANARY_INTERVAL"),
                      ({"EXSYNC_CANARY_STALE_AFTER": "-1"}, "EXSYNC_CANARY_STALE_AFTER"),
-                     ({"EXSYNC_CANARY_INTERVAL": "10", "EXSYNC_CANARY_STALE_AFTER": "15"}, "EXSYNC_CANARY_STALE_AFTER")]:
+                     ({"EXSYNC_CANARY_INTERVAL": "10", "EXSYNC_CANARY_STALE_AFTER": "15"},
+                      "EXSYNC_CANARY_STALE_AFTER")]:
         with pytest.raises(ConfigError) as err:
             Thresholds.for_settings(settings, env)
         assert err.value.key == key

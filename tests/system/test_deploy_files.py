@@ -4,15 +4,14 @@ from __future__ import annotations
 import re
 import shlex
 import tomllib
-from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from cli import cli
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 EXSYNC_SERVICES = ("migrate", "web", "worker", "beat")
 
 

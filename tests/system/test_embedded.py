@@ -1,8 +1,8 @@
 """The embedded services used by `exsync run`, the demo and the tests leave no process behind."""
 import psutil
 
-from devtools.embedded import EmbeddedPostgres, EmbeddedRedis
 from core.redis_url import client
+from devtools.embedded import EmbeddedPostgres, EmbeddedRedis
 
 
 def test_embedded_redis_stops_even_while_clients_are_connected(tmp_path):

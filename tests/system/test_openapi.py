@@ -8,12 +8,11 @@ from __future__ import annotations
 import itertools
 import json
 import socket
+from collections import Counter
 
 import pytest
 import requests
 import schemathesis
-from collections import Counter
-
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.generation.modes import GenerationMode
 from sqlalchemy import text
@@ -104,7 +103,8 @@ def test_the_live_app_keeps_its_document(live_web, paysera_signing_key, mode):
             run()
         except Exception as exc:  # the server's own account of a failure is in its log
             log = live_web.log.read_text(errors="replace")[-4000:]
-            raise AssertionError(f"{operation.method.upper()} {operation.path} failed; server log tail:\n{log}") from exc
+            what = f"{operation.method.upper()} {operation.path}"
+            raise AssertionError(f"{what} failed; server log tail:\n{log}") from exc
     record("schemathesis_" + mode.value, {"operations": len(operations), "requests": sum(statuses.values()),
                                            "statuses": dict(sorted(statuses.items()))})
 

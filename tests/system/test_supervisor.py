@@ -119,7 +119,8 @@ def test_demo_creates_bids_through_exsync_the_mirror_catches_up_and_bids_are_pai
     assert "[routes.demo]" in config and "[providers.zc]" in config and "[providers.gw]" in config
     assert (demo_dir / "secrets.env").stat().st_mode & 0o077 == 0
     secrets = [line.split("=", 1)[1] for line in (demo_dir / "secrets.env").read_text().splitlines()]
-    assert any(line.startswith("EXSYNC_DEMO_ZC_SECRET=") for line in (demo_dir / "secrets.env").read_text().splitlines())
+    assert any(line.startswith("EXSYNC_DEMO_ZC_SECRET=")
+               for line in (demo_dir / "secrets.env").read_text().splitlines())
     log = (demo_dir / "exsync.log").read_text()
     for secret in secrets:
         assert secret not in out and secret not in log and secret not in config

@@ -3,9 +3,11 @@ models. Every import counts, the lazy ones inside functions too."""
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 PROJECT = {"cli", "devtools", "webhooks", "worker", "core", "models", "providers", "migrations", "bench", "tests"}
 # package -> the project packages it may import (itself always)
 ALLOWED = {
@@ -52,6 +54,23 @@ def test_the_rule_sees_a_violation(tmp_path, monkeypatch):
     fake = tmp_path / "providers"
     fake.mkdir()
     (fake / "bad.py").write_text("def f():\n    from worker import tasks\n")
-    monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
-    monkeypatch.setattr(__import__(__name__), "ALLOWED", {"providers": set()})
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    monkeypatch.setattr(sys.modules[__name__], "ALLOWED", {"providers": set()})
     assert violations() == ["providers/bad.py:2 imports worker"]
+
+
+def test_no_test_module_imports_another():
+    # Tests share code through tests.support (plain helpers) and fixtures through the conftest files, never by
+    # importing a test module or a conftest.
+    found = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} relative import")
+        for line, module in imports_of(path):
+            parts = module.split(".")
+            if parts[0] == "tests" and parts[1:2] != ["support"] or parts[-1] == "conftest" or \
+                    parts[-1].startswith("test_"):
+                found.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    assert found == []

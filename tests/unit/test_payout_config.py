@@ -1,7 +1,7 @@
 """The payout sections of the config file: every bad value is a ConfigError naming its key.
 
 Pure parsing (``load_payout_config`` on a dict, ``load_payout_config_from_env`` on a file); the
-``exsync check-config`` side of it is in test_cli.py.
+``exsync check-config`` side of it is in tests/integration/test_cli.py.
 """
 from __future__ import annotations
 
@@ -109,7 +109,8 @@ BAD = [
     ("terminal trigger status", lambda d: route(d).update(trigger_statuses=["success"]),
      "routes.main.trigger_statuses[0]"),
     ("no trigger status", lambda d: route(d).update(trigger_statuses=[]), "routes.main.trigger_statuses"),
-    ("trigger status not a list", lambda d: route(d).update(trigger_statuses="realpay"), "routes.main.trigger_statuses"),
+    ("trigger status not a list", lambda d: route(d).update(trigger_statuses="realpay"),
+     "routes.main.trigger_statuses"),
     ("negative ceiling", lambda d: route(d).update(auto_pay_ceiling="-1"), "routes.main.auto_pay_ceiling"),
     ("ceiling not a number", lambda d: route(d).update(auto_pay_ceiling="lots"), "routes.main.auto_pay_ceiling"),
     ("rules not an array", lambda d: route(d).update(rules={"currency": "RUB"}), "routes.main.rules"),
@@ -128,7 +129,8 @@ BAD = [
     ("negative amount", lambda d: rule(d).update(min_amount="-5"), "routes.main.rules[0].min_amount"),
     ("zero amount", lambda d: rule(d, 1).update(max_amount="0"), "routes.main.rules[1].max_amount"),
     ("infinite amount", lambda d: rule(d, 1).update(max_amount="Infinity"), "routes.main.rules[1].max_amount"),
-    ("min above max", lambda d: rule(d).update(min_amount="2000", max_amount="1000"), "routes.main.rules[0].max_amount"),
+    ("min above max", lambda d: rule(d).update(min_amount="2000", max_amount="1000"),
+     "routes.main.rules[0].max_amount"),
     # [payouts]
     ("unknown payouts key", lambda d: d["payouts"].update(colour="red"), "payouts.colour"),
     ("lease too short", lambda d: d["payouts"].update(lease_seconds=1), "payouts.lease_seconds"),
@@ -222,7 +224,8 @@ def test_provider_types_are_the_registrys():
 def test_options_and_secrets_follow_the_schema():
     cfg = load(lambda d: zc(d).update(currencies={"rub": 1, "Usdt": 9}))
     zc_cfg, gw_cfg, ps_cfg = (cfg.providers[n] for n in ("zc", "gw", "ps"))
-    assert zc_cfg.options == {"currencies": {"RUB": 1, "USDT": 9}} and zc_cfg.secrets == {"secret_key": ENV["ZC_SECRET"]}
+    assert zc_cfg.options == {"currencies": {"RUB": 1, "USDT": 9}}
+    assert zc_cfg.secrets == {"secret_key": ENV["ZC_SECRET"]}
     assert gw_cfg.options == {} and gw_cfg.secrets == {"api_key": ENV["GW_KEY"], "secret": ENV["GW_SECRET"]}
     assert ps_cfg.options == {"mac_id": "abc", "beneficiary_type": "paysera"}  # the schema's default
     assert ps_cfg.secrets == {"mac_key": ENV["PS_KEY"]}

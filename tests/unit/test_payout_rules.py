@@ -6,13 +6,19 @@ from decimal import Decimal
 
 import pytest
 
-from providers.errors import (
-    AuthError, ConnectionFailedError, InsufficientFundsError, NotFoundError, PermanentError, RetryableError,
-    UnknownOutcomeError, ValidationError,
-)
-from providers.payouts import PayoutResult
 from core.config import ConfigError
 from core.payout_config import PayoutSettings, load_payout_config
+from providers.errors import (
+    AuthError,
+    ConnectionFailedError,
+    InsufficientFundsError,
+    NotFoundError,
+    PermanentError,
+    RetryableError,
+    UnknownOutcomeError,
+    ValidationError,
+)
+from providers.payouts import PayoutResult
 from worker.payouts import rules
 
 ENV = {"ZC": "zc-secret", "GWK": "gw-key", "GWS": "gw-secret"}

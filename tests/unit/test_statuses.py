@@ -2,8 +2,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from models import statuses as rules
 from core.config import DEFAULT_LADDER
+from models import statuses as rules
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

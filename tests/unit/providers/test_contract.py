@@ -5,7 +5,7 @@ request, a hang past the read timeout, 429, 5xx, an HTML page with 200, a 4xx wi
 client makes one call that is safe to repeat and one that moves money (or creates something), and the error
 must be the class ``providers.http.SEMANTICS`` names for that row and that kind of call — the same for all
 four. The provider-specific codes are tested per provider against recorded answers and the sandboxes
-(tests/test_premium_client.py, test_zaleycash.py, test_gateway.py, test_paysera.py).
+(tests/unit/providers/<provider>/).
 """
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ of the sandbox's clock" is checked on the very clock the gateway verifies with, 
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -19,27 +19,10 @@ from freezegun import freeze_time
 
 from providers import RetryableError
 from providers.gateway import GatewayClient, GatewayRail
-from providers.gateway.sandbox import DEFAULT_API_KEY, DEFAULT_SECRET, create_app, serve
-from tests.test_gateway import record_timestamps
+from providers.gateway.sandbox import DEFAULT_API_KEY, DEFAULT_SECRET
 
 UTC = timezone.utc
 CARD = "4111111111111111"
-
-
-@pytest.fixture
-def sandbox():
-    """(app, client, seen): a gateway sandbox with replay protection on, our client, and the recorder of
-    every request's (X-Timestamp, sandbox clock at arrival, HTTP status)."""
-    app = create_app(seed=1)
-    assert app.engine.knobs.replay_protection and app.engine.knobs.clock_skew == 0
-    srv = serve(app)
-    client = GatewayClient(srv.url, DEFAULT_API_KEY, DEFAULT_SECRET, timeout=5)
-    seen = record_timestamps(app)
-    app.url = srv.url
-    yield app, client, seen
-    client.close()
-    srv.shutdown()
-    app.engine.close()
 
 
 def next_second() -> datetime:
@@ -55,8 +38,8 @@ def assert_current(seen) -> None:
 
 
 @pytest.mark.parametrize("clock", ["frozen", "real"])
-def test_a_thousand_identical_reads_within_a_second(sandbox, clock):
-    app, c, seen = sandbox
+def test_a_thousand_identical_reads_within_a_second(timestamped_gateway, clock):
+    app, c, seen = timestamped_gateway
     c.create_payout("ord-1", "10", "RUB", CARD)
     seen.clear()
     ticking = clock == "real"
@@ -72,8 +55,8 @@ def test_a_thousand_identical_reads_within_a_second(sandbox, clock):
         assert len(stamps) == 1  # one frozen second: exactly one request reached the gateway
 
 
-def test_a_lookup_every_half_second_for_ten_simulated_minutes(sandbox):
-    app, c, seen = sandbox
+def test_a_lookup_every_half_second_for_ten_simulated_minutes(timestamped_gateway):
+    app, c, seen = timestamped_gateway
     rail = GatewayRail(c)
     c.create_payout("ord-1", "10", "RUB", CARD)
     seen.clear()
@@ -103,9 +86,9 @@ def test_a_lookup_every_half_second_for_ten_simulated_minutes(sandbox):
     assert len(c._seconds) <= 1  # only the current second's signatures are remembered
 
 
-def test_identical_writes_in_one_second_each_get_a_second_of_their_own(sandbox):
+def test_identical_writes_in_one_second_each_get_a_second_of_their_own(timestamped_gateway):
     """The second identical create waits for the next second and is signed with it (the clock runs)."""
-    app, c, seen = sandbox
+    app, c, seen = timestamped_gateway
     with freeze_time(next_second(), tick=True):
         _, created1 = c.create_payout("ord-1", "10", "RUB", CARD)
         _, created2 = c.create_payout("ord-1", "10", "RUB", CARD)
@@ -115,9 +98,9 @@ def test_identical_writes_in_one_second_each_get_a_second_of_their_own(sandbox):
     assert (s1, s2) == (201, 200) and t2 == t1 + 1
 
 
-def test_a_burst_of_identical_writes_gives_up_without_sending(sandbox):
+def test_a_burst_of_identical_writes_gives_up_without_sending(timestamped_gateway):
     """With the clock held still no second of its own ever comes: a retryable error, nothing sent."""
-    app, _, seen = sandbox
+    app, _, seen = timestamped_gateway
     c = GatewayClient(app.url, DEFAULT_API_KEY, DEFAULT_SECRET, timeout=5, max_sign_wait=0.3)
     with freeze_time(next_second()):
         c.create_payout("ord-1", "10", "RUB", CARD)
@@ -128,8 +111,8 @@ def test_a_burst_of_identical_writes_gives_up_without_sending(sandbox):
     c.close()
 
 
-def test_a_write_through_the_client_ends_sharing_of_earlier_reads(sandbox):
-    app, c, seen = sandbox
+def test_a_write_through_the_client_ends_sharing_of_earlier_reads(timestamped_gateway):
+    app, c, seen = timestamped_gateway
     with freeze_time(next_second(), tick=True):
         before = c.balance().available
         c.create_payout("ord-1", "10", "RUB", CARD)
@@ -140,8 +123,8 @@ def test_a_write_through_the_client_ends_sharing_of_earlier_reads(sandbox):
     assert len(balance_stamps) == 2 and balance_stamps[1] == balance_stamps[0] + 1
 
 
-def test_a_failed_read_is_not_given_to_a_later_caller(sandbox):
-    app, c, seen = sandbox
+def test_a_failed_read_is_not_given_to_a_later_caller(timestamped_gateway):
+    app, c, seen = timestamped_gateway
     c.create_payout("ord-1", "10", "RUB", CARD)
     seen.clear()
     with freeze_time(next_second(), tick=True):

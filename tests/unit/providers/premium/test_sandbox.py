@@ -10,32 +10,10 @@ import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from providers.premium.sandbox import DEFAULT_KEY, DEFAULT_LOGIN, create_app, serve
+from providers.premium.sandbox import DEFAULT_KEY, DEFAULT_LOGIN
 
 AUTH = {"API-LOGIN": DEFAULT_LOGIN, "API-KEY": DEFAULT_KEY}
 OTHER_LOGIN, OTHER_KEY = "otherLogin0000000000000000000002", "otherKey00000000000000000000002x"
-
-
-@pytest.fixture
-def sandbox():
-    """Factory: start a sandbox with the given create_app options; everything is stopped at teardown."""
-    started = []
-
-    def start(**kw):
-        app = create_app(**{"seed": 7, **kw})
-        srv = serve(app, port=0)
-        started.append((srv, app))
-        return srv, app.engine
-
-    yield start
-    for srv, app in started:
-        srv.shutdown()
-        app.engine.close()
-
-
-@pytest.fixture
-def sb(sandbox):
-    return sandbox()
 
 
 class Receiver:
@@ -90,8 +68,8 @@ def new_bid(srv, **fields):
 
 # ---- transport and pre-method errors ---------------------------------------------------------------
 
-def test_auth_errors_and_case_insensitive_headers(sb):
-    srv, _ = sb
+def test_auth_errors_and_case_insensitive_headers(premium_sandboxes):
+    srv, _ = premium_sandboxes()
     disabled = {"error": 1, "error_text": "Api disabled"}
     assert call(srv, "test", headers={}) == disabled
     assert call(srv, "test", headers={"API-LOGIN": DEFAULT_LOGIN, "API-KEY": "x" * 32}) == disabled
@@ -102,10 +80,10 @@ def test_auth_errors_and_case_insensitive_headers(sb):
     assert isinstance(ok["data"]["user_id"], str)
 
 
-def test_ip_blocked_and_method_not_supported(sandbox):
-    srv, _ = sandbox(ip_allowlist=["10.9.8.7"])
+def test_ip_blocked_and_method_not_supported(premium_sandboxes):
+    srv, _ = premium_sandboxes(ip_allowlist=["10.9.8.7"])
     assert call(srv, "test") == {"error": 2, "error_text": "IP blocked"}
-    srv, _ = sandbox(ip_allowlist=["127.0.0.1"], methods={"test", "bid_info"})
+    srv, _ = premium_sandboxes(ip_allowlist=["127.0.0.1"], methods={"test", "bid_info"})
     assert call(srv, "test")["error"] == 0
     assert call(srv, "create_bid", {"direction_id": "1"}) == {"error": 3, "error_text": "Method not supported"}
     assert call(srv, "no_such_method") == {"error": 3, "error_text": "Method not supported"}
@@ -113,8 +91,8 @@ def test_ip_blocked_and_method_not_supported(sandbox):
     assert r.status_code == 200 and r.json() == {"error": 3, "error_text": "Method not supported"}
 
 
-def test_json_body_is_ignored_multipart_is_read(sb):
-    srv, _ = sb
+def test_json_body_is_ignored_multipart_is_read(premium_sandboxes):
+    srv, _ = premium_sandboxes()
     j = call(srv, "create_bid", json={"direction_id": "1", "calc_amount": "0.01", "account2": "T1"})
     assert j["error"] == "1" and j["error_text"] == "direction not found"
     bid = new_bid(srv)
@@ -123,8 +101,8 @@ def test_json_body_is_ignored_multipart_is_read(sb):
     assert call(srv, "bid_info", files=multipart)["data"]["id"] == bid["id"]
 
 
-def test_api_off_and_method_level_maintenance(sandbox):
-    srv, eng = sandbox(maintenance="api")
+def test_api_off_and_method_level_maintenance(premium_sandboxes):
+    srv, eng = premium_sandboxes(maintenance="api")
     assert call(srv, "test") == {"error": 1, "error_text": "Api disabled"}
     eng.knobs.maintenance = True
     assert call(srv, "test") == {"error": 1, "error_text": "maintenance", "data": []}
@@ -139,8 +117,8 @@ def test_api_off_and_method_level_maintenance(sandbox):
 
 # ---- catalogue methods -----------------------------------------------------------------------------
 
-def test_currencies_directions_and_int_error_codes(sandbox):
-    srv, _ = sandbox()
+def test_currencies_directions_and_int_error_codes(premium_sandboxes):
+    srv, _ = premium_sandboxes()
     j = call(srv, "get_direction_currencies")
     assert j["error"] == 0 and {"give", "get"} <= set(j["data"])
     assert set(j["data"]["give"][0]) == {"id", "title", "logo"}
@@ -149,13 +127,13 @@ def test_currencies_directions_and_int_error_codes(sandbox):
     j = call(srv, "get_directions", {"currency_id_give": "1"})
     assert j["error"] == 0 and {d["direction_id"] for d in j["data"]} == {"1", "4"}
     assert call(srv, "get_directions", {"currency_id_give": "999"}) == {"error": 0, "error_text": "", "data": []}
-    am, _ = sandbox(flavour="alwaysmoney")
+    am, _ = premium_sandboxes(flavour="alwaysmoney")
     cur = call(am, "get_direction_currencies")["data"]["get"][0]
     assert {"xml_value", "fiat", "is_need_memo"} <= set(cur)
 
 
-def test_get_direction_and_calc(sb):
-    srv, eng = sb
+def test_get_direction_and_calc(premium_sandboxes):
+    srv, eng = premium_sandboxes()
     d = call(srv, "get_direction", {"direction_id": "1"})
     assert d["error"] == "0"
     data = d["data"]
@@ -181,8 +159,8 @@ def test_get_direction_and_calc(sb):
 
 # ---- create_bid / bid_info -------------------------------------------------------------------------
 
-def test_create_bid_shape_and_errors(sb):
-    srv, eng = sb
+def test_create_bid_shape_and_errors(premium_sandboxes):
+    srv, eng = premium_sandboxes()
     j = call(srv, "create_bid", {"direction_id": "2", "calc_amount": "100", "account2": "4111111111111111",
                                  "api_id": "order-1", "cf6": "a@b.c"})
     assert j["error"] == "0" and j["error_fields"] == []
@@ -209,21 +187,21 @@ def test_create_bid_shape_and_errors(sb):
                                     "api_id": "x" * 120})["error_text"] == "api id not unique"
 
 
-def test_alwaysmoney_flavour_bid_fields(sandbox):
-    srv, eng = sandbox(flavour="alwaysmoney")
+def test_alwaysmoney_flavour_bid_fields(premium_sandboxes):
+    srv, eng = premium_sandboxes(flavour="alwaysmoney")
     b = new_bid(srv, cfgive3="bc1refund")
     assert b["hash_from"] == "" and b["hash_to"] == "" and b["statuses"]["success"]
     assert eng.bid(int(b["id"]))["fields"]["cfgive3"] == "bc1refund"
     eng.advance(int(b["id"]), ["payed", "realpay", "success"])
     info = call(srv, "bid_info", {"id": b["id"]})["data"]
     assert len(info["hash_from"]) == 64 and len(info["hash_to"]) == 64  # BTC in, USDT out: both on chain
-    generic, geng = sandbox()
+    generic, geng = premium_sandboxes()
     gb = new_bid(generic, cfgive3="bc1refund")
     assert "cfgive3" not in geng.bid(int(gb["id"]))["fields"]
 
 
-def test_bid_info_visibility_archive_and_disabled_direction(sandbox):
-    srv, eng = sandbox(extra_keys=[(OTHER_LOGIN, OTHER_KEY)])
+def test_bid_info_visibility_archive_and_disabled_direction(premium_sandboxes):
+    srv, eng = premium_sandboxes(extra_keys=[(OTHER_LOGIN, OTHER_KEY)])
     b = new_bid(srv)
     by_id = call(srv, "bid_info", {"id": b["id"]})
     by_hash = call(srv, "bid_info", {"hash": b["hash"]})
@@ -261,8 +239,8 @@ def test_bid_info_visibility_archive_and_disabled_direction(sandbox):
     ("my3", None, None, "success"),
     ("success", None, None, None),
 ])
-def test_action_rules(sb, status, cancel, pay, success):
-    srv, eng = sb
+def test_action_rules(premium_sandboxes, status, cancel, pay, success):
+    srv, eng = premium_sandboxes()
     for method, expect in (("cancel_bid", cancel), ("pay_bid", pay), ("success_bid", success)):
         bid_id = eng.add_bid(status=status)
         h = eng.bid(bid_id)["hash"]
@@ -275,8 +253,8 @@ def test_action_rules(sb, status, cancel, pay, success):
             assert eng.bid(bid_id)["status"] == expect
 
 
-def test_merchant_direction_pay_disabled(sb):
-    srv, _ = sb
+def test_merchant_direction_pay_disabled(premium_sandboxes):
+    srv, _ = premium_sandboxes()
     b = new_bid(srv, direction_id="4", calc_amount="0.001")
     assert b["api_actions"]["type"] == "address" and b["api_actions"]["pay"] == "disabled"
     assert call(srv, "pay_bid", {"id": b["id"]}) == {"error": "2", "error_text": "action disabled", "data": []}
@@ -285,8 +263,8 @@ def test_merchant_direction_pay_disabled(sb):
 
 # ---- get_exchanges ---------------------------------------------------------------------------------
 
-def test_get_exchanges_order_paging_and_filters(sandbox):
-    srv, eng = sandbox(extra_keys=[(OTHER_LOGIN, OTHER_KEY)])
+def test_get_exchanges_order_paging_and_filters(premium_sandboxes):
+    srv, eng = premium_sandboxes(extra_keys=[(OTHER_LOGIN, OTHER_KEY)])
     ids = [eng.add_bid(api_id=f"a{i}", created_at=1_700_000_000 + i) for i in range(250)]
     eng.add_bid(api_login=OTHER_LOGIN)
     eng.add_bid(api_login=None)  # made on the site: no key sees it
@@ -323,8 +301,8 @@ def test_get_exchanges_order_paging_and_filters(sandbox):
     assert int(call(srv, "get_exchanges", {"limit": "1"})["data"]["items"][0]["id"]) == ids[248]
 
 
-def test_bulk_add_100k_and_page(sb):
-    srv, eng = sb
+def test_bulk_add_100k_and_page(premium_sandboxes):
+    srv, eng = premium_sandboxes()
     t0 = time.time()
     ids = eng.bulk_add(100_000, start_time=t0 - 3600, spread_seconds=3600, statuses=["new", "success", "my2"])
     assert len(ids) == 100_000 and len(eng.truth()) == 100_000
@@ -339,8 +317,8 @@ def test_bulk_add_100k_and_page(sb):
 
 # ---- callbacks -------------------------------------------------------------------------------------
 
-def test_callbacks_are_bare_form_posts(sb, receiver):
-    srv, eng = sb
+def test_callbacks_are_bare_form_posts(premium_sandboxes, receiver):
+    srv, eng = premium_sandboxes()
     b = new_bid(srv, callback_url=receiver.url + "/cb/tok123")
     call(srv, "pay_bid", {"id": b["id"]})
     eng.set_status(int(b["id"]), "payed")  # no change: no callback
@@ -357,8 +335,8 @@ def test_callbacks_are_bare_form_posts(sb, receiver):
     assert eng.flush_callbacks(5) and len(eng.callback_log) == 2
 
 
-def test_callback_failure_is_not_retried(sb):
-    srv, eng = sb
+def test_callback_failure_is_not_retried(premium_sandboxes):
+    srv, eng = premium_sandboxes()
     bad = Receiver(status=500)
     try:
         bid_id = eng.add_bid(callback_url=bad.url + "/cb")
@@ -374,8 +352,8 @@ def test_callback_failure_is_not_retried(sb):
     assert eng.callback_log[-1]["outcome"] == "failed" and eng.callback_log[-1]["http_status"] is None
 
 
-def _fault_run(sandbox, receiver, **knobs):
-    srv, eng = sandbox(seed=42, **knobs)
+def _fault_run(premium_sandboxes, receiver, **knobs):
+    srv, eng = premium_sandboxes(seed=42, **knobs)
     ids = [eng.add_bid(callback_url=receiver.url) for _ in range(30)]
     for i in ids:
         eng.set_status(i, "payed")
@@ -383,11 +361,11 @@ def _fault_run(sandbox, receiver, **knobs):
     return ids, eng
 
 
-def test_callback_drop_and_duplicate_are_seeded(sandbox):
+def test_callback_drop_and_duplicate_are_seeded(premium_sandboxes):
     recv1, recv2 = Receiver(), Receiver()
     try:
-        ids, eng = _fault_run(sandbox, recv1, callback_drop_rate=0.3, callback_duplicate_rate=0.3)
-        _, eng2 = _fault_run(sandbox, recv2, callback_drop_rate=0.3, callback_duplicate_rate=0.3)
+        ids, eng = _fault_run(premium_sandboxes, recv1, callback_drop_rate=0.3, callback_duplicate_rate=0.3)
+        _, eng2 = _fault_run(premium_sandboxes, recv2, callback_drop_rate=0.3, callback_duplicate_rate=0.3)
         outcomes = [(c["bid_id"] - ids[0], c["outcome"]) for c in eng.callback_log]
         assert outcomes == [(c["bid_id"] - ids[0], c["outcome"]) for c in eng2.callback_log]  # same seed
         dropped = {c["bid_id"] for c in eng.callback_log if c["outcome"] == "dropped"}
@@ -403,12 +381,12 @@ def test_callback_drop_and_duplicate_are_seeded(sandbox):
         recv2.close()
 
 
-def test_callback_reorder_and_delay(sandbox, receiver):
-    ids, eng = _fault_run(sandbox, receiver, callback_reorder_rate=0.4)
+def test_callback_reorder_and_delay(premium_sandboxes, receiver):
+    ids, eng = _fault_run(premium_sandboxes, receiver, callback_reorder_rate=0.4)
     received = [int(g["form"]["bid_id"]) for g in receiver.wait(30)]
     assert sorted(received) == ids and received != ids  # all arrive, not in change order
     assert any(c["reordered"] for c in eng.callback_log)
-    srv, eng = sandbox(callback_delay=0.3)
+    srv, eng = premium_sandboxes(callback_delay=0.3)
     bid_id = eng.add_bid(callback_url=receiver.url)
     t = time.monotonic()
     eng.set_status(bid_id, "payed")
@@ -417,8 +395,8 @@ def test_callback_reorder_and_delay(sandbox, receiver):
 
 # ---- faults, control API, partner, autopilot --------------------------------------------------------
 
-def test_error_rate_and_latency(sb):
-    srv, eng = sb
+def test_error_rate_and_latency(premium_sandboxes):
+    srv, eng = premium_sandboxes()
     eng.knobs.error_rate = 1.0
     r1 = requests.post(f"{srv.url}/api/userapi/v1/bid_info", data={"id": "1"}, headers=AUTH, timeout=5)
     r2 = requests.post(f"{srv.url}/api/userapi/v1/bid_info", data={"id": "1"}, headers=AUTH, timeout=5)
@@ -434,13 +412,14 @@ def test_error_rate_and_latency(sb):
     assert eng.requests_served["bid_info"] == 2 and eng.requests_served["test"] == 1
 
 
-def test_control_http_api(sb):
-    srv, eng = sb
+def test_control_http_api(premium_sandboxes):
+    srv, eng = premium_sandboxes()
     base = srv.url + "/_sandbox"
     r = requests.post(base + "/bids", json={"direction_id": 2, "amount": "50", "api_id": "ctl-1"}, timeout=5)
     bid_id = r.json()["id"]
     assert eng.bid(bid_id)["amount_give"] == Decimal("50")
-    assert requests.post(f"{base}/bids/{bid_id}/status", json={"status": "payed"}, timeout=5).json()["status"] == "payed"
+    moved = requests.post(f"{base}/bids/{bid_id}/status", json={"status": "payed"}, timeout=5)
+    assert moved.json()["status"] == "payed"
     assert requests.post(f"{base}/bids/{bid_id}/status", json={"status": "bogus"}, timeout=5).status_code == 400
     assert requests.get(f"{base}/bids/{bid_id}", timeout=5).json()["history"][-1][1] == "payed"
     state = requests.get(base + "/state", timeout=5).json()
@@ -453,8 +432,8 @@ def test_control_http_api(sb):
     assert eng.truth() == {}
 
 
-def test_partner_methods(sb):
-    srv, eng = sb
+def test_partner_methods(premium_sandboxes):
+    srv, eng = premium_sandboxes()
     info = call(srv, "get_partner_info")
     assert info["error"] == "0" and set(info["data"]) == {"partner_id", "balance", "min_payout", "items"}
     assert set(info["data"]["items"][0]) == {"id", "title", "commission", "amount"}
@@ -476,8 +455,8 @@ def test_partner_methods(sb):
     assert call(srv, "get_partner_payouts")["error_text"] == "no active partner program"
 
 
-def test_autopilot_moves_bids_along_paths(sb):
-    srv, eng = sb
+def test_autopilot_moves_bids_along_paths(premium_sandboxes):
+    srv, eng = premium_sandboxes()
     ids = [eng.add_bid() for _ in range(20)]
     eng.start_autopilot(interval=0.02, paths=[["new", "techpay", "payed", "success"], ["new", "cancel"]],
                         step_probability=1.0)
