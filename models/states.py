@@ -3,7 +3,7 @@
 Each is an ``enum.StrEnum``: a member *is* its string, so comparisons with plain strings, JSON, log lines
 and Prometheus labels are what they were. Code uses the members, passes them to SQL as bind parameters,
 lists them in click choices and metric label sets; the models declare a CHECK constraint per column with
-``one_of`` (migration 0006 adds the same constraints; tests/test_migrations.py keeps the two equal).
+``one_of`` (migration 0006 adds the same constraints; tests/integration/test_migrations.py keeps the two equal).
 
 Adding or removing a value here changes a model's CHECK constraint: write the migration that does the
 same to existing databases (the comparison test fails until it exists).

@@ -2,7 +2,7 @@
 
 Each view declares its own operation next to its code with ``@documented(...)`` (summary, parameters,
 request body, responses by status). ``document(app)`` walks the app's URL map, so a route cannot exist
-without being described (``tests/test_openapi.py`` refuses an undocumented one) and a path or method
+without being described (``tests/system/test_openapi.py`` refuses an undocumented one) and a path or method
 cannot drift from the router. The answers are kept true by a schemathesis run against the live app and
 by the fuzz tests, which validate every answer against this document.
 

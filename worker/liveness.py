@@ -22,7 +22,7 @@ that it consumes:
 
 Thresholds (``Thresholds.for_settings``). The canary waits behind the tasks the worker already holds:
 with ``worker_prefetch_multiplier=1`` the consumer holds at most ``concurrency`` unacknowledged messages,
-so while every pool thread runs a long task it fetches nothing until one ends. tests/test_broker_restart.py
+so while every pool thread runs a long task it fetches nothing until one ends. tests/system/test_broker_restart.py
 measures that worst case (every thread busy with back-to-back 2 s tasks): the canary's age peaks at about
 one task length (1.75 s), never the sum of them. The longest regular task is a polling round
 (``max(5, 10 × poll_interval)`` s, 20 s by default; poll_due, payouts_tick and each sweep run one at a time
