@@ -55,3 +55,18 @@ def test_bench_payouts_smoke(bench_env, capsys):
     saved = _saved(bench_env, "payouts")
     assert saved["rows"]["duplicates"] == "0" and saved["rows"]["lost"] == "0"
     assert all(saved["checks"].values()), saved["checks"]
+
+
+def test_bench_footprint_smoke(bench_env, capsys):
+    """The whole `exsync run` stack is found and measured, embedded Postgres and Redis included (they
+    daemonize away from the supervisor), and the load really creates bids and pays some out."""
+    from bench import footprint
+
+    assert footprint.main(["--idle", "2", "--load", "6", "--rate", "4"]) in (0, 1)  # 1: over the target
+    out = capsys.readouterr().out
+    assert "== bench footprint ==" in out
+    rows = _saved(bench_env, "footprint")["rows"]
+    for role in ("supervisor", "web", "worker", "postgres", "redis"):
+        assert f"{role} " in rows["idle by process (MiB)"], (role, rows)
+    assert float(rows["idle total PSS (MiB)"]) > 0
+    assert "created 0," not in rows["load"], rows["load"]
