@@ -44,6 +44,32 @@ def test_bench_poll_smoke(bench_env, capsys):
     assert _saved(bench_env, "poll")["rows"]
 
 
+def test_bench_poll_workers_smoke(bench_env, redis_url, monkeypatch, capsys):
+    """--workers: real worker processes and a beat, beside bare clients, for each count."""
+    from bench import poll
+
+    monkeypatch.setenv("EXSYNC_BENCH_REDIS_URL", redis_url)
+    assert poll.main(["--workers", "1,2", "--bids", "300", "--seconds", "3"]) in (0, 1)
+    out = capsys.readouterr().out
+    assert "== bench poll-workers ==" in out
+    rows = _saved(bench_env, "poll-workers")["rows"]
+    for n in (1, 2):
+        assert float(rows[f"{n} worker(s): polls/s"].split()[0].replace(",", "")) > 0  # the workers polled
+        assert float(rows[f"{n} bare client(s): bid_info/s"].replace(",", "")) > 0
+        assert f"{n} worker(s): ratio" in rows
+    assert rows["scaling: polls/s against the first count"].startswith("1: 1.00x, 2: ")
+
+
+@pytest.mark.parametrize("bad", ["0", "1,x", "", "17"])
+def test_bench_poll_refuses_a_bad_worker_count(bench_env, bad, capsys):
+    from bench import poll
+
+    with pytest.raises(SystemExit) as exit_:
+        poll.main(["--workers", bad])
+    assert exit_.value.code == 2
+    assert "--workers" in capsys.readouterr().err
+
+
 def test_bench_payouts_smoke(bench_env, capsys):
     from bench import payouts
 
