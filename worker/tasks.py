@@ -11,6 +11,7 @@ from celery.signals import worker_shutting_down
 
 from core import clock
 from core import runtime as runtime_mod
+from models import liveness
 from worker import beat as beat_mod
 from worker import inbox, periodic, poll
 from worker import sweep as sweep_mod
@@ -72,8 +73,6 @@ def poll_due(slot: int | None = None, beat: str | None = None) -> dict:
 
 def poll_fanout(rt) -> int:
     """How many poll_batch tasks one round sends: POLL_TASKS_PER_WORKER for each worker heard of lately."""
-    from models import liveness
-
     with rt.db.session() as session:
         workers = len(liveness.live_workers(session, LIVE_WITHIN))
     return max(1, workers) * POLL_TASKS_PER_WORKER

@@ -2,6 +2,7 @@
 spread over every worker process (worker/tasks.py poll_due → poll_batch); real Postgres, real Redis."""
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -25,7 +26,7 @@ def queued(broker) -> list[tuple[str, list, dict]]:
     out = []
     for raw in reversed(broker.lrange("exsync", 0, -1)):
         msg = json.loads(raw)
-        args, kwargs, _ = json.loads(__import__("base64").b64decode(msg["body"]))
+        args, kwargs, _ = json.loads(base64.b64decode(msg["body"]))
         out.append((msg["headers"]["task"], args, kwargs))
     return out
 
