@@ -93,6 +93,8 @@ def test_three_beats_run_each_slot_once_and_two_keep_every_slot_after_one_is_kil
         for f in logs.values():
             f.close()
 
+    # The three beats shared one host and one EXSYNC_DATA_DIR: no schedule file to share (worker/beat.py).
+    assert not list(tmp_path.rglob("celerybeat-schedule*"))
     worker_log = (tmp_path / "worker.log").read_text(errors="replace")
     beat_names = {f"{socket.gethostname()[:40]}:{procs[n].pid}": n for n in ("beat1", "beat2", "beat3")}
     figures = {}

@@ -8,6 +8,8 @@ JSON into a temporary folder, so the full-size results in bench/results/ are not
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -49,6 +51,7 @@ def test_bench_poll_workers_smoke(bench_env, redis_url, monkeypatch, capsys):
     from bench import poll
 
     monkeypatch.setenv("EXSYNC_BENCH_REDIS_URL", redis_url)
+    monkeypatch.setenv("EXSYNC_BENCH_LOG_LEVEL", "INFO")  # every task's result in the workers' logs
     assert poll.main(["--workers", "1,2", "--bids", "300", "--seconds", "3"]) in (0, 1)
     out = capsys.readouterr().out
     assert "== bench poll-workers ==" in out
@@ -58,6 +61,11 @@ def test_bench_poll_workers_smoke(bench_env, redis_url, monkeypatch, capsys):
         assert float(rows[f"{n} bare client(s): bid_info/s"].replace(",", "")) > 0
         assert f"{n} worker(s): ratio" in rows
     assert rows["scaling: polls/s against the first count"].startswith("1: 1.00x, 2: ")
+    # Both worker processes of the second count polled: the rounds fan out to every worker.
+    for i in (0, 1):
+        log = (Path(rows["logs"]) / f"worker-2-{i}.log").read_text(errors="replace")
+        claimed = [int(n) for n in re.findall(r"poll_batch\[[^]]+\] succeeded in [^:]+: \{'claimed': (\d+)", log)]
+        assert sum(claimed) > 0, (i, log[-2000:])
 
 
 @pytest.mark.parametrize("bad", ["0", "1,x", "", "17"])
