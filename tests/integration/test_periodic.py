@@ -142,3 +142,17 @@ def test_a_poll_batch_sent_for_a_slot_already_over_does_nothing(runtime, db, pre
     assert tasks.poll_batch(time.time() - 0.1) == {"skipped": "slot over"}
     with db.session() as s:
         assert s.execute(text("SELECT sum(polls) FROM bid_polls")).scalar() == 0
+
+
+def test_a_tick_that_outlasts_its_slot_keeps_the_next_slots_tick_out(runtime, db, premium_sandbox, zc_sandbox):
+    """The slot keys copies of one window; a run still going in the next window is kept apart by its lock."""
+    from tests.support.payouts import default_lease_toml, install_payouts
+    from worker.locks import try_lock
+
+    install_payouts(runtime, default_lease_toml(zc_sandbox.url))
+    slot = periodic.slot_of(5)
+    with try_lock(db.engine, "payouts_tick") as got:  # slot n's tick is still running
+        assert got
+        assert tasks.payouts_tick(slot=slot + 1, beat="a") == {"skipped": "previous tick still running"}
+    assert "skipped" not in tasks.payouts_tick(slot=slot + 2, beat="a")  # it ended: the next slot runs
+    assert [r[0] for r in runs(db, "payouts-tick")] == [slot + 1, slot + 2]
