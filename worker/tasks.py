@@ -21,7 +21,7 @@ from worker.locks import try_lock
 log = logging.getLogger("exsync.tasks")
 
 POLL_TASKS_PER_WORKER = 2  # two polling loops per process keep its fetch pool busy while one claims
-POLL_IDLE_WAIT = 0.2  # seconds a polling loop waits when nothing is due (bounds the lag between ticks)
+POLL_IDLE_WAIT = 0.5  # seconds a polling loop waits when nothing is due (the lag while idle; 2 loops per worker)
 LIVE_WITHIN = 60.0  # a worker whose canary ran within this many seconds counts for the fan-out
 
 # Set when the worker begins a warm shutdown: a long polling round ends at its next batch instead of
