@@ -144,12 +144,14 @@ def worker(state: Cli) -> None:
 @cli.command()
 @pass_cli
 def beat(state: Cli) -> None:
-    """Celery beat: the periodic jobs. Run exactly one (a second one is harmless, but useless)."""
+    """Celery beat: sends the periodic jobs. Run one per host or more: each job runs once per interval slot.
+
+    No schedule file: the schedule lives in memory and periodic_runs in Postgres records what ran
+    (worker/beat.py), so several beats, on one host or many, share nothing but the database.
+    """
     settings = state.settings()
     app = _celery(settings)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app.Beat(schedule=str(settings.data_dir / "celerybeat-schedule"), loglevel=settings.log_level,
-             quiet=True).run()
+    app.Beat(scheduler="worker.beat:SlotScheduler", loglevel=settings.log_level, quiet=True).run()
 
 
 @cli.command()

@@ -8,6 +8,8 @@ JSON into a temporary folder, so the full-size results in bench/results/ are not
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -42,6 +44,38 @@ def test_bench_poll_smoke(bench_env, capsys):
     out = capsys.readouterr().out
     assert "== bench poll ==" in out
     assert _saved(bench_env, "poll")["rows"]
+
+
+def test_bench_poll_workers_smoke(bench_env, redis_url, monkeypatch, capsys):
+    """--workers: real worker processes and a beat, beside bare clients, for each count."""
+    from bench import poll
+
+    monkeypatch.setenv("EXSYNC_BENCH_REDIS_URL", redis_url)
+    monkeypatch.setenv("EXSYNC_BENCH_LOG_LEVEL", "INFO")  # every task's result in the workers' logs
+    assert poll.main(["--workers", "1,2", "--bids", "300", "--seconds", "3"]) in (0, 1)
+    out = capsys.readouterr().out
+    assert "== bench poll-workers ==" in out
+    rows = _saved(bench_env, "poll-workers")["rows"]
+    for n in (1, 2):
+        assert float(rows[f"{n} worker(s): polls/s"].split()[0].replace(",", "")) > 0  # the workers polled
+        assert float(rows[f"{n} bare client(s): bid_info/s"].replace(",", "")) > 0
+        assert f"{n} worker(s): ratio" in rows
+    assert rows["scaling: polls/s against the first count"].startswith("1: 1.00x, 2: ")
+    # Both worker processes of the second count polled: the rounds fan out to every worker.
+    for i in (0, 1):
+        log = (Path(rows["logs"]) / f"worker-2-{i}.log").read_text(errors="replace")
+        claimed = [int(n) for n in re.findall(r"poll_batch\[[^]]+\] succeeded in [^:]+: \{'claimed': (\d+)", log)]
+        assert sum(claimed) > 0, (i, log[-2000:])
+
+
+@pytest.mark.parametrize("bad", ["0", "1,x", "", "17"])
+def test_bench_poll_refuses_a_bad_worker_count(bench_env, bad, capsys):
+    from bench import poll
+
+    with pytest.raises(SystemExit) as exit_:
+        poll.main(["--workers", bad])
+    assert exit_.value.code == 2
+    assert "--workers" in capsys.readouterr().err
 
 
 def test_bench_payouts_smoke(bench_env, capsys):
