@@ -9,9 +9,11 @@ no window of one second holds more than ``rate`` of them. One EVALSHA per call.
 When Redis does not answer, the caller never sees an error: the limiter falls back to a local token bucket
 (``RateLimiter``, no burst either) of ``rate / n`` per second, where ``n`` is how many processes shared the
 limit when Redis last answered (the script keeps them in a sorted set), so the hosts together stay near the
-limit. It asks Redis again at most once every ``retry_after`` seconds (one thread does; the others keep to
-the local bucket meanwhile) and goes back to the shared limit as soon as Redis answers. Details:
-docs/scaling-hosts.md.
+limit. The hand-overs keep to the limit too: the local bucket starts where the slots already handed out by
+Redis end (the TAT at the last answer), and a process that finds Redis again keeps to its local share as
+well for a while (until every other process has had the time to come back) and pushes the TAT past the
+slots its local bucket has already given. It asks Redis again at most once every ``retry_after`` seconds
+(one thread does; the others keep to the local bucket meanwhile). Details: docs/scaling-hosts.md.
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ import uuid
 log = logging.getLogger("exsync.ratelimit")
 
 # KEYS[1]: the TAT (integer µs on Redis' clock); KEYS[2]: the sorted set of participants (score: last call).
-# ARGV: interval µs, participant id, participant ttl µs, the furthest a backlog may reach ahead µs.
+# ARGV: interval µs, participant id, participant ttl µs, the furthest a backlog may reach ahead µs, and the
+# µs ahead that the caller's own local bucket has already given out (0 unless it is coming back).
 # Returns {µs to wait before calling, participants}. TIME is safe before writes: Redis >= 5 replicates a
 # script's effects, not the script.
 GCRA = """
@@ -38,6 +41,7 @@ local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat - now > tonumber(ARGV[4]) then
   tat = now
 end
+tat = math.max(tat, now + tonumber(ARGV[5]))
 local slot = math.max(tat, now)
 local next = slot + interval
 redis.call('SET', KEYS[1], string.format('%d', next), 'PX', math.floor((next - now) / 1000) + 1000)
@@ -54,26 +58,38 @@ MAX_AHEAD = 60.0  # seconds: a TAT further ahead is reset (a Redis clock that ju
 
 
 class RateLimiter:
-    """Token bucket shared by the threads of one process: at most ``rate`` calls per second."""
+    """Token bucket shared by the threads of one process: at most ``rate`` calls per second.
 
-    def __init__(self, rate: float, burst: float | None = None) -> None:
+    ``after``: the first call may go only that many seconds from now (slots another limiter gave out)."""
+
+    def __init__(self, rate: float, burst: float | None = None, after: float = 0.0) -> None:
         self.rate = rate
         self.capacity = burst if burst is not None else max(1.0, rate)
-        self.tokens = self.capacity
+        self.tokens = self.capacity - after * rate
         self.stamp = time.monotonic()
         self.lock = threading.Lock()
 
-    def acquire(self) -> None:
-        """Take a token, sleeping for the deficit when there is none (a reservation, not a spin loop)."""
+    def reserve(self) -> float:
+        """Take a token; returns the seconds to wait for it (a reservation: the caller sleeps, no spinning)."""
         with self.lock:
             now = time.monotonic()
             # max(0, …): a clock that jumps back (freezegun in tests) must not drain the bucket.
             self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.stamp) * self.rate)
             self.stamp = now
             self.tokens -= 1
-            wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
+            return -self.tokens / self.rate if self.tokens < 0 else 0.0
+
+    def acquire(self) -> None:
+        """Take a token, sleeping for the deficit when there is none."""
+        wait = self.reserve()
         if wait:
             time.sleep(wait)
+
+    def ahead(self) -> float:
+        """Seconds until the slots already given out end (0: the bucket is not behind)."""
+        with self.lock:
+            tokens = min(self.capacity, self.tokens + max(0.0, time.monotonic() - self.stamp) * self.rate)
+            return max(0.0, -tokens / self.rate)
 
 
 def limit_key(name: str, base_url: str, api_login: str) -> str:
@@ -106,8 +122,9 @@ class SharedRateLimiter:
         self._redis = redis.Redis.from_url(for_redis_py(redis_url), socket_timeout=timeout,
                                            socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
         self._script = self._redis.register_script(GCRA)
-        self._args: list[int | str] = [max(1, round(1_000_000 / rate)), self.member, int(PARTICIPANT_TTL * 1_000_000),
-                      int(MAX_AHEAD * 1_000_000)]
+        self._interval_us = max(1, round(1_000_000 / rate))
+        self._static_args: list[int | str] = [self._interval_us, self.member, int(PARTICIPANT_TTL * 1_000_000),
+                                              int(MAX_AHEAD * 1_000_000)]
         self._lock = threading.Lock()
         self.mode = "shared"
         self.participants = 1
@@ -115,12 +132,18 @@ class SharedRateLimiter:
         self._local: RateLimiter | None = None
         self._next_try = 0.0  # monotonic time of the next try of Redis while local
         self._probing = False
+        self._horizon = 0.0  # monotonic time the slots Redis gave out ended, at its last answer
+        self._both_until = 0.0  # back on Redis: until then, keep to the local share as well
 
     def acquire(self) -> None:
         """Wait for this call's slot; never raises (a failing Redis means the local bucket)."""
         if self._should_try_redis():
             wait = self._reserve()
             if wait is not None:
+                with self._lock:
+                    local = self._local if time.monotonic() < self._both_until else None
+                if local is not None:  # the others may still be on their local shares
+                    wait = max(wait, local.reserve())
                 if wait > 0:
                     time.sleep(wait)
                 return
@@ -137,29 +160,41 @@ class SharedRateLimiter:
 
     def _reserve(self) -> float | None:
         """Seconds to wait for a slot from Redis, or None when Redis did not answer (now local)."""
+        with self._lock:
+            local = self._local if self.mode == "local" or time.monotonic() < self._both_until else None
+        ahead_us = int(local.ahead() * 1_000_000) if local is not None else 0
         try:
-            wait_us, participants = self._script(keys=[self.key + ":tat", self.key + ":who"], args=self._args)
+            wait_us, participants = self._script(keys=[self.key + ":tat", self.key + ":who"],
+                                                 args=[*self._static_args, ahead_us])
         except Exception as exc:  # noqa: BLE001 — any failure of Redis (down, slow, read-only, OOM): local
             self._failed(exc)
             return None
+        wait = max(0, int(wait_us)) / 1_000_000
         with self._lock:
+            now = time.monotonic()
             self.participants = max(1, int(participants))
+            self._horizon = max(self._horizon, now + wait + self._interval_us / 1_000_000)
             self._probing = False
             if self.mode != "shared":
                 self.mode = "shared"
+                # Every other process tries Redis within retry_after of finding it gone; until they are
+                # back, their local shares run beside this one's.
+                self._both_until = now + 2 * self.retry_after
                 log.info("rate limit %s: Redis answers again; %s processes share %g calls/s", self.key,
                          self.participants, self.rate)
-        return max(0, int(wait_us)) / 1_000_000
+        return wait
 
     def _failed(self, exc: Exception) -> None:
         with self._lock:
+            now = time.monotonic()
             self._probing = False
-            self._next_try = time.monotonic() + self.retry_after
+            self._next_try = now + self.retry_after
             if self.mode == "shared":
                 self.mode = "local"
                 self.fallbacks += 1
                 share = self.rate / self.participants
-                self._local = RateLimiter(share, burst=1)
+                # Slots Redis already gave out (to anyone, up to its last answer) still go out: start after them.
+                self._local = RateLimiter(share, burst=1, after=max(0.0, self._horizon - now))
                 log.warning("rate limit %s: Redis did not answer (%s: %s); this process keeps to %g calls/s "
                             "(%g shared by %s) until it does", self.key, type(exc).__name__, exc, share,
                             self.rate, self.participants)
