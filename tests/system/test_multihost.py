@@ -43,6 +43,7 @@ from tests.support.config import API_TOKEN, make_env, write_config
 from tests.support.payouts import ZC_USER, default_lease_toml, payout_env
 from tests.support.redis_server import RedisServer
 from tests.support.wait import wait_for
+from worker.liveness import worker_hostname
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -176,6 +177,12 @@ def in_flight_by(runtime, pid: int) -> int:
                          {"p": f"%:{pid}:%"}).scalar()
 
 
+def canary_ran_since(runtime, hostname: str, since: float) -> bool:
+    with runtime.db.session() as s:
+        return bool(s.execute(text("SELECT count(*) FROM worker_liveness WHERE hostname = :h "
+                                   "AND canary_consumed_at > to_timestamp(:t)"), {"h": hostname, "t": since}).scalar())
+
+
 def payout_rows(runtime) -> list:
     with runtime.db.session() as s:
         return s.execute(text("SELECT p.*, b.remote_id AS rid, b.status AS bid_status FROM payouts p "
@@ -306,19 +313,22 @@ def test_a_worker_host_cut_off_mid_payout(cluster, tmp_path):
              interval=0.5)
     settled = time.monotonic() - started
 
-    # The split heals: the cut host's late answers and writes are fenced off; nothing is sent again.
+    # The split heals: the cut host's late answers and writes are fenced off, nothing is sent again, and
+    # it consumes again (its canary runs: worker/liveness.py).
     hosts.restore(victim)
-    deadline = time.monotonic() + 8  # its threads wake up to answers that are no longer theirs to write
-    while time.monotonic() < deadline:
-        assert converged()
-        time.sleep(0.5)
+    healed = time.time()
+    wait_for(lambda: canary_ran_since(runtime, worker_hostname(pids[victim]), healed) and converged(), 90,
+             "the cut host consuming again, nothing changed", interval=0.5)
+    back = time.time() - healed
+    assert converged()
 
     rows = payout_rows(runtime)
     with runtime.db.session() as s:
         lost = s.execute(text("SELECT count(*) FROM payout_attempts WHERE outcome = 'lost'")).scalar()
     print(f"\n[multihost] {BIDS} payouts; cut {victim} holding {held_at_cut} ({flying_at_cut} calls in flight); "
           f"its claims taken back {taken_back:.1f} s after the cut; all settled {settled:.1f} s after the "
-          f"callbacks; {lost} attempts closed as lost; survivor {survivor}")
+          f"callbacks; {lost} attempts closed as lost; survivor {survivor}; the cut host consumed again {back:.1f} s "
+          "after its link came back")
 
     assert held_at_cut >= 1 and flying_at_cut >= 1
     assert taken_back < TAKE_BACK_LIMIT, taken_back
