@@ -43,8 +43,8 @@ if tat - now > tonumber(ARGV[4]) then
 end
 tat = math.max(tat, now + tonumber(ARGV[5]))
 local slot = math.max(tat, now)
-local next = slot + interval
-redis.call('SET', KEYS[1], string.format('%d', next), 'PX', math.floor((next - now) / 1000) + 1000)
+local after = slot + interval
+redis.call('SET', KEYS[1], string.format('%d', after), 'PX', math.floor((after - now) / 1000) + 1000)
 redis.call('ZADD', KEYS[2], now, ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - ttl)
 redis.call('PEXPIRE', KEYS[2], math.floor(ttl / 1000))

@@ -147,3 +147,38 @@ def test_runtime_shares_through_redis_when_it_has_one(settings):
     rt.close()
     alone = Runtime(dataclasses.replace(settings, redis_url=None))
     assert isinstance(alone.limiter("main"), RateLimiter)
+
+
+def test_going_local_waits_for_the_slots_redis_already_gave_out(own_redis):
+    """Ten threads hold slots up to half a second ahead when Redis dies: the local share starts after them."""
+    lim = SharedRateLimiter(own_redis.url, key(), 20.0, retry_after=5.0)
+    threads = [threading.Thread(target=lim.acquire) for _ in range(10)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: redis.Redis.from_url(own_redis.url).pttl(lim.key + ":tat") > 1400, 5, "ten slots reserved")
+    own_redis.kill()
+    started = time.monotonic()
+    lim.acquire()  # Redis refuses: local from here, after the reserved slots
+    waited = time.monotonic() - started
+    for t in threads:
+        t.join(5)
+    assert lim.mode == "local"
+    assert waited >= 0.4, waited  # the ten slots end ~0.5 s after they were given; alone it would not wait
+
+
+def test_back_on_redis_a_process_keeps_to_its_share_until_the_others_can_be_back(own_redis):
+    rate = 30.0
+    k = key()
+    limiters = [SharedRateLimiter(own_redis.url, k, rate, retry_after=0.5) for _ in range(3)]
+    for lim in limiters * 2:
+        lim.acquire()
+    own_redis.kill()
+    limiters[0].acquire()
+    own_redis.start()
+    wait_for(lambda: limiters[0].acquire() or limiters[0].mode == "shared", 5, "the first one back")
+    # The other two have not asked Redis yet (they would still be on their local shares): the first keeps to
+    # its own third of the limit for two retry intervals, though Redis alone would give it all of it.
+    times = hammer([limiters[0]], threads_each=4, seconds=0.9)
+    assert len(times) <= 0.9 * rate / 3 + 3, len(times)
+    for lim in limiters:
+        lim.close()
