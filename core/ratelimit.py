@@ -132,13 +132,15 @@ class SharedRateLimiter:
         self._local: RateLimiter | None = None
         self._next_try = 0.0  # monotonic time of the next try of Redis while local
         self._probing = False
+        self._epoch = 0  # counts the switches between shared and local
         self._horizon = 0.0  # monotonic time the slots Redis gave out ended, at its last answer
         self._both_until = 0.0  # back on Redis: until then, keep to the local share as well
 
     def acquire(self) -> None:
         """Wait for this call's slot; never raises (a failing Redis means the local bucket)."""
-        if self._should_try_redis():
-            wait = self._reserve()
+        ticket = self._ticket()
+        if ticket is not None:
+            wait = self._reserve(*ticket)
             if wait is not None:
                 with self._lock:
                     local = self._local if time.monotonic() < self._both_until else None
@@ -149,17 +151,21 @@ class SharedRateLimiter:
                 return
         self._local_bucket().acquire()
 
-    def _should_try_redis(self) -> bool:
+    def _ticket(self) -> tuple[int, bool] | None:
+        """Whether this call asks Redis: (the mode's epoch, whether it is the probe of a local process), or
+        None (keep to the local bucket). Only the probe may bring the process back to Redis, and only a call
+        of the current shared epoch may take it away: a late answer of a call sent before the switch
+        changes nothing."""
         with self._lock:
             if self.mode == "shared":
-                return True
+                return self._epoch, False
             if self._probing or time.monotonic() < self._next_try:
-                return False
+                return None
             self._probing = True  # one thread asks; the others keep to the local bucket meanwhile
-            return True
+            return self._epoch, True
 
-    def _reserve(self) -> float | None:
-        """Seconds to wait for a slot from Redis, or None when Redis did not answer (now local)."""
+    def _reserve(self, epoch: int, probe: bool) -> float | None:
+        """Seconds to wait for a slot from Redis, or None when Redis did not answer."""
         with self._lock:
             local = self._local if self.mode == "local" or time.monotonic() < self._both_until else None
         ahead_us = int(local.ahead() * 1_000_000) if local is not None else 0
@@ -167,30 +173,33 @@ class SharedRateLimiter:
             wait_us, participants = self._script(keys=[self.key + ":tat", self.key + ":who"],
                                                  args=[*self._static_args, ahead_us])
         except Exception as exc:  # noqa: BLE001 — any failure of Redis (down, slow, read-only, OOM): local
-            self._failed(exc)
+            self._failed(exc, epoch, probe)
             return None
         wait = max(0, int(wait_us)) / 1_000_000
         with self._lock:
             now = time.monotonic()
             self.participants = max(1, int(participants))
             self._horizon = max(self._horizon, now + wait + self._interval_us / 1_000_000)
-            self._probing = False
-            if self.mode != "shared":
-                self.mode = "shared"
-                # Every other process tries Redis within retry_after of finding it gone; until they are
-                # back, their local shares run beside this one's.
-                self._both_until = now + 2 * self.retry_after
-                log.info("rate limit %s: Redis answers again; %s processes share %g calls/s", self.key,
-                         self.participants, self.rate)
+            if probe:
+                self._probing = False
+                if self.mode != "shared" and epoch == self._epoch:
+                    self.mode, self._epoch = "shared", self._epoch + 1
+                    # Every other process tries Redis within retry_after of finding it gone; until they are
+                    # back, their local shares run beside this one's.
+                    self._both_until = now + 2 * self.retry_after
+                    log.info("rate limit %s: Redis answers again; %s processes share %g calls/s", self.key,
+                             self.participants, self.rate)
         return wait
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, exc: Exception, epoch: int, probe: bool) -> None:
         with self._lock:
             now = time.monotonic()
-            self._probing = False
-            self._next_try = now + self.retry_after
-            if self.mode == "shared":
-                self.mode = "local"
+            if probe:
+                self._probing = False
+                self._next_try = now + self.retry_after
+            if self.mode == "shared" and epoch == self._epoch:
+                self.mode, self._epoch = "local", self._epoch + 1
+                self._next_try = now + self.retry_after
                 self.fallbacks += 1
                 share = self.rate / self.participants
                 # Slots Redis already gave out (to anyone, up to its last answer) still go out: start after them.
