@@ -2,8 +2,11 @@
 ``sandbox``."""
 from __future__ import annotations
 
+import logging
 import os
+import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -13,6 +16,24 @@ from core.config import Settings
 from devtools import sandboxes
 
 WEB_THREADS = 8  # per gunicorn worker; see `web` for why gthread
+UNIX_PATH_MAX = 107  # bytes of a Unix socket path (sun_path is 108 with its NUL)
+
+
+def control_socket(data_dir: Path, bind: str) -> str | None:
+    """This web instance's gunicorn control socket (``gunicornc -s PATH``): ``<data dir>/run/web-<bind>.ctl``.
+
+    gunicorn >= 25.1 otherwise opens ``$XDG_RUNTIME_DIR/gunicorn.ctl`` or ``~/.gunicorn/gunicorn.ctl``, one path
+    for every gunicorn of the user: a second instance takes it over and the first one's shutdown unlinks it
+    under the second. Two live instances never share a bind address, so the path is theirs alone; one that
+    cannot bind exits before it opens its socket. None (no control socket) when the path is too long for a
+    Unix socket.
+    """
+    name = "web-" + re.sub(r"[^A-Za-z0-9._-]", "_", bind) + ".ctl"
+    path = (data_dir / "run" / name).absolute()
+    if len(os.fsencode(path)) > UNIX_PATH_MAX:
+        return None
+    return str(path)
+
 
 
 @cli.command()
@@ -55,6 +76,9 @@ def web(state: Cli, bind: str | None, workers: int | None, threads: int) -> None
     gthread workers: each callback spends most of its time waiting for the inbox row's COMMIT (an fsync
     at Postgres' default durability); threads overlap those waits and let Postgres group commits,
     where a sync worker would idle through each one. They also keep connections alive for load balancers.
+
+    Each instance has its own gunicorn control socket, ``EXSYNC_DATA_DIR/run/web-<bind>.ctl`` (see
+    ``control_socket``), so several instances on one host never share it.
     """
     from gunicorn.app.base import BaseApplication
 
@@ -63,8 +87,9 @@ def web(state: Cli, bind: str | None, workers: int | None, threads: int) -> None
     settings = state.settings()
     require_database(settings)
     require_broker(settings)
-    options = {
-        "bind": bind or settings.web_bind,
+    bind = bind or settings.web_bind
+    options: dict[str, Any] = {
+        "bind": bind,
         "workers": workers or settings.web_workers,
         "worker_class": "gthread",
         "threads": threads,
@@ -77,6 +102,15 @@ def web(state: Cli, bind: str | None, workers: int | None, threads: int) -> None
     }
     if os.path.isdir("/dev/shm"):
         options["worker_tmp_dir"] = "/dev/shm"  # heartbeat files off overlay/disk (containers)
+    ctl = control_socket(settings.data_dir, bind)
+    try:
+        if ctl is None:
+            raise OSError(f"a path under {settings.data_dir} would be longer than a Unix socket allows")
+        Path(ctl).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        options["control_socket"] = ctl
+    except OSError as exc:  # a read-only or too deep data dir: serve without one rather than not at all
+        logging.getLogger("exsync.web").warning("no gunicorn control socket for this instance: %s", exc)
+        options["control_socket_disable"] = True
 
     class Web(BaseApplication):
         def load_config(self) -> None:

@@ -34,7 +34,7 @@ TOML layout::
     webhook_token_env = "EXSYNC_MAIN_WEBHOOK_TOKEN" # default EXSYNC_EXCHANGER_<NAME>_WEBHOOK_TOKEN
     lang = "en_US"                                 # optional API-LANG
     timeout = 15                                   # seconds, every call
-    rate_limit = 10                                # requests per second from one worker process
+    rate_limit = 10                                # engine calls per second, all processes on all hosts together
     allowed_ips = ["203.0.113.7"]                  # optional callback source allow-list
     enabled = true
 """
