@@ -25,6 +25,7 @@ from models import statuses as rules
 from models.states import ChangeSource, PollState
 from providers.errors import NotFoundError, ProviderError
 from worker import leases, reconcile
+from worker.payouts import events as payout_events
 
 log = logging.getLogger("exsync.poll")
 
@@ -83,7 +84,9 @@ def refresh(runtime: Runtime, exchanger: str, remote_id: int,
             return reconcile.mark_vanished(session, runtime.settings, exchanger, remote_id, observed_at, source)
     snap = reconcile.Snapshot.from_provider(bid, observed_at)
     with runtime.db.session() as session:
-        return reconcile.apply_snapshot(session, runtime.settings, exchanger, snap, source)
+        out = reconcile.apply_snapshot(session, runtime.settings, exchanger, snap, source)
+        payout_events.bid_moved(session, runtime, exchanger, remote_id, out)  # sent once this commits
+        return out
 
 
 def _after_poll(runtime: Runtime, session, item: PollClaim, error: str | None) -> None:
@@ -137,8 +140,9 @@ def _poll_one(runtime: Runtime, item: PollClaim) -> tuple[bool, bool, float]:
         elif bid is not None:
             try:
                 snap = reconcile.Snapshot.from_provider(bid, observed_at)
-                changed = reconcile.apply_snapshot(session, runtime.settings, exchanger, snap,
-                                                   ChangeSource.POLL).changed
+                out = reconcile.apply_snapshot(session, runtime.settings, exchanger, snap, ChangeSource.POLL)
+                payout_events.bid_moved(session, runtime, exchanger, remote_id, out)  # sent once this commits
+                changed = out.changed
             except reconcile.InvalidObservation as exc:
                 error = f"InvalidObservation: {exc}"[:1000]
         if changed:  # the ladder restarted with the change; the claim ends here

@@ -23,6 +23,7 @@ from models import SweepCursor
 from models.states import ChangeSource
 from worker import reconcile
 from worker.locks import try_lock
+from worker.payouts import events as payout_events
 
 log = logging.getLogger("exsync.sweep")
 
@@ -106,6 +107,7 @@ def sweep_exchanger(
                     t0 = time.perf_counter()
                     with runtime.db.session() as session:
                         b = reconcile.apply_batch(session, settings, exchanger, snaps, ChangeSource.SWEEP)
+                        payout_events.batch_moved(session, runtime, exchanger, b.changes)  # sent on commit
                     res.db_seconds += time.perf_counter() - t0
                     res.pages += 1
                     res.unchanged += b.unchanged
