@@ -78,7 +78,9 @@ def requeue_inbox() -> int:
 def payouts_tick() -> dict:
     """Create due payouts, reap lost calls, submit/check due payouts, complete bids (worker.payouts.engine).
 
-    Claims use SKIP LOCKED with leases, so concurrent ticks are safe; the lock keeps ticks from stacking.
+    The safety net: a bid's move starts its payout at once (worker/payouts/events.py); the tick does what
+    no event delivered, and every retry on a ladder. Claims use SKIP LOCKED with leases, so concurrent
+    ticks and event tasks are safe; the lock keeps ticks from stacking.
     """
     from worker.payouts import engine as payout_engine
 
