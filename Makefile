@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.poll
 	$(BIN)/python -m bench.payouts
 	$(BIN)/python -m bench.footprint
+	$(BIN)/python -m bench.payout_latency
 
 clean:
 	rm -rf $(VENV) .exsync-data

@@ -27,6 +27,7 @@ from models import statuses as rules
 from models.states import ChangeSource, PollState
 from providers.errors import NotFoundError, ProviderError
 from worker import leases, reconcile
+from worker.payouts import events as payout_events
 
 log = logging.getLogger("exsync.poll")
 
@@ -85,7 +86,9 @@ def refresh(runtime: Runtime, exchanger: str, remote_id: int,
             return reconcile.mark_vanished(session, runtime.settings, exchanger, remote_id, observed_at, source)
     snap = reconcile.Snapshot.from_provider(bid, observed_at)
     with runtime.db.session() as session:
-        return reconcile.apply_snapshot(session, runtime.settings, exchanger, snap, source)
+        out = reconcile.apply_snapshot(session, runtime.settings, exchanger, snap, source)
+        payout_events.bid_moved(session, runtime, exchanger, remote_id, out)  # sent once this commits
+        return out
 
 
 class Fetched(NamedTuple):
@@ -131,6 +134,7 @@ def _reconcile_batch(runtime: Runtime, fetched: list[Fetched]) -> tuple[int, int
                                               f.observed_at, ChangeSource.POLL)
                 if out and out.changed:
                     changed.add(f.item.bid_id)
+                payout_events.bid_moved(session, runtime, f.item.exchanger, f.item.remote_id, out)
             elif f.bid is not None:
                 try:
                     by_exchanger.setdefault(f.item.exchanger, []).append(
@@ -140,6 +144,7 @@ def _reconcile_batch(runtime: Runtime, fetched: list[Fetched]) -> tuple[int, int
         for exchanger, snaps in by_exchanger.items():
             res = reconcile.apply_batch(session, runtime.settings, exchanger, snaps, ChangeSource.POLL)
             changed.update(bid_ids[(exchanger, rid)] for rid, _, _ in res.changes)
+            payout_events.batch_moved(session, runtime, exchanger, res.changes)  # sent once this commits
         _end_claims(runtime, session, fetched, changed, errors)
     return len(changed), len(errors)
 

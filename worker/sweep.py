@@ -24,6 +24,7 @@ from models import SweepCursor
 from models.states import ChangeSource
 from worker import reconcile
 from worker.locks import try_lock
+from worker.payouts import events as payout_events
 
 log = logging.getLogger("exsync.sweep")
 
@@ -112,6 +113,7 @@ def sweep_exchanger(
                     with Session(conn, expire_on_commit=False) as session, session.begin():
                         b = reconcile.apply_batch(session, settings, exchanger, snaps, ChangeSource.SWEEP,
                                                   expect_new=expect_new)
+                        payout_events.batch_moved(session, runtime, exchanger, b.changes)  # sent on commit
                     expect_new = b.inserted * 2 > b.seen  # pages come in order: the next is likely alike
                     res.db_seconds += time.perf_counter() - t0
                     res.pages += 1

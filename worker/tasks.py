@@ -142,8 +142,10 @@ def requeue_inbox(slot: int | None = None, beat: str | None = None) -> dict:
 def payouts_tick(slot: int | None = None, beat: str | None = None) -> dict:
     """Create due payouts, reap lost calls, submit/check due payouts, complete bids (worker.payouts.engine).
 
-    Once per slot; the advisory lock only keeps a tick that outlasts its interval from running beside
-    the next slot's (claims use SKIP LOCKED with leases, so that would be safe, just wasteful).
+    The safety net: a bid's move starts its payout at once (worker/payouts/events.py); the tick does what
+    no event delivered, and every retry on a ladder. Once per slot; the advisory lock only keeps a tick
+    that outlasts its interval from running beside the next slot's (claims use SKIP LOCKED with leases, so
+    that and the event tasks running beside it are safe, just wasteful).
     """
     from worker.payouts import engine as payout_engine
 

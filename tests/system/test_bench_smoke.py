@@ -1,9 +1,11 @@
 """Each benchmark's ``main()`` at a tiny size, in-process: it finishes and prints its figure lines.
 
-No timing assertions (tiny sizes on a shared CI machine say nothing about speed); the payout benchmark's
+No timing assertions (tiny sizes on a shared CI machine say nothing about speed); the payout benchmarks'
 correctness figures are asserted: duplicates == 0 and lost == 0. bench.ingest is left out (it spawns
-gunicorn and is slow). Benchmarks use the test Postgres server (EXSYNC_BENCH_DATABASE_URL) and write their
-JSON into a temporary folder, so the full-size results in bench/results/ are not overwritten.
+gunicorn and is slow); bench.payout_latency does start `exsync web` and `exsync worker`, since what it
+checks is that real processes pay through the event path alone. Benchmarks use the test Postgres server
+(EXSYNC_BENCH_DATABASE_URL) and write their JSON into a temporary folder, so the full-size results in
+bench/results/ are not overwritten.
 """
 from __future__ import annotations
 
@@ -104,3 +106,20 @@ def test_bench_footprint_smoke(bench_env, capsys):
         assert f"{role} " in rows["idle by process (MiB)"], (role, rows)
     assert float(rows["idle total PSS (MiB)"]) > 0
     assert "created 0," not in rows["load"], rows["load"]
+
+
+def test_bench_payout_latency_smoke(bench_env, redis_url, monkeypatch, capsys):
+    """Real web and worker processes, no beat: every payout reached the provider through the event path
+    alone (the payouts tick never ran), each once, and every bid was completed."""
+    from bench import payout_latency
+
+    monkeypatch.setenv("EXSYNC_BENCH_REDIS_URL", redis_url)
+    assert payout_latency.main(["--payouts", "40", "--rate", "10", "--concurrency", "8", "--no-beat"]) in (0, 1)
+    out = capsys.readouterr().out
+    for line in ("== bench payout_latency ==", "callback -> provider ledger", "callback -> success_bid",
+                 "baseline: direct calls -> ledger", "callback rate", "count paid / completed", "duplicates",
+                 "lost"):
+        assert line in out, line
+    saved = _saved(bench_env, "payout_latency")
+    assert saved["rows"]["duplicates"] == "0" and saved["rows"]["lost"] == "0", saved["rows"]
+    assert saved["rows"]["count paid / completed"] == "40 / 40"
