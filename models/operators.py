@@ -8,13 +8,26 @@
 - ``payout_approvals``: one row per approver and payout (unique): four-eyes counts distinct rows.
 - ``route_switches``: a person's runtime off switch of an exchanger's payout route, on top of the config
   file's ``enabled`` (both must allow paying).
+- ``console_keys``: the console's cookie-signing key, shared by every web process.
 """
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DDL, BigInteger, Boolean, DateTime, ForeignKey, Index, Text, UniqueConstraint, event, func
+from sqlalchemy import (
+    DDL,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Text,
+    UniqueConstraint,
+    event,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -49,6 +62,10 @@ class AuditEvent(Base):
         Index("ix_audit_events_object", "object_type", "object_id", "id"),
         Index("ix_audit_events_actor", "actor", "id"),
         Index("ix_audit_events_at", "at"),
+        # Login throttling counts recent failures per name (object_id) and per address (source_ip).
+        Index("ix_audit_events_failed_logins", "object_id", "at", postgresql_where=text("action = 'login_failed'")),
+        Index("ix_audit_events_failed_logins_ip", "source_ip", "at",
+              postgresql_where=text("action = 'login_failed'")),
         one_of("action", AuditAction),
     )
 
@@ -100,6 +117,17 @@ class RouteSwitch(Base):
     changed_by: Mapped[str] = mapped_column(Text, nullable=False)
     changed_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
     reason: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class ConsoleKey(Base):
+    """The console's signing key (session cookies, CSRF tokens): made once by the first web process, shared
+    by every process since, so a session survives a restart and works on any worker."""
+
+    __tablename__ = "console_keys"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    secret: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
 
 
 # The approvals that count for a payout (``{payout}``: an SQL expression of its id): distinct approvers, none of

@@ -1,4 +1,4 @@
-"""operators and audit: operators, audit_events (append-only), payout_approvals, route_switches; inbox
+"""operators and audit: operators, audit_events (append-only), payout_approvals, route_switches, console_keys; inbox
 state 'dismissed'; the indexes the console's lists page and filter with at a million bids
 
 Revision ID: 0008
@@ -92,6 +92,10 @@ def upgrade() -> None:
     op.create_index('ix_audit_events_object', 'audit_events', ['object_type', 'object_id', 'id'])
     op.create_index('ix_audit_events_actor', 'audit_events', ['actor', 'id'])
     op.create_index('ix_audit_events_at', 'audit_events', ['at'])
+    op.create_index('ix_audit_events_failed_logins', 'audit_events', ['object_id', 'at'],
+                    postgresql_where=sa.text("action = 'login_failed'"))
+    op.create_index('ix_audit_events_failed_logins_ip', 'audit_events', ['source_ip', 'at'],
+                    postgresql_where=sa.text("action = 'login_failed'"))
     op.execute(APPEND_ONLY_FUNCTION)
     op.execute(APPEND_ONLY_TRIGGER)
     op.create_table('payout_approvals',
@@ -116,6 +120,12 @@ def upgrade() -> None:
     sa.Column('reason', sa.Text(), nullable=False),
     sa.PrimaryKeyConstraint('exchanger', name=op.f('pk_route_switches'))
     )
+    op.create_table('console_keys',
+    sa.Column('name', sa.Text(), nullable=False),
+    sa.Column('secret', sa.Text(), nullable=False),
+    sa.Column('created_at', TS, server_default=sa.text('now()'), nullable=False),
+    sa.PrimaryKeyConstraint('name', name=op.f('pk_console_keys'))
+    )
     op.drop_constraint(op.f('ck_inbox_events_state'), 'inbox_events', type_='check')
     op.create_check_constraint(op.f('ck_inbox_events_state'), 'inbox_events', _in('state', INBOX_AFTER))
     for name, table, columns, where in INDEXES:
@@ -132,10 +142,13 @@ def downgrade() -> None:
         op.execute(f"DROP INDEX {name}")
     op.drop_constraint(op.f('ck_inbox_events_state'), 'inbox_events', type_='check')
     op.create_check_constraint(op.f('ck_inbox_events_state'), 'inbox_events', _in('state', INBOX_BEFORE))
+    op.drop_table('console_keys')
     op.drop_table('route_switches')
     op.drop_table('payout_approvals')
     op.execute("DROP TRIGGER audit_events_append_only ON audit_events")
     op.execute("DROP FUNCTION audit_events_append_only()")
+    op.drop_index('ix_audit_events_failed_logins_ip', table_name='audit_events')
+    op.drop_index('ix_audit_events_failed_logins', table_name='audit_events')
     op.drop_index('ix_audit_events_at', table_name='audit_events')
     op.drop_index('ix_audit_events_actor', table_name='audit_events')
     op.drop_index('ix_audit_events_object', table_name='audit_events')

@@ -189,3 +189,41 @@ def test_totp_second_factor(runtime):
     assert ops.login(runtime, "ann", PASSWORD, pyotp.TOTP(secret).now(), None).name == "ann"
     (row,) = audit(runtime, action="operator_totp")
     assert secret not in str(row)
+
+
+def test_failed_logins_are_throttled_per_name_and_per_address(runtime):
+    from datetime import timedelta
+
+    from freezegun import freeze_time
+
+    from core.clock import now_utc
+
+    add_operator(runtime, "ann", "admin")
+    add_operator(runtime, "ben", "admin")
+    start = now_utc()
+    with freeze_time(start) as frozen:
+        for _ in range(ops.THROTTLE_PER_NAME):
+            with pytest.raises(ops.LoginFailed, match="wrong name or password"):
+                ops.login(runtime, "ann", "guess guess guess", None, "10.9.9.1")
+        # Now even the right password is refused, unchecked, from anywhere; another name still works.
+        with pytest.raises(ops.LoginThrottled, match="try again in") as err:
+            ops.login(runtime, "ann", PASSWORD, None, "10.9.9.2")
+        assert 0 < err.value.wait <= ops.THROTTLE_WINDOW.total_seconds() + 1
+        assert ops.login(runtime, "ben", PASSWORD, None, "10.9.9.2").name == "ben"
+        assert len(audit(runtime, action="login_failed")) == ops.THROTTLE_PER_NAME  # refusals write nothing
+        frozen.move_to(start + ops.THROTTLE_WINDOW + timedelta(seconds=1))
+        assert ops.login(runtime, "ann", PASSWORD, None, "10.9.9.2").name == "ann"
+        # One address guessing many names is stopped too.
+        for i in range(ops.THROTTLE_PER_IP):
+            with pytest.raises(ops.LoginFailed):
+                ops.login(runtime, f"guess{i}", "guess guess guess", None, "10.9.9.3")
+        with pytest.raises(ops.LoginThrottled):
+            ops.login(runtime, "ben", PASSWORD, None, "10.9.9.3")
+
+
+@pytest.mark.parametrize("name,password", [("ann\x00", PASSWORD), ("ann", "pw\udc80pw pw pw"), ("", PASSWORD),
+                                           ("a" * 5000, PASSWORD)])
+def test_hostile_login_input_is_a_failed_login(runtime, name, password):
+    add_operator(runtime, "ann", "admin")
+    with pytest.raises(ops.LoginFailed):
+        ops.login(runtime, name, password, None, None)

@@ -8,8 +8,10 @@ from typing import Any, Mapping
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from core import clock
 from models.operators import AuditEvent, Operator
 from models.states import OperatorRole
+from providers.values import first_unclean
 from worker.payouts.queries import Refused  # one refusal for every action: nothing was changed
 
 __all__ = ["RANK", "Actor", "Forbidden", "Refused", "reason_of", "record", "require"]
@@ -62,6 +64,9 @@ def reason_of(reason: str | None) -> str:
     text = " ".join((reason or "").split())
     if not text:
         raise Refused("a reason is required")
+    unclean = first_unclean(text)
+    if unclean:
+        raise Refused(f"the reason holds {unclean}")
     if len(text) > MAX_REASON:
         raise Refused(f"the reason is longer than {MAX_REASON} characters")
     return text
@@ -71,8 +76,8 @@ def record(session: Session, actor: Actor, action: str, object_type: str, object
            reason: str | None = None, before: Mapping[str, Any] | None = None,
            after: Mapping[str, Any] | None = None) -> None:
     session.execute(insert(AuditEvent).values(
-        actor=actor.name, via=actor.via, action=action, object_type=object_type, object_id=str(object_id),
-        reason=reason, before=_jsonable(before), after=_jsonable(after), source_ip=actor.ip))
+        at=clock.now_utc(), actor=actor.name, via=actor.via, action=action, object_type=object_type,
+        object_id=str(object_id), reason=reason, before=_jsonable(before), after=_jsonable(after), source_ip=actor.ip))
 
 
 def _jsonable(values: Mapping[str, Any] | None) -> dict[str, Any] | None:

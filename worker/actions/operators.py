@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core import clock
 from core.runtime import Runtime
-from models.operators import Operator
+from models.operators import AuditEvent, Operator
 from models.states import AuditAction, OperatorRole
+from providers.values import first_unclean
 from worker.actions.audit import Actor, Refused, reason_of, record, require
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -37,6 +39,13 @@ class Identity:
     session_epoch: int
 
 
+# Login throttling: failed logins (audit rows) within the window, per operator name and per address. Past the
+# limit a login is refused unchecked, so nothing more is learnt and no row is written until the window moves.
+THROTTLE_WINDOW = timedelta(minutes=15)
+THROTTLE_PER_NAME = 5
+THROTTLE_PER_IP = 20
+
+
 def check_name(name: str) -> str:
     if not NAME_RE.match(name or ""):
         raise Refused("an operator name is 1-63 lower-case letters, digits, '.', '_' or '-', starting with a "
@@ -49,8 +58,9 @@ def check_password(password: str) -> str:
         raise Refused(f"a password needs at least {MIN_PASSWORD} characters")
     if len(password) > MAX_PASSWORD:
         raise Refused(f"a password has at most {MAX_PASSWORD} characters")
-    if "\x00" in password:
-        raise Refused("a password cannot hold a NUL character")
+    unclean = first_unclean(password)
+    if unclean:
+        raise Refused(f"a password cannot hold {unclean}")
     return password
 
 
@@ -135,10 +145,34 @@ class LoginFailed(Exception):
     """Wrong name, password or code, or a disabled operator: one message for all (nothing to probe)."""
 
 
+class LoginThrottled(LoginFailed):
+    """Too many failed logins lately for this name or this address: refused without checking."""
+
+    def __init__(self, wait: int) -> None:
+        super().__init__(f"too many failed logins: try again in {wait} s")
+        self.wait = wait
+
+
+def _throttle(s, name: str, ip: str | None) -> None:
+    since = clock.now_utc() - THROTTLE_WINDOW
+    failed = (AuditEvent.action == AuditAction.LOGIN_FAILED) & (AuditEvent.at >= since)
+    for column, value, limit in ((AuditEvent.object_id, name, THROTTLE_PER_NAME),
+                                 (AuditEvent.source_ip, ip, THROTTLE_PER_IP)):
+        if value is None:
+            continue
+        count, oldest = s.execute(select(func.count(), func.min(AuditEvent.at))
+                                  .where(failed, column == value)).one()
+        if count >= limit:
+            raise LoginThrottled(max(1, int((oldest + THROTTLE_WINDOW - clock.now_utc()).total_seconds()) + 1))
+
+
 def login(runtime: Runtime, name: str, password: str, code: str | None, ip: str | None) -> Identity:
-    """Check a login and audit it (login or login_failed); the caller throttles before calling."""
-    password = password[:MAX_PASSWORD]
+    """Check a login and audit it (login or login_failed); refused unchecked while throttled."""
+    name, password, code = name[:100], password[:MAX_PASSWORD], (code or "")[:16]
+    if not name or first_unclean(name) or first_unclean(password) or first_unclean(code):
+        raise LoginFailed("wrong name or password")
     with runtime.db.session() as s:
+        _throttle(s, name, ip)
         op = s.execute(select(Operator).where(Operator.name == name)).scalar_one_or_none()
         ok: bool
         try:
@@ -150,12 +184,11 @@ def login(runtime: Runtime, name: str, password: str, code: str | None, ip: str 
             why = "wrong name or password"
         elif op.disabled_at is not None:
             why = "operator disabled"
-        elif op.totp_secret is not None and not pyotp.TOTP(op.totp_secret).verify((code or "").strip(),
-                                                                                    valid_window=1):
+        elif op.totp_secret is not None and not pyotp.TOTP(op.totp_secret).verify(code.strip(), valid_window=1):
             why = "wrong or missing TOTP code"
-        actor = Actor(name[:100] or "-", "console", ip)
+        actor = Actor(name, "console", ip)
         if why is not None:
-            record(s, actor, AuditAction.LOGIN_FAILED, "operator", name[:100] or "-", reason=why)
+            record(s, actor, AuditAction.LOGIN_FAILED, "operator", name, reason=why)
         else:
             assert op is not None
             if _hasher.check_needs_rehash(op.password_hash):
