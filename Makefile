@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.poll
 	$(BIN)/python -m bench.payouts
+	$(BIN)/python -m bench.console
 
 clean:
 	rm -rf $(VENV) .exsync-data
