@@ -1,15 +1,17 @@
 """Console benchmark: every console page on a mirror of a million bids, against the same pages on a small
 mirror in the same run, and the plan of every query each page ran.
 
-Bids are seeded in SQL (``INSERT … SELECT … generate_series``): two exchangers, the engine's statuses, an
+Bids are seeded in SQL (``INSERT … SELECT … generate_series``): two exchangers, 95% of bids finished
+(success, cancel, error) and the rest live, an
 ``account2`` on a third of them, first-seen times over a year, one history row each; a payout for one bid in
 ten (every state), an inbox event for one in five (some failed or dead), audit rows. Then an admin logs in
 (the real app, in this process, Flask's test client) and each page is fetched: the first fetch warms the
 caches, the median of the next ``--repeat`` fetches is kept.
 
 Figures per page: milliseconds on the small mirror (the baseline) and on the big one, their ratio (near 1:
-the page does not grow with the table), and any sequential scan of a big table in the plans of the queries
-the page ran (EXPLAIN of each statement as it was sent, captured from the engine).
+the page does not grow with the table), and what is wrong in the plans of the queries the page ran (EXPLAIN
+ANALYZE of each statement as it was sent, captured from the engine): a sequential scan of a big table, or a
+node that filtered out more than 10,000 rows.
 
     python -m bench.console [--bids 1000000] [--baseline 10000] [--repeat 5]
 """
@@ -33,7 +35,8 @@ SEED = [
     """INSERT INTO bids (id, exchanger, remote_id, api_id, status, currency_code_give, currency_code_get,
                          amount_give, amount_get, request_fields, created_via, observed_at, first_seen_at, updated_at)
        SELECT i, CASE WHEN i % 10 = 0 THEN 'second' ELSE 'main' END, 100000 + i, NULL,
-              (ARRAY['new','payed','realpay','success','cancel','error','verify','coldpay'])[1 + i % 8],
+              CASE WHEN i % 100 < 95 THEN (ARRAY['success','success','success','cancel','error'])[1 + i % 5]
+                   ELSE (ARRAY['new','payed','realpay','verify','coldpay'])[1 + i % 5] END,
               'USDT', 'RUB', round((i % 5000) / 7.0, 2), round((i % 5000) * 91.8 / 7.0, 2),
               CASE WHEN i % 3 = 0 THEN jsonb_build_object('account2', 'ACC' || (i % 100000)) END, 'sweep',
               :t0 + make_interval(secs => i * :span / :n), :t0 + make_interval(secs => i * :span / :n),
@@ -84,7 +87,8 @@ def pages(n: int) -> list[str]:
         f"/console/payouts?before={n // 20}", "/console/payouts/1", "/console/bids", "/console/bids?status=verify",
         f"/console/bids?remote_id={100000 + mid}", "/console/bids?amount=100",
         f"/console/bids?account=ACC{mid % 100000 - mid % 3}",
-        "/console/bids?since=2026-01-01&until=2026-01-02", "/console/bids?exchanger=second&status=cancel",
+        "/console/bids?since=2026-01-01&until=2026-01-02", "/console/bids?exchanger=second&status=success",
+        "/console/bids?exchanger=second&status=cancel",
         f"/console/bids?before={mid}", f"/console/bids/main/{100000 + some + 1}", "/console/inbox",
         "/console/inbox?state=processed", "/console/inbox/1", "/console/audit", "/console/audit?actor=ann",
         "/console/providers",
@@ -102,22 +106,31 @@ class Plans:
         if self.on and statement.lstrip().upper().startswith("SELECT"):
             self.statements.append((statement, parameters))
 
-    def seq_scans(self) -> set[str]:
+    def problems(self) -> set[str]:
+        """Sequential scans of a big table, and nodes that read and threw away more than WASTED rows (an
+        index walked in id order while a filter rejects nearly everything is no better than a scan)."""
         found: set[str] = set()
         raw = self.engine.raw_connection()
         try:
             cur = raw.cursor()
             for statement, params in self.statements:
-                cur.execute("EXPLAIN (FORMAT JSON) " + statement, params)
+                cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, params)
                 _walk(cur.fetchone()[0][0]["Plan"], found)
+            raw.rollback()
         finally:
             raw.close()
         return found
 
 
+WASTED = 10_000
+
+
 def _walk(node: dict[str, Any], found: set[str]) -> None:
-    if node.get("Node Type") == "Seq Scan" and node.get("Relation Name") in BIG_TABLES:
-        found.add(node["Relation Name"])
+    relation = node.get("Relation Name")
+    if node.get("Node Type") == "Seq Scan" and relation in BIG_TABLES:
+        found.add(f"seq scan {relation}")
+    elif node.get("Rows Removed by Filter", 0) > WASTED and relation in BIG_TABLES:
+        found.add(f"{node['Rows Removed by Filter']:,} rows filtered out of {relation}")
     for child in node.get("Plans", []):
         _walk(child, found)
 
@@ -152,7 +165,7 @@ def measure(n: int, repeat: int, redis_url: str) -> dict[str, tuple[float, set[s
             plans.statements, plans.on = [], True
             client.get(path)
             plans.on = False
-            out[path] = (statistics.median(times) * 1000, plans.seq_scans())
+            out[path] = (statistics.median(times) * 1000, plans.problems())
         rt.db.dispose()
     return out
 
@@ -171,15 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     scans: dict[str, set[str]] = {}
     for (path, (base_ms, _)), (_, (big_ms, seq)) in zip(small.items(), big.items(), strict=True):
         rows.append((path, f"{base_ms:7.1f} ms → {big_ms:7.1f} ms  x{big_ms / max(base_ms, 0.01):5.1f}"
-                           + (f"  seq scan: {', '.join(sorted(seq))}" if seq else "")))
+                           + (f"  {'; '.join(sorted(seq))}" if seq else "")))
         slowest = max(slowest, big_ms)
         if seq:
             scans[path] = seq
     rows.append(("slowest page at full size (ms)", f"{slowest:.1f}"))
-    # Lists, searches and an object's page must use indexes; the overview counts (stuck report, last hour)
-    # are reported above, not judged here.
-    judged = {p: s for p, s in scans.items() if p != "/console/"}
-    return report("console", rows, [("no sequential scan of a big table outside the overview", not judged),
+    return report("console", rows, [("every query of every page reads through an index", not scans),
                                     ("every page under 1 s at full size", slowest < 1000)])
 
 

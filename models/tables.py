@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from models import statuses
 from models.base import Base
 from models.states import INBOX_TO_PROCESS, BidOrigin, ChangeSource, InboxState, PollState, one_of, sql_in
 
@@ -41,12 +42,17 @@ class Bid(Base):
         # The console's searches, newest first, at a million bids (migration 0008):
         Index("ix_bids_status_id", "status", "id"),
         Index("ix_bids_exchanger_id", "exchanger", "id"),
+        Index("ix_bids_exchanger_status_id", "exchanger", "status", "id"),
         Index("ix_bids_remote_id", "remote_id"),
         Index("ix_bids_first_seen_at", "first_seen_at"),
         Index("ix_bids_amount_give", "amount_give"),
         Index("ix_bids_amount_get", "amount_get"),
-        Index("ix_bids_account2", text("(request_fields ->> 'account2')"),
+        Index("ix_bids_account2", text("(request_fields ->> 'account2')"), "id",
               postgresql_where=text("request_fields IS NOT NULL")),
+        # The stuck report's "live bids not observed for an hour" reads only live, unarchived bids (0008).
+        Index("ix_bids_live_observed_at", "observed_at",
+              postgresql_where=text("archived_at IS NULL AND status NOT IN "
+                                    f"({', '.join(repr(s) for s in sorted(statuses.TERMINAL))})")),
         one_of("created_via", BidOrigin),
     )
 

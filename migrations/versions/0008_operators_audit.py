@@ -37,11 +37,15 @@ FOR EACH ROW EXECUTE FUNCTION audit_events_append_only()"""
 INDEXES = [
     ('ix_bids_status_id', 'bids', 'status, id', None),
     ('ix_bids_exchanger_id', 'bids', 'exchanger, id', None),
+    ('ix_bids_exchanger_status_id', 'bids', 'exchanger, status, id', None),
     ('ix_bids_remote_id', 'bids', 'remote_id', None),
     ('ix_bids_first_seen_at', 'bids', 'first_seen_at', None),
     ('ix_bids_amount_give', 'bids', 'amount_give', None),
     ('ix_bids_amount_get', 'bids', 'amount_get', None),
-    ('ix_bids_account2', 'bids', "(request_fields ->> 'account2')", 'request_fields IS NOT NULL'),
+    ('ix_bids_account2', 'bids', "(request_fields ->> 'account2'), id", 'request_fields IS NOT NULL'),
+    # the stuck report's stale live bids: only live, unarchived bids are in it
+    ('ix_bids_live_observed_at', 'bids', 'observed_at',
+     "archived_at IS NULL AND status NOT IN ('cancel', 'delete', 'error', 'success')"),
     ('ix_payouts_provider_id', 'payouts', 'provider, id', None),
     ('ix_payouts_exchanger_id', 'payouts', 'exchanger, id', None),
     ('ix_payouts_state_id', 'payouts', 'state, id', None),

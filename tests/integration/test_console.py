@@ -180,3 +180,19 @@ def test_dismiss_and_route_switch_through_the_console(runtime, console, zc_sandb
     assert routes.switches(runtime) == {"main": True}
     r = console.post("/console/routes/nowhere/switch", data={"csrf_token": t, "reason": "x"})
     assert r.status_code == 409 and "no payout route &#39;nowhere&#39;" in r.get_data(as_text=True)
+
+
+def test_postgres_down_is_503_never_500(settings):
+    from core.runtime import Runtime
+    from models.db import Database
+    from webhooks.app import create_app
+
+    dead_db = Database("postgresql+psycopg2://u@127.0.0.1:1/x")
+    try:
+        c = create_app(Runtime(settings, _db=dead_db), env={}).test_client()
+        for path in ("/console/", "/console/login", "/console/payouts/1"):
+            r = c.get(path)
+            assert r.status_code == 503 and r.get_json() == {"error": "storage_unavailable"}, path
+        assert c.post("/console/login", data={"name": "ann", "password": "x"}).status_code == 503
+    finally:
+        dead_db.dispose()

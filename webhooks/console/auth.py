@@ -22,6 +22,7 @@ from flask_login import LoginManager, UserMixin, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import SQLAlchemyError
 
 from models.operators import ConsoleKey
 from models.states import OperatorRole
@@ -71,7 +72,10 @@ class ConsoleSessions(SecureCookieSessionInterface):
         if not request.path.startswith(PREFIX):
             return None  # a null session: nothing outside the console reads or writes one
         if not app.secret_key:
-            app.secret_key = _signing_key(app)
+            try:
+                app.secret_key = _signing_key(app)
+            except SQLAlchemyError:
+                return None  # Postgres is down: the console's before_request answers 503 (load_key)
         return super().open_session(app, request)
 
     def get_cookie_secure(self, app) -> bool:
@@ -122,6 +126,13 @@ def requires(role: str) -> Callable:
 
 
 def setup_blueprint(bp) -> None:
+    @bp.before_request
+    def _load_key():
+        # The key could not be read when the session was opened: try again here, where a database error is
+        # the app's 503 storage_unavailable.
+        if not current_app.secret_key:
+            current_app.secret_key = _signing_key(current_app)
+
     @bp.before_request
     def _csrf():
         if request.method != "POST":
