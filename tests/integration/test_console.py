@@ -196,3 +196,40 @@ def test_postgres_down_is_503_never_500(settings):
         assert c.post("/console/login", data={"name": "ann", "password": "x"}).status_code == 503
     finally:
         dead_db.dispose()
+
+
+def test_a_session_ends_when_idle_and_after_its_hours(runtime, console):
+    from datetime import timedelta
+
+    from freezegun import freeze_time
+
+    from core.clock import now_utc
+    from webhooks.console.auth import IDLE_HOURS, SESSION_HOURS
+
+    add_operator(runtime, "ann", "admin")
+    start = now_utc()
+    with freeze_time(start) as frozen:
+        log_in(console, "ann")
+        frozen.move_to(start + timedelta(hours=IDLE_HOURS, minutes=1))
+        assert console.get("/console/").status_code == 302  # idle too long: the cookie is too old
+        log_in(console, "ann")
+        start = now_utc()
+        for hour in range(1, SESSION_HOURS):  # active every hour…
+            frozen.move_to(start + timedelta(hours=hour))
+            assert console.get("/console/").status_code == 200
+        frozen.move_to(start + timedelta(hours=SESSION_HOURS, minutes=1))
+        assert console.get("/console/").status_code == 302  # …and still ended after SESSION_HOURS
+
+
+def test_totp_login_through_the_console(runtime, console):
+    import pyotp
+
+    from worker.actions import Actor
+    from worker.actions import operators as ops
+
+    add_operator(runtime, "ann", "admin")
+    secret = ops.set_totp(runtime, Actor.shell(), "ann", True)
+    r = log_in(console, "ann")
+    assert r.status_code == 200 and "Wrong name, password or code." in r.get_data(as_text=True)
+    r = log_in(console, "ann", code=pyotp.TOTP(secret).now())
+    assert r.status_code == 303 and console.get("/console/").status_code == 200

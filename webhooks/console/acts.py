@@ -8,10 +8,11 @@ from typing import Callable
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
+from core.clock import now_utc
 from models.states import OperatorRole
 from providers.values import BadValue
 from webhooks.console import bp
-from webhooks.console.auth import Operator, actor, requires
+from webhooks.console.auth import LOGIN_AT, Operator, actor, requires
 from webhooks.console.docs import form, page
 from webhooks.console.forms import ActionForm, LoginForm, SwitchForm
 from worker.actions import Forbidden, Refused
@@ -60,6 +61,7 @@ def login():
         return render_template("login.html", form=f, error="Wrong name, password or code.", next=next_page), 200
     session.clear()  # a fresh session, and so a fresh CSRF token, for the new login
     session.permanent = True
+    session[LOGIN_AT] = now_utc().timestamp()
     login_user(Operator(identity))
     return redirect(_safe_next(next_page), 303)
 

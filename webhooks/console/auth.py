@@ -2,8 +2,9 @@
 
 - The session is Flask's signed cookie, renamed ``exsync_console`` and scoped to ``/console/`` (the API and
   the receivers never see it), HttpOnly, SameSite=Lax, Secure whenever the request came over https
-  (``EXSYNC_TRUSTED_PROXIES`` lets a TLS proxy say so), and valid for ``SESSION_HOURS`` after login: the
-  signature carries its time, so an older cookie is refused however it is replayed.
+  (``EXSYNC_TRUSTED_PROXIES`` lets a TLS proxy say so). It ends ``IDLE_HOURS`` after its last request (the
+  cookie's signature carries its time, so an older cookie is refused however it is replayed) and
+  ``SESSION_HOURS`` after its login however active it was (the login time is in the signed session).
 - It names the operator and their ``session_epoch``: disabling an operator or changing their password ends
   every session they had (worker/actions/operators.py).
 - The signing key is one row of ``console_keys``, made by the first process that needs it.
@@ -16,7 +17,7 @@ from datetime import timedelta
 from functools import wraps
 from typing import Callable, NoReturn
 
-from flask import Flask, abort, current_app, redirect, render_template, request, url_for
+from flask import Flask, abort, current_app, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import LoginManager, UserMixin, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -24,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.clock import now_utc
 from models.operators import ConsoleKey
 from models.states import OperatorRole
 from providers.values import BadValue
@@ -31,8 +33,10 @@ from worker.actions import Actor
 from worker.actions import operators as ops
 from worker.actions.audit import RANK
 
-SESSION_HOURS = 12
+SESSION_HOURS = 12  # a session ends this long after its login, however active
+IDLE_HOURS = 2  # …and this long after its last request (the cookie's own signed age)
 COOKIE = "exsync_console"
+LOGIN_AT = "login_at"  # in the session: when its login happened (unix seconds)
 PREFIX = "/console/"
 
 csrf = CSRFProtect()
@@ -61,6 +65,9 @@ def _load(session_id: str) -> Operator | None:
     op_id, _, epoch = session_id.partition(":")
     if not (op_id.isdigit() and epoch.isdigit()):
         return None
+    logged_in = session.get(LOGIN_AT)
+    if not isinstance(logged_in, (int, float)) or now_utc().timestamp() - logged_in > SESSION_HOURS * 3600:
+        return None  # past the session's absolute lifetime, however active it was
     identity = ops.current(current_app.extensions["exsync.runtime"], int(op_id), int(epoch))
     return Operator(identity) if identity is not None else None
 
@@ -94,7 +101,7 @@ def init_app(app: Flask) -> None:
     app.session_interface = ConsoleSessions()
     app.config.update(
         SESSION_COOKIE_NAME=COOKIE, SESSION_COOKIE_PATH=PREFIX, SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax", PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
+        SESSION_COOKIE_SAMESITE="Lax", PERMANENT_SESSION_LIFETIME=timedelta(hours=IDLE_HOURS),
         REMEMBER_COOKIE_DURATION=timedelta(0),
         WTF_CSRF_CHECK_DEFAULT=False,  # checked in the console's own before_request, not on the receivers
         WTF_CSRF_TIME_LIMIT=SESSION_HOURS * 3600, WTF_CSRF_SSL_STRICT=True,
