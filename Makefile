@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.payouts
 	$(BIN)/python -m bench.footprint
 	$(BIN)/python -m bench.payout_latency
+	$(BIN)/python -m bench.console
 
 clean:
 	rm -rf $(VENV) .exsync-data

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -33,18 +34,35 @@ def inbox_list(state: Cli, event_state: str | None, limit: int) -> None:
     ], empty="no events")
 
 
+def _actor(by: str):
+    from worker.actions import Actor
+
+    return Actor(by, "cli")
+
+
+by_option = click.option("--by", default=lambda: os.environ.get("USER", "operator"), show_default="$USER",
+                         help="The operator acting (an enabled operator, role operator or higher).")
+reason_option = click.option("--reason", required=True, help="Why (kept in the audit trail).")
+
+
 @inbox.command("replay")
 @click.argument("event_ids", nargs=-1, type=click.IntRange(min=1), metavar="[ID]...")
 @click.option("--all-failed", is_flag=True, help="Every failed and dead event.")
+@by_option
+@reason_option
 @pass_cli
-def inbox_replay(state: Cli, event_ids: tuple[int, ...], all_failed: bool) -> None:
+def inbox_replay(state: Cli, event_ids: tuple[int, ...], all_failed: bool, by: str, reason: str) -> None:
     """Process events again (with fresh attempts)."""
-    from worker.inbox import replay
+    from worker.actions import Refused
+    from worker.actions import inbox as actions
 
     if bool(event_ids) == all_failed:
         raise click.UsageError("give event IDs or --all-failed (not both)")
     rt = state.runtime()
-    ids = replay(rt, event_ids=list(event_ids) or None)
+    try:
+        ids = actions.replay(rt, _actor(by), list(event_ids) or None, reason)
+    except Refused as exc:
+        raise click.ClickException(str(exc)) from None
     if event_ids and len(ids) < len(event_ids):
         missing = sorted(set(event_ids) - set(ids))
         click.echo(f"skipped (unknown or already processed): {', '.join(map(str, missing))}", err=True)
@@ -61,3 +79,20 @@ def inbox_replay(state: Cli, event_ids: tuple[int, ...], all_failed: bool) -> No
                    f"(no EXSYNC_REDIS_URL here to enqueue now)")
     else:
         click.echo("nothing to replay")
+
+
+@inbox.command("dismiss")
+@click.argument("event_id", type=click.IntRange(min=1))
+@by_option
+@reason_option
+@pass_cli
+def inbox_dismiss(state: Cli, event_id: int, by: str, reason: str) -> None:
+    """A failed or dead event needs nothing more: it leaves /stuck (the audit trail says who and why)."""
+    from worker.actions import Refused
+    from worker.actions import inbox as actions
+
+    try:
+        actions.dismiss(state.runtime(), _actor(by), event_id, reason)
+    except Refused as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"inbox event {event_id}: dismissed by {by}")

@@ -16,17 +16,6 @@ def payouts() -> None:
     """Payouts: list, show, approve, retry, cancel (see docs/payouts.md)."""
 
 
-def _payout_action(state: Cli, payout_id: int, action) -> str:
-    from core.clock import now_utc
-    from worker.payouts.queries import Refused
-
-    try:
-        with state.runtime().db.session() as session:
-            return action(session, now_utc())
-    except Refused as exc:
-        raise click.ClickException(str(exc)) from None
-
-
 @payouts.command("list")
 @click.option("--state", "state_filter", type=click.Choice(values(PayoutState)))
 @click.option("--exchanger", metavar="NAME")
@@ -72,40 +61,61 @@ def payouts_show(state: Cli, payout_id: int) -> None:
                  ("MESSAGE", lambda r: (r["message"] or "-")[:80])], empty="no attempts yet")
 
 
+def _act(fn, *args):
+    from worker.actions import Refused
+
+    try:
+        return fn(*args)
+    except Refused as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+# The actions go through worker/actions (the console's too): role checked, audit row written.
+by_option = click.option("--by", default=lambda: os.environ.get("USER", "operator"), show_default="$USER",
+                         help="The operator acting (an enabled operator with the role the action needs).")
+reason_option = click.option("--reason", required=True, help="Why (kept in the audit trail).")
+
+
 @payouts.command("approve")
 @click.argument("payout_id", type=click.IntRange(min=1))
-@click.option("--by", default=lambda: os.environ.get("USER", "operator"), show_default="$USER",
-              help="Who approves (recorded).")
+@by_option
+@reason_option
 @pass_cli
-def payouts_approve(state: Cli, payout_id: int, by: str) -> None:
-    """needs_review → pending: pay it (above the auto-pay ceiling, or after a review)."""
-    from worker.payouts import queries
+def payouts_approve(state: Cli, payout_id: int, by: str, reason: str) -> None:
+    """Approve a payout in needs_review: it is paid once it has every approval its route needs."""
+    from worker.actions import Actor
+    from worker.actions import payouts as actions
 
-    new = _payout_action(state, payout_id, lambda s, now: queries.approve(s, payout_id, by, now))
+    new = _act(actions.approve, state.runtime(), Actor(by, "cli"), payout_id, reason)
     click.echo(f"payout {payout_id}: approved by {by}, now {new}")
 
 
 @payouts.command("retry")
 @click.argument("payout_id", type=click.IntRange(min=1))
+@by_option
+@reason_option
 @pass_cli
-def payouts_retry(state: Cli, payout_id: int) -> None:
+def payouts_retry(state: Cli, payout_id: int, by: str, reason: str) -> None:
     """failed / needs_review / parked → pending, attempts reset."""
-    from worker.payouts import queries
+    from worker.actions import Actor
+    from worker.actions import payouts as actions
 
-    new = _payout_action(state, payout_id, lambda s, now: queries.retry(s, payout_id, now))
-    click.echo(f"payout {payout_id}: queued again, now {new}")
+    new = _act(actions.retry, state.runtime(), Actor(by, "cli"), payout_id, reason)
+    click.echo(f"payout {payout_id}: queued again by {by}, now {new}")
 
 
 @payouts.command("cancel")
 @click.argument("payout_id", type=click.IntRange(min=1))
-@click.option("--reason", help="Recorded as the payout's note.")
+@by_option
+@reason_option
 @pass_cli
-def payouts_cancel(state: Cli, payout_id: int, reason: str | None) -> None:
+def payouts_cancel(state: Cli, payout_id: int, by: str, reason: str) -> None:
     """Never pay it (only from pending, needs_review, parked or failed)."""
-    from worker.payouts import queries
+    from worker.actions import Actor
+    from worker.actions import payouts as actions
 
-    _payout_action(state, payout_id, lambda s, now: queries.cancel(s, payout_id, now, reason))
-    click.echo(f"payout {payout_id}: cancelled")
+    _act(actions.cancel, state.runtime(), Actor(by, "cli"), payout_id, reason)
+    click.echo(f"payout {payout_id}: cancelled by {by}")
 
 
 # -- partner money ---------------------------------------------------------------------------------

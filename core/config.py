@@ -139,6 +139,9 @@ class RouteConfig:
     trigger_statuses: tuple[str, ...] = ("realpay",)
     auto_pay_ceiling: Decimal | None = None
     rules: tuple[RouteRule, ...] = ()
+    # Four-eyes: a payout above approval_above is paid only once `approvers` distinct approvers approved it.
+    approval_above: Decimal | None = None
+    approvers: int = 2
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ Read by ``core.config.load_settings`` (the file is read once, there) into ``Sett
     enabled = true
     trigger_statuses = ["realpay"]
     auto_pay_ceiling = "500"         # above it a person must approve; optional (no ceiling)
+    approval_above = "5000"          # four-eyes: above it `approvers` distinct approvers must approve; optional
+    approvers = 2                    # how many (1-10; default 2; only with approval_above)
 
     [[routes.main.rules]]
     currency = "RUB"                 # the bid's currency_code_get
@@ -193,7 +195,8 @@ def _provider(name: str, raw: Any, env: Mapping[str, str]) -> ProviderConfig:
 
 _CURRENCY_RE = re.compile(r"^[A-Z0-9]{2,10}$")
 _FIELD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-_ROUTE_KEYS = {"enabled", "trigger_statuses", "auto_pay_ceiling", "rules"}
+_ROUTE_KEYS = {"enabled", "trigger_statuses", "auto_pay_ceiling", "approval_above", "approvers", "rules"}
+MAX_APPROVERS = 10
 _RULE_KEYS = {"currency", "provider", "destination_field", "min_amount", "max_amount", "psys_get"}
 
 
@@ -240,12 +243,17 @@ def _route(name: str, raw: Any, providers: Mapping[str, ProviderConfig], exchang
         if statuses.is_terminal(s):
             raise ConfigError(f"{key}.trigger_statuses[{i}]", f"{s!r} is terminal: a bid there must not be paid")
     ceiling = _decimal(f"{key}.auto_pay_ceiling", raw["auto_pay_ceiling"]) if "auto_pay_ceiling" in raw else None
+    approval_above = _decimal(f"{key}.approval_above", raw["approval_above"]) if "approval_above" in raw else None
+    if "approvers" in raw and approval_above is None:
+        raise ConfigError(f"{key}.approvers", "needs approval_above: the amount above which payouts need approvers")
+    approvers = whole(f"{key}.approvers", raw.get("approvers", 2), minimum=1, maximum=MAX_APPROVERS)
     rules_raw = raw.get("rules", [])
     if not isinstance(rules_raw, list):
         raise ConfigError(f"{key}.rules", "must be an array of tables ([[routes.<exchanger>.rules]])")
     rules = tuple(_rule(f"{key}.rules[{i}]", r, providers) for i, r in enumerate(rules_raw))
     return RouteConfig(exchanger=name, enabled=boolean(f"{key}.enabled", raw.get("enabled", True)),
-                       trigger_statuses=tuple(trig), auto_pay_ceiling=ceiling, rules=rules)
+                       trigger_statuses=tuple(trig), auto_pay_ceiling=ceiling, rules=rules,
+                       approval_above=approval_above, approvers=approvers)
 
 
 def load_payout_config(doc: Mapping[str, Any], env: Mapping[str, str]) -> PayoutConfig:

@@ -123,3 +123,12 @@ def test_bench_payout_latency_smoke(bench_env, redis_url, monkeypatch, capsys):
     saved = _saved(bench_env, "payout_latency")
     assert saved["rows"]["duplicates"] == "0" and saved["rows"]["lost"] == "0", saved["rows"]
     assert saved["rows"]["count paid / completed"] == "40 / 40"
+
+
+def test_bench_console_smoke(bench_env, capsys):
+    from bench import console
+
+    assert console.main(["--bids", "3000", "--baseline", "300", "--repeat", "1"]) in (0, 1)  # plans not judged here
+    out = capsys.readouterr().out
+    assert "== bench console ==" in out and "/console/bids?status=verify" in out
+    assert _saved(bench_env, "console")["rows"]["bids"] == "3000"

@@ -46,6 +46,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from core import clock
 from core.config import ConfigError
 from core.runtime import Runtime
+from models.operators import COUNTED_APPROVALS
 from models.payouts import Payout
 from models.states import PAYOUT_DUE, AttemptKind, AttemptOutcome, ChangeSource, PayoutState
 from providers.errors import NotFoundError, ProviderError
@@ -406,12 +407,19 @@ def _hold_before_first_send(runtime: Runtime, c: Claimed) -> str | None:
     Returns the state the payout was put in, or None to go ahead.
     """
     with runtime.db.session() as s:
-        bid = s.execute(text("""SELECT b.exchanger, b.status, b.archived_at
+        # Also the person's off switch (route_switches) and the approvals that count (worker/actions/payouts.py).
+        bid = s.execute(text(f"""SELECT b.exchanger, b.status, b.archived_at, p.amount,
+                                       (SELECT rs.enabled FROM route_switches rs WHERE rs.exchanger = b.exchanger)
+                                           AS switched_on,
+                                       {COUNTED_APPROVALS.format(payout="p.id")} AS approvals
                                 FROM payouts p JOIN bids b ON b.id = p.bid_id WHERE p.id = :id"""),
                         {"id": c.id}).first()
     route = runtime.payouts().routes.get(bid.exchanger) if bid is not None else None
-    if route is not None and not route.enabled:
+    four_eyes = rules.missing_approvals(route, bid.amount, bid.approvals) if route and bid else None
+    if route is not None and bid is not None and (not route.enabled or bid.switched_on is False):
         state, delay, reason = rules.PENDING, ROUTE_OFF_RETRY, "payouts are switched off for this exchanger"
+    elif four_eyes:
+        state, delay, reason = rules.NEEDS_REVIEW, None, four_eyes
     elif bid is None or route is None:
         state, delay, reason = rules.NEEDS_REVIEW, None, "no payout route for this exchanger any more"
     elif bid.archived_at is not None:
