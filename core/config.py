@@ -57,7 +57,7 @@ ENV_PREFIX = "EXSYNC_"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 PREMIUM_CRED_RE = re.compile(r"^[A-Za-z0-9]{32}$")
 ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SECTIONS = ("settings", "exchangers", "payouts", "providers", "routes")
+SECTIONS = ("settings", "exchangers", "payouts", "providers", "routes", "notifications")
 
 DEFAULT_LADDER: dict[str, tuple[int, ...]] = {
     # Statuses where the customer or the operator is expected to act soon.
@@ -155,6 +155,39 @@ class PayoutConfig:
 
 
 @dataclass(frozen=True)
+class NotifySettings:
+    """``[notifications]``: where a person is told that something needs them (worker/notify.py)."""
+
+    # apprise URLs (Telegram, Slack, e-mail, a webhook …) from the variable ``urls_env`` names: secrets.
+    urls: tuple[str, ...] = field(default=(), repr=False)
+    urls_env: str = "EXSYNC_NOTIFY_URLS"
+    digest_hour: int | None = 8  # UTC hour of the daily digest; None: no digest
+    balance_check_interval: int = 300  # seconds between two balance reads per provider
+    balance_low: Mapping[str, Mapping[str, Decimal]] = field(default_factory=dict)  # provider → currency → floor
+    beat_gone_after: int = 180  # seconds without beat's heartbeat before beat counts as gone
+
+    def secrets(self) -> list[str]:
+        return [part for url in self.urls for part in url_secrets(url)]
+
+
+def url_secrets(url: str) -> list[str]:
+    """An apprise URL and the parts of it that may be credentials (user, password, path segments and query
+    values of 6 characters or more: bot tokens, webhook ids, API keys), for redaction."""
+    parts = urlsplit(url)
+    out = [url]
+    try:
+        out += [p for p in (parts.username, parts.password) if p and len(p) >= 6]
+    except ValueError:
+        pass
+    out += [seg for seg in parts.path.split("/") if len(seg) >= 6]
+    out += [v for chunk in parts.query.split("&") for v in [chunk.partition("=")[2]] if len(v) >= 6]
+    host = parts.netloc.rpartition("@")[2]
+    if len(host) >= 12 and "." not in host:  # a token in the host position (tgram://<bot token>/…)
+        out.append(host)
+    return out
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str | None = None  # None: start an embedded Postgres
     redis_url: str | None = None  # None: start an embedded Redis
@@ -180,6 +213,7 @@ class Settings:
     webhook_fail_window: int = 60  # seconds
     exchangers: Mapping[str, ExchangerConfig] = field(default_factory=dict)
     payouts: PayoutConfig = field(default_factory=PayoutConfig)
+    notify: NotifySettings = field(default_factory=NotifySettings)
 
     def exchanger(self, name: str) -> ExchangerConfig:
         try:
@@ -197,6 +231,7 @@ class Settings:
         for ex in self.exchangers.values():
             out += [ex.api_key, ex.webhook_token]
         out += self.payouts.secrets()
+        out += self.notify.secrets()
         return [s for s in out if s]
 
 
@@ -480,4 +515,57 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("exchangers", "must be a table of [exchangers.<name>] tables")
     kw["exchangers"] = {name: _exchanger(name, ex, env) for name, ex in exchangers_raw.items()}
     kw["payouts"] = load_payout_config(doc, env)
+    kw["notify"] = _notifications(table("notifications", doc.get("notifications", {})), env, kw["payouts"])
     return Settings(**kw)
+
+
+_NOTIFY_KEYS = {"urls_env", "digest_hour", "balance_check_interval", "balance_low", "beat_gone_after"}
+
+
+def _notifications(raw: Mapping[str, Any], env: Mapping[str, str], payouts: PayoutConfig) -> NotifySettings:
+    key = "notifications"
+    known(key, raw, _NOTIFY_KEYS)
+    var = env_var(f"{key}.urls_env", raw.get("urls_env", NotifySettings.urls_env))
+    urls = tuple(env.get(var, "").split())
+    for i, url in enumerate(urls):
+        apprise_url(f"{var}[{i}]", url)
+    hour = raw.get("digest_hour", NotifySettings.digest_hour)
+    digest_hour = None if hour == "off" else whole(f"{key}.digest_hour", hour, minimum=0, maximum=23)
+    floors: dict[str, dict[str, Decimal]] = {}
+    for provider, currencies in table(f"{key}.balance_low", raw.get("balance_low", {})).items():
+        k = f"{key}.balance_low.{provider}"
+        if provider not in payouts.providers:
+            raise ConfigError(k, "names no configured payout provider")
+        floors[provider] = {str(cur).upper(): amount(f"{k}.{cur}", v) for cur, v in table(k, currencies).items()}
+    return NotifySettings(
+        urls=urls, urls_env=var, digest_hour=digest_hour, balance_low=floors,
+        balance_check_interval=whole(f"{key}.balance_check_interval", raw.get("balance_check_interval", 300),
+                                     minimum=30, maximum=86_400),
+        beat_gone_after=whole(f"{key}.beat_gone_after", raw.get("beat_gone_after", 180), minimum=60, maximum=86_400),
+    )
+
+
+def amount(key: str, value: Any) -> Decimal:
+    """A positive amount of money, from a string or a whole number (a float would be a rounded guess)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ConfigError(key, 'must be an amount written as a string ("1000.50") or a whole number')
+    try:
+        out = Decimal(str(value).strip())
+    except ArithmeticError:
+        raise ConfigError(key, f"must be an amount, got {value!r}") from None
+    if not out.is_finite() or out <= 0 or out >= Decimal(10) ** 20:
+        raise ConfigError(key, f"must be a positive amount below 10^20, got {value!r}")
+    return out
+
+
+def apprise_url(key: str, url: str) -> str:
+    """A URL apprise can send to. The error names the variable and the scheme, never the URL (it may hold
+    a token)."""
+    import apprise
+
+    scheme = url.partition("://")[0] if "://" in url else ""
+    if not scheme or not re.fullmatch(r"[a-z][a-z0-9+.-]{0,30}", scheme):
+        raise ConfigError(key, "is not a URL (scheme://…); see https://github.com/caronc/apprise/wiki")
+    if apprise.Apprise.instantiate(url, suppress_exceptions=True) is None:
+        raise ConfigError(key, f"is not a {scheme}:// URL apprise can send to (value hidden: it may hold a token)")
+    return url

@@ -12,6 +12,7 @@ from core.config import Settings
 INBOX_SWEEP_SECONDS = 30
 PAYOUTS_TICK_SECONDS = 5
 PARTNER_SYNC_FACTOR = 5  # partner money moves slowly: every 5 sweep intervals
+NOTIFY_SECONDS = 30
 
 
 def schedule(settings: Settings) -> dict:
@@ -35,6 +36,11 @@ def schedule(settings: Settings) -> dict:
             "task": "worker.tasks.payouts_tick",
             "schedule": timedelta(seconds=PAYOUTS_TICK_SECONDS),
             "options": {"expires": PAYOUTS_TICK_SECONDS},
+        },
+        "notify": {  # worker/notify.py
+            "task": "worker.tasks.notify",
+            "schedule": timedelta(seconds=NOTIFY_SECONDS),
+            "options": {"expires": NOTIFY_SECONDS},
         },
         "partner-sync": {
             "task": "worker.tasks.partner_sync",

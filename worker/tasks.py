@@ -123,3 +123,11 @@ def canary(hostname: str, sent_at: float) -> str:
     from worker import liveness
 
     return liveness.canary_ran(runtime_mod.get(), hostname, float(sent_at))
+
+
+@app.task(name="worker.tasks.notify")
+def notify() -> dict:
+    """Tell a person what needs them (worker/notify.py): one message per thing, and a daily digest."""
+    from worker import notify as notify_mod
+
+    return notify_mod.run(runtime_mod.get(), clock.now_utc())

@@ -51,8 +51,8 @@ def from_models(pg_admin_url):
         yield engine
 
 
-def test_head_is_the_state_checks():
-    assert current_head() == "0006"
+def test_head_is_the_notifications():
+    assert current_head() == "0009"
 
 
 def test_migrations_at_head_match_the_models_without_a_filter(migrated):
