@@ -41,6 +41,7 @@ TOML layout::
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import tomllib
@@ -59,6 +60,7 @@ PREMIUM_CRED_RE = re.compile(r"^[A-Za-z0-9]{32}$")
 ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SECTIONS = ("settings", "exchangers", "payouts", "providers", "routes", "notifications")
 
+MAX_LADDER_STEPS = 100
 DEFAULT_LADDER: dict[str, tuple[int, ...]] = {
     # Statuses where the customer or the operator is expected to act soon.
     "default": (30, 60, 120, 300, 600),
@@ -254,15 +256,17 @@ def whole(key: str, value: Any, *, minimum: int = 0, maximum: int | None = None)
     return value
 
 
-def number(key: str, value: Any, *, minimum: float = 0.0) -> float:
+def number(key: str, value: Any, *, minimum: float = 0.0, maximum: float | None = None) -> float:
     if isinstance(value, bool):
         raise ConfigError(key, f"must be a number, got {value!r}")
     try:
         out = float(value)
     except (TypeError, ValueError):
         raise ConfigError(key, f"must be a number, got {value!r}") from None
-    if not out > minimum:
-        raise ConfigError(key, f"must be greater than {minimum:g}, got {value!r}")
+    if not math.isfinite(out) or not out > minimum:
+        raise ConfigError(key, f"must be a number greater than {minimum:g}, got {value!r}")
+    if maximum is not None and out > maximum:
+        raise ConfigError(key, f"must be at most {maximum:g}, got {value!r}")
     return out
 
 
@@ -324,11 +328,22 @@ def required(key: str, raw: Mapping[str, Any], name: str) -> Any:
 
 
 def env_var(key: str, value: Any) -> str:
-    """The name of an environment variable (the file names where a secret is, never the secret)."""
+    """The name of an environment variable (the file names where a secret is, never the secret). A value
+    that looks like a secret pasted in by mistake is refused without being repeated."""
     var = text(key, value)
+    if looks_like_secret(var):
+        raise ConfigError(key, "must name an environment variable (UPPER_CASE_NAME); the value is not shown: it "
+                               "looks like a secret itself — put the secret in the environment and its name here")
     if not ENV_VAR_RE.match(var):
         raise ConfigError(key, f"must name an environment variable, got {var!r}")
     return var
+
+
+def looks_like_secret(value: str) -> bool:
+    """Not the NAME of a variable: lower-case letters mixed with digits (a key, a token), or a long run
+    without the underscores of a name."""
+    mixed = any(c.islower() for c in value) and any(c.isdigit() for c in value)
+    return mixed or (len(value) >= 24 and "_" not in value) or not value.isascii() or " " in value
 
 
 def secret(key: str, env: Mapping[str, str], var: str) -> str:
@@ -356,12 +371,16 @@ def _redis_url(key: str, value: str) -> str:
 def _ladder(key: str, value: Any) -> dict[str, tuple[int, ...]]:
     if not isinstance(value, Mapping):
         raise ConfigError(key, "must be a table of status = [seconds, …]")
+    from models import statuses
+
     out = dict(DEFAULT_LADDER)
     for status, steps in value.items():
         k = f"{key}.{status}"
-        if not isinstance(steps, list) or not steps:
-            raise ConfigError(k, "must be a non-empty list of seconds")
-        out[status] = tuple(whole(f"{k}[{i}]", s, minimum=1) for i, s in enumerate(steps))
+        if status != "default" and not statuses.is_valid(status):
+            raise ConfigError(k, "is not a status of the engine (one of its statuses, my<N>, or default)")
+        if not isinstance(steps, list) or not 0 < len(steps) <= MAX_LADDER_STEPS:
+            raise ConfigError(k, f"must be a list of 1 to {MAX_LADDER_STEPS} delays in seconds")
+        out[status] = tuple(whole(f"{k}[{i}]", s, minimum=1, maximum=86_400) for i, s in enumerate(steps))
     return out
 
 
@@ -390,8 +409,8 @@ def _exchanger(name: str, raw: Any, env: Mapping[str, str]) -> ExchangerConfig:
     if not PREMIUM_CRED_RE.match(login):
         raise ConfigError(f"{key}.api_login", "must be exactly 32 letters or digits")
     env_name = re.sub(r"[^A-Z0-9]", "_", name.upper())
-    key_var = text(f"{key}.api_key_env", raw.get("api_key_env", f"EXSYNC_EXCHANGER_{env_name}_API_KEY"))
-    token_var = text(
+    key_var = env_var(f"{key}.api_key_env", raw.get("api_key_env", f"EXSYNC_EXCHANGER_{env_name}_API_KEY"))
+    token_var = env_var(
         f"{key}.webhook_token_env",
         raw.get("webhook_token_env", f"EXSYNC_EXCHANGER_{env_name}_WEBHOOK_TOKEN"),
     )
@@ -420,8 +439,8 @@ def _exchanger(name: str, raw: Any, env: Mapping[str, str]) -> ExchangerConfig:
         api_key=api_key,
         webhook_token=token,
         lang=lang,
-        timeout=number(f"{key}.timeout", raw.get("timeout", 15)),
-        rate_limit=number(f"{key}.rate_limit", raw.get("rate_limit", 10)),
+        timeout=number(f"{key}.timeout", raw.get("timeout", 15), maximum=600),
+        rate_limit=number(f"{key}.rate_limit", raw.get("rate_limit", 10), maximum=10_000),
         allowed_ips=tuple(nets),
         enabled=boolean(f"{key}.enabled", raw.get("enabled", True)),
     )
@@ -452,13 +471,50 @@ def read_document(env: Mapping[str, str]) -> dict[str, Any]:
     return doc
 
 
+# EXSYNC_* variables read outside load_settings: by the CLI, worker/liveness.py, and the test suite and
+# benchmarks (they pass the environment on to the processes they start).
+OTHER_VARIABLES = frozenset({
+    "EXSYNC_LOG_JSON", "EXSYNC_CANARY_INTERVAL", "EXSYNC_CANARY_STALE_AFTER",
+    "EXSYNC_TEST_DATABASE_URL", "EXSYNC_TEST_REDIS_URL", "EXSYNC_HARDENING_RESULTS",
+    "EXSYNC_BENCH_DATABASE_URL", "EXSYNC_BENCH_REDIS_URL", "EXSYNC_BENCH_RESULTS",
+})
+
+
+class _Recording(dict):
+    """The environment, remembering every variable the loader asked about (present or not)."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        super().__init__(env)
+        self.asked: set[str] = set()
+
+    def get(self, key, default=None):
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key):
+        self.asked.add(key)
+        return super().__contains__(key)
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """EXSYNC_* variables nothing reads: a typo (EXSYNC_DATABSE_URL would silently start an embedded
+    Postgres) or a secret for a provider no longer configured. ``exsync check-config`` refuses them."""
+    rec = _Recording(dict(os.environ if env is None else env))
+    load_settings(rec)
+    return sorted(k for k in rec if k.startswith(ENV_PREFIX) and k not in rec.asked and k not in OTHER_VARIABLES)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the environment (``os.environ`` by default) and the TOML file it names, once: every setting,
     the exchangers and the payout sections."""
     # core/payout_config.py reads its sections with the readers above, so it is imported here.
     from core.payout_config import load_payout_config
 
-    env = dict(os.environ if env is None else env)
+    env = env if isinstance(env, _Recording) else dict(os.environ if env is None else env)
     doc = read_document(env)
     raw = table("settings", doc.get("settings", {}))
     known("settings", raw, _SETTING_KEYS)
@@ -473,10 +529,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         return name, default
 
     kw: dict[str, Any] = {}
+    # Upper bounds: a value past them is a typo (an extra zero, milliseconds for seconds), never a setting.
     for name, minimum, maximum in [
-        ("sweep_interval", 1, None), ("sweep_overlap", 0, None), ("sweep_page_size", 1, 500),
-        ("poll_interval", 1, None), ("poll_batch", 1, 10_000), ("poll_give_up_after", 60, None),
-        ("inbox_retry_after", 1, None), ("inbox_max_attempts", 1, None),
+        ("sweep_interval", 1, 86_400), ("sweep_overlap", 0, 7 * 86_400), ("sweep_page_size", 1, 500),
+        ("poll_interval", 1, 3_600), ("poll_batch", 1, 10_000), ("poll_give_up_after", 60, 366 * 86_400),
+        ("inbox_retry_after", 1, 86_400), ("inbox_max_attempts", 1, 1_000),
         ("webhook_max_body", 256, 16 * 1024 * 1024), ("web_workers", 1, 64), ("worker_concurrency", 1, 256),
         ("webhook_fail_limit", 1, 1_000_000), ("webhook_fail_window", 1, 86_400),
     ]:

@@ -304,6 +304,27 @@ def beat_heartbeat(runtime: Runtime, now: datetime) -> None:
 
 # -- the job -----------------------------------------------------------------------------------------
 
+WATCH = "beat-watch"  # heartbeat row: when a worker last ran the job because beat was late
+
+
+def beat_late(runtime: Runtime, now: datetime) -> bool:
+    """True (at most once per NOTIFY_SECONDS across workers) when beat's heartbeat is older than
+    ``beat_gone_after``: then a worker's canary runs this job itself, so that "beat is gone" is told by
+    someone. Never true before beat's first heartbeat (a stack without beat yet is starting)."""
+    from worker.beat import NOTIFY_SECONDS
+
+    if not runtime.settings.notify.urls:
+        return False
+    gone = now - timedelta(seconds=runtime.settings.notify.beat_gone_after)
+    with runtime.db.session() as session:
+        claimed = session.execute(text("""
+            INSERT INTO heartbeats (name, at)
+            SELECT :watch, :now WHERE EXISTS (SELECT 1 FROM heartbeats WHERE name = :beat AND at < :gone)
+            ON CONFLICT (name) DO UPDATE SET at = excluded.at WHERE heartbeats.at < :again
+            RETURNING name"""), {"watch": WATCH, "beat": BEAT, "now": now, "gone": gone,
+                                 "again": now - timedelta(seconds=NOTIFY_SECONDS)}).first()
+    return claimed is not None
+
 
 def run(runtime: Runtime, now: datetime, *, from_beat: bool = True) -> dict[str, Any]:
     """One round: heartbeat, balances, the report's items, the digest, delivery."""

@@ -1,6 +1,7 @@
 """Celery tasks. Each one is idempotent: at-least-once delivery may run it twice, or concurrently."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 
@@ -121,13 +122,18 @@ def canary(hostname: str, sent_at: float) -> str:
     """Proof that this worker consumes (worker/liveness.py). Acked on receipt: a lost canary is simply
     replaced by the next one, and it never adds to the unacked messages a reconnect has to restore."""
     from worker import liveness
+    from worker import notify as notify_mod
 
-    return liveness.canary_ran(runtime_mod.get(), hostname, float(sent_at))
+    ran = liveness.canary_ran(runtime_mod.get(), hostname, float(sent_at))
+    with contextlib.suppress(Exception):  # beat gone: a worker tells it (worker/notify.py); never fails the canary
+        if notify_mod.beat_late(runtime_mod.get(), clock.now_utc()):
+            notify.delay(from_beat=False)
+    return ran
 
 
 @app.task(name="worker.tasks.notify")
-def notify() -> dict:
+def notify(from_beat: bool = True) -> dict:
     """Tell a person what needs them (worker/notify.py): one message per thing, and a daily digest."""
     from worker import notify as notify_mod
 
-    return notify_mod.run(runtime_mod.get(), clock.now_utc())
+    return notify_mod.run(runtime_mod.get(), clock.now_utc(), from_beat=from_beat)

@@ -228,3 +228,23 @@ def test_report_is_what_stuck_shows(runtime):
     assert rep["workers_gone"]["rows"][0]["hostname"] is None  # no worker in this test: nothing consumes
     assert set(notify.NOTIFIED) <= set(rep) and rep["total"] >= 2
     assert queries.TOP_ROWS >= 20
+
+
+def test_beat_gone_is_told_by_a_worker(runtime, endpoints):
+    """beat runs the job, so a worker's canary asks beat_late() and runs it itself when beat is late."""
+    hook = endpoints()
+    tell(runtime, hook)
+    now = now_utc()
+    assert not notify.beat_late(runtime, now)  # beat never ran yet: a stack still starting
+    notify.run(runtime, now)  # beat's round: its heartbeat
+    assert not notify.beat_late(runtime, now + timedelta(seconds=60))
+    late = now + timedelta(seconds=181)
+    assert notify.beat_late(runtime, late)
+    assert not notify.beat_late(runtime, late + timedelta(seconds=5))  # one worker asks, not every canary
+    notify.run(runtime, late, from_beat=False)
+    assert [m["title"] for m in hook.received] == ["exsync: beat is gone"]
+    assert notify.beat_late(runtime, late + timedelta(seconds=31))
+    notify.run(runtime, late + timedelta(seconds=31), from_beat=False)
+    assert len(hook.received) == 1
+    notify.run(runtime, late + timedelta(seconds=40))  # beat is back: resolved
+    assert row(runtime, "beat:gone").resolved_at is not None
