@@ -107,8 +107,8 @@ def test_config_error_in_any_command_exits_2(env):
 
 @pytest.mark.parametrize("args", [["bids", "list"], ["inbox", "list"], ["migrate"], ["reconcile"],
                                   ["bids", "show", "main", "1"]])
-def test_commands_needing_postgres_name_the_variable(env, args):
-    env = dict(env)
+def test_commands_needing_postgres_name_the_variable(env, args, tmp_path):
+    env = dict(env, EXSYNC_DATA_DIR=str(tmp_path / "no-embedded-postgres-here"))
     del env["EXSYNC_DATABASE_URL"]
     result = invoke(args, env)
     assert result.exit_code == 2
