@@ -127,7 +127,7 @@ def _poll_one(runtime: Runtime, item: PollClaim) -> tuple[bool, bool, float]:
         vanished = True
     except ProviderError as exc:
         error = f"{type(exc).__name__}: {exc}"[:1000]
-        log.info("poll of %s/%s failed: %s", exchanger, remote_id, error)
+        log.warning("poll of %s/%s failed: %s", exchanger, remote_id, error)
     changed = False
     with runtime.db.session() as session:
         if vanished:
