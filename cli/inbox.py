@@ -1,12 +1,10 @@
 """``inbox list|replay``."""
 from __future__ import annotations
 
-import json
-
 import click
 
 from cli.base import Cli, cli, pass_cli
-from cli.output import _fmt, _table
+from cli.output import _fmt, _json, _table
 from models.states import InboxState, values
 
 
@@ -28,7 +26,7 @@ def inbox_list(state: Cli, event_state: str | None, limit: int) -> None:
     _table(rows, [
         ("ID", "id"), ("RECEIVED", lambda e: _fmt(e["received_at"])), ("PROVIDER", "provider"),
         ("ENDPOINT", "endpoint"), ("STATE", "state"), ("ATTEMPTS", "attempts"),
-        ("PAYLOAD", lambda e: json.dumps(e["payload"], default=str) if e["payload"] else ""),
+        ("PAYLOAD", lambda e: _json(e["payload"]) if e["payload"] else ""),
         ("LAST_ERROR", lambda e: (e["last_error"] or "")[:60]),
     ], empty="no events")
 

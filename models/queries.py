@@ -94,6 +94,14 @@ def get_bid_by_api_id(session: Session, exchanger: str, api_id: str) -> dict[str
     return get_bid(session, exchanger, remote_id) if remote_id is not None else None
 
 
+def payout_ids_for_bid(session: Session, remote_id: int, exchanger: str | None = None) -> list[tuple[str, int]]:
+    """(exchanger, payout id) of the payout of bid ``remote_id`` (one per exchanger that has that bid number)."""
+    q = select(Payout.exchanger, Payout.id).where(Payout.remote_id == remote_id).order_by(Payout.exchanger)
+    if exchanger is not None:
+        q = q.where(Payout.exchanger == exchanger)
+    return [(ex, pid) for ex, pid in session.execute(q)]
+
+
 def list_inbox(session: Session, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """Newest first; the body is left out (it can be large): read it by id when needed."""
     q = select(InboxEvent).order_by(InboxEvent.id.desc()).limit(limit)
