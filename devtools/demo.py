@@ -353,15 +353,28 @@ def _summary_line(view: View, total: int) -> str:
             f"{cb['duplicated']} duplicated, {cb['reordered']} reordered")
 
 
+WIDTH = 100  # the live view fits 100 columns (fewer when the terminal is narrower)
+
+
+def _fit(lines: list[str], width: int) -> list[str]:
+    """Lines wrapped to ``width`` visible columns (a wrapped line loses its colour; continuations indented)."""
+    out = []
+    for line in lines:
+        plain = click.unstyle(line)
+        out += [line] if len(plain) <= width else textwrap.wrap(plain, width, subsequent_indent="  ")
+    return out
+
+
 def _render(view: View, total: int, header: list[str], footer: str) -> str:
-    rows = shutil.get_terminal_size((100, 30)).lines - len(header) - 9
-    lines = list(header)
-    lines.append(_summary_line(view, total))
-    lines.append(_payout_line(view.payout_stats))
+    size = shutil.get_terminal_size((WIDTH, 30))
+    width = min(WIDTH, size.columns)
+    top = _fit([*header, _summary_line(view, total), _payout_line(view.payout_stats)], width)
+    rows = size.lines - len(top) - 7
+    lines = top
     if view.failed:
         lines.append(click.style(f"{view.failed} bid creation(s) failed (see the log)", fg="red"))
     lines.append("")
-    lines.append(f"  {'BID':>5}  {'DIR':>3}  {'SANDBOX (truth)':<16} {'MIRROR':<16} {'HISTORY':>7}  "
+    lines.append(f"  {'BID':>5}  {'DIR':>3}  {'SANDBOX':<13} {'MIRROR':<13} {'HISTORY':>7}  "
                  f"{'PAYOUT':<13} {'TRIES':>5}  {'VIA':<4}")
     for c in list(reversed(view.created))[:max(3, rows)]:
         truth = view.truth.get(c.remote_id, "(archived)")
@@ -374,11 +387,11 @@ def _render(view: View, total: int, header: list[str], footer: str) -> str:
             mark = click.style("catching up …", fg="yellow")
         p = view.payouts.get(c.remote_id)
         pay = f"{(p.state if p else '-'):<13} {(p.attempts if p else ''):>5}  {((p.provider or '-') if p else ''):<4}"
-        lines.append(f"  {c.remote_id:>5}  {c.direction_id:>3}  {truth:<16} {status or '-':<16} {hist:>7}  "
+        lines.append(f"  {c.remote_id:>5}  {c.direction_id:>3}  {truth:<13} {status or '-':<13} {hist:>7}  "
                      f"{pay}  {mark}")
     if len(view.created) > rows:
         lines.append(f"  … and {len(view.created) - rows} older bids")
-    lines += ["", footer]
+    lines += ["", *_fit([footer], width)]
     # Home, overwrite each line, clear the rest: no flicker from clearing the whole screen.
     return "\x1b[H" + "".join(line + "\x1b[K\n" for line in lines) + "\x1b[J"
 

@@ -70,3 +70,31 @@ def test_port_taken():
         bind = f"127.0.0.1:{s.getsockname()[1]}"
         assert port_taken(bind) == "Address already in use"
     assert port_taken(bind) is None
+
+
+def test_the_live_view_fits_100_columns(monkeypatch):
+    import shutil as shutil_mod
+
+    import click
+
+    from devtools import demo
+
+    monkeypatch.setattr(shutil_mod, "get_terminal_size", lambda fallback=None: os.terminal_size((200, 60)))
+    view = demo.View(failed=3)
+    for i, (truth, mirror) in enumerate([("scrpayerror", None), ("payouterror", "coldsuccess"),
+                                         ("realpay", "realpay"), ("(archived)", "new")]):
+        rid = 99990 + i
+        view.created.append(demo.Created(rid, 3, 100))
+        view.truth[rid] = truth
+        if mirror:
+            view.mirror[rid] = (mirror, 12345)
+        view.payouts[rid] = demo.PayoutRow(rid, "k", "needs_review", 99999, "zc", False, None)
+    header = ["exsync demo · sandbox http://127.0.0.1:45678 · exsync web http://127.0.0.1:8000",
+              "payouts: bids in realpay are paid through the ZaleyCash sandbox http://127.0.0.1:40001 (ZC RUB) or "
+              "the gateway sandbox http://127.0.0.1:40002 (card RUB), each failing ~15% of calls"]
+    frame = demo._render(view, 1000, header, "Ctrl-C to stop · logs: /a/rather/long/path/to/the/demo/exsync.log")
+    lines = [click.unstyle(line).replace("\x1b[K", "").replace("\x1b[H", "").replace("\x1b[J", "")
+             for line in frame.split("\n")]
+    assert max(len(line) for line in lines) <= 100, max(lines, key=len)
+    assert any("99990" in line and "not mirrored yet" in line for line in lines)
+    assert any("waiting for a person" in line for line in lines)  # the wrapped payout line is all there
