@@ -229,6 +229,20 @@ def find_postgres(data_dir: Path, *, start: bool = True) -> Found | None:
     return None
 
 
+def find_redis(data_dir: Path) -> str | None:
+    """The URL of the embedded Redis running for ``exsync run`` (or the demo) under ``data_dir``, or None."""
+    for redis_dir in (data_dir / "redis", data_dir / "demo" / "redis"):
+        if _redis_pid(redis_dir) is None:
+            continue
+        try:
+            sock = json.loads((redis_dir / "redis.db.settings").read_text()).get("unixsocket")
+        except (OSError, ValueError):
+            continue
+        if sock and Path(sock).exists():
+            return f"redis+socket://{sock}"
+    return None
+
+
 def _database(postgres_dir: Path) -> str:
     """The database of ``exsync run`` (exsync), or of the latest demo run (named in ``demo/database``)."""
     try:

