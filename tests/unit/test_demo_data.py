@@ -116,3 +116,15 @@ def test_the_cli_finds_a_running_embedded_redis(tmp_path):
     assert find_redis(tmp_path) == f"redis+socket://{sock}"
     (redis_dir / "redis.pid").write_text("999999999\n")  # gone: nothing to use
     assert find_redis(tmp_path) is None
+
+
+def test_claim_shares_a_postgres_a_live_command_holds(tmp_path):
+    import json
+
+    pgdata = tmp_path / "postgres" / "pgdata"
+    pgdata.mkdir(parents=True)
+    # A running server (this process stands in for it) that a live command (our parent) holds.
+    (pgdata / "postmaster.pid").write_text(f"{os.getpid()}\n{pgdata}\n0\n5432\n/tmp\n\n0 0\nready\n")
+    (pgdata / ".handle_pids.json").write_text(json.dumps([os.getppid(), 999999999]))
+    claim(tmp_path)  # would stop the "server" (this very process) if it took it for a leftover
+    assert json.loads((pgdata / ".handle_pids.json").read_text()) == [os.getppid()]
