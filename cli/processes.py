@@ -23,9 +23,13 @@ WEB_THREADS = 8  # per gunicorn worker; see `web` for why gthread
 @pass_cli
 def run(state: Cli, duration: float | None, stop_timeout: float) -> None:
     """Migrate, then run web, worker and beat supervised (embedded Postgres/Redis when no URL is set)."""
+    from core.config import unknown_variables
     from devtools.supervisor import run_stack
 
-    sys.exit(run_stack(state.settings(), duration=duration, stop_timeout=stop_timeout, log_json=state.log_json))
+    settings = state.settings()
+    for name in unknown_variables():  # a typo here can mean an embedded database instead of the real one
+        click.echo(f"warning: {name} is not a variable exsync reads (see exsync check-config)", err=True)
+    sys.exit(run_stack(settings, duration=duration, stop_timeout=stop_timeout, log_json=state.log_json))
 
 
 @cli.command()

@@ -211,9 +211,10 @@ def _workers_gone(session: Session, stale_after: float | None) -> dict[str, Any]
     if stale_after is None:
         return {"count": 0, "rows": []}
     workers = liveness.live_workers(session, WORKERS_WINDOW)
-    stale = [w for w in workers if w["canary_age"] is None or w["canary_age"] > stale_after]
-    rows = [{"hostname": w["hostname"], "canary_age": w["canary_age"], "up": w["up"]} for w in stale
-            if w["canary_age"] is not None or w["up"] > stale_after]  # a starting worker has no canary yet
+    # A worker without a canary yet is starting, until it has been up for the threshold.
+    stale = [w for w in workers
+             if (w["canary_age"] if w["canary_age"] is not None else w["up"]) > stale_after]
+    rows = [{"hostname": w["hostname"], "canary_age": w["canary_age"], "up": w["up"]} for w in stale]
     if len(stale) == len(workers):
         rows.insert(0, {"hostname": None, "canary_age": None, "up": None})  # nothing consumes
     return {"count": len(rows), "rows": rows[:TOP_ROWS]}

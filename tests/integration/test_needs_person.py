@@ -131,3 +131,16 @@ def test_metrics_payout_series(db, settings):
     assert math.isinf(m[("exsync_beat_heartbeat_age_seconds", ())])
     assert m[("exsync_notifications_unsent", ())] == 0
     assert "secret-looking" not in body  # no error text in a label
+
+
+def test_a_starting_worker_is_not_gone(db):
+    """Before its first canary a worker is starting, not gone, until it has been up for the threshold."""
+    now = datetime.now(timezone.utc)
+    with db.session() as s:
+        liveness.record_started(s, "exsync-2@b")
+    with db.session() as s:
+        assert queries.stuck_report(s, now, worker_stale_after=60)["workers_gone"]["count"] == 0
+        s.execute(liveness.WorkerLiveness.__table__.update().values(started_at=now - timedelta(minutes=5)))
+    with db.session() as s:
+        rows = queries.stuck_report(s, now, worker_stale_after=60)["workers_gone"]["rows"]
+    assert [r["hostname"] for r in rows] == [None, "exsync-2@b"]

@@ -113,15 +113,17 @@ def test_embedded_services_from_start_to_crash(tmp_path):
     assert leftovers(data) == {}
 
 
-def test_run_fails_at_once_when_its_port_is_taken(tmp_path):
+def test_run_fails_at_once_when_its_port_is_taken_and_names_a_mistyped_variable(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         started = time.monotonic()
-        out = subprocess.run([sys.executable, "-m", "cli", "run", "--for", "5"], env=env_for(tmp_path / "d", port),
-                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        env = dict(env_for(tmp_path / "d", port), EXSYNC_DATABSE_URL="postgresql://db.example/exsync")
+        out = subprocess.run([sys.executable, "-m", "cli", "run", "--for", "5"], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
+    assert "warning: EXSYNC_DATABSE_URL is not a variable exsync reads" in out.stderr  # the typo is named
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in out.stderr
     assert "exsync is running" not in out.stdout
     assert not (tmp_path / "d" / "postgres").exists()  # nothing was started
