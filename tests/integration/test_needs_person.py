@@ -144,3 +144,11 @@ def test_a_starting_worker_is_not_gone(db):
     with db.session() as s:
         rows = queries.stuck_report(s, now, worker_stale_after=60)["workers_gone"]["rows"]
     assert [r["hostname"] for r in rows] == [None, "exsync-2@b"]
+
+
+def test_the_openapi_document_names_every_section(db):
+    from webhooks.openapi import STUCK_SECTIONS
+
+    with db.session() as s:
+        r = queries.stuck_report(s, datetime.now(timezone.utc))
+    assert {k for k, v in r.items() if isinstance(v, dict)} == set(STUCK_SECTIONS)
