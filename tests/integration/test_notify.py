@@ -17,6 +17,7 @@ from core.clock import now_utc
 from core.config import NotifySettings
 from models import ProviderBalance, liveness, queries
 from tests.support.payouts import install_payouts, payout_toml
+from tests.support.wait import wait_for
 from worker import notify
 from worker.reconcile import Snapshot, apply_snapshot
 
@@ -248,3 +249,17 @@ def test_beat_gone_is_told_by_a_worker(runtime, endpoints):
     assert len(hook.received) == 1
     notify.run(runtime, late + timedelta(seconds=40))  # beat is back: resolved
     assert row(runtime, "beat:gone").resolved_at is not None
+
+
+def test_beat_schedules_the_job_and_a_real_worker_runs_it(runtime, endpoints, celery_worker):
+    from worker.beat import NOTIFY_SECONDS, schedule
+    from worker.tasks import notify as notify_task
+
+    entry = schedule(runtime.settings)["notify"]
+    assert entry["task"] == "worker.tasks.notify" and entry["schedule"].total_seconds() == NOTIFY_SECONDS
+    hook = endpoints()
+    tell(runtime, hook)
+    pid = needs_review(runtime, 12)
+    notify_task.delay()
+    wait_for(lambda: hook.received, 30, "the notification")
+    assert hook.received[0]["title"] == f"exsync: payout {pid} needs review"
