@@ -4,11 +4,8 @@ resolved things, the daily digest, balances read from the provider sandboxes."""
 from __future__ import annotations
 
 import dataclasses
-import json
-import threading
 from datetime import timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy import text
@@ -16,39 +13,11 @@ from sqlalchemy import text
 from core.clock import now_utc
 from core.config import NotifySettings
 from models import ProviderBalance, liveness, queries
+from tests.support.endpoint import Endpoint
 from tests.support.payouts import install_payouts, payout_toml
 from tests.support.wait import wait_for
 from worker import notify
 from worker.reconcile import Snapshot, apply_snapshot
-
-
-class Endpoint:
-    """A webhook receiver: keeps every JSON body posted to it; ``failing`` answers 500."""
-
-    def __init__(self) -> None:
-        self.received: list[dict] = []
-        self.failing = False
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if outer.failing:
-                    self.send_response(500)
-                else:
-                    outer.received.append(json.loads(body))
-                    self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"json://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def titles(self) -> list[str]:
-        return [m["title"] for m in self.received]
 
 
 @pytest.fixture
@@ -61,7 +30,7 @@ def endpoints():
 
     yield make
     for e in made:
-        e.server.shutdown()
+        e.close()
 
 
 def tell(runtime, *targets: Endpoint, digest_hour=None, **more) -> None:
