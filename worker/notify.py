@@ -47,7 +47,6 @@ STALE_BIDS_AFTER = timedelta(hours=1)  # a live bid nobody observed for this lon
 REOPEN_AFTER = timedelta(minutes=10)  # a thing resolved for less than this comes back without a new message
 RETRY_FIRST, RETRY_MAX = 60, 3600  # seconds: back-off of a failed delivery
 SEND_PER_RUN = 20  # messages per run at most: a storm becomes a queue, then the digest
-SEND_TIMEOUT = 10  # seconds per target
 
 
 def report(runtime: Runtime, now: datetime) -> dict[str, Any]:
@@ -275,14 +274,14 @@ def refresh_balances(runtime: Runtime, now: datetime) -> dict[str, str]:
                                    {"p": name}).scalar()
         if last is not None and now - last < interval:
             continue
-        rail = rail_for(runtime, name)
-        read = getattr(rail, "balances", None)
-        if read is None:
-            continue
         try:
+            read = getattr(rail_for(runtime, name), "balances", None)
+            if read is None:
+                continue
             balances = read()
-        except ProviderError as exc:
-            log.warning("notify: balance of %s not read: %s", name, exc)
+        except Exception as exc:  # one provider's failure must not keep the others (or the round) from running
+            detail = str(exc) if isinstance(exc, ProviderError) else type(exc).__name__
+            log.warning("notify: balance of %s not read: %s", name, detail)
             out[name] = "error"
             continue
         with runtime.db.session() as session:

@@ -232,3 +232,15 @@ def test_beat_schedules_the_job_and_a_real_worker_runs_it(runtime, endpoints, ce
     notify_task.delay()
     wait_for(lambda: hook.received, 30, "the notification")
     assert hook.received[0]["title"] == f"exsync: payout {pid} needs review"
+
+
+def test_a_provider_whose_balance_cannot_be_read_does_not_stop_the_round(runtime, endpoints, gw_sandbox):
+    from tests.support.net import refused_url
+
+    install_payouts(runtime, payout_toml(refused_url(), gw_sandbox.url))
+    hook = endpoints()
+    tell(runtime, hook)
+    pid = needs_review(runtime, 13)
+    out = notify.run(runtime, now_utc())
+    assert out["balances"] == {"gw": "ok", "zc": "error"}
+    assert [m["title"] for m in hook.received] == [f"exsync: payout {pid} needs review"]
