@@ -145,3 +145,16 @@ def test_unknown_variables(tmp_path):
                   EXSYNC_SWEEP_INTERVAL="30", EXSYNC_LOG_JSON="1", EXSYNC_TEST_REDIS_URL="redis://x")
     assert unknown_variables(env) == ["EXSYNC_DATABSE_URL", "EXSYNC_OLD_PROVIDER_KEY"]
     assert unknown_variables(env_for(tmp_path)) == []
+
+
+@pytest.mark.parametrize("line, key", [
+    ("[payouts]\nlease_seconds = 360000", "payouts.lease_seconds"),
+    ("[payouts]\nmax_attempts = 1000000", "payouts.max_attempts"),
+    ("[payouts]\nretry_ladder = [30, 99999999]", "payouts.retry_ladder[1]"),
+    ("[payouts]\nbatch = 1000000", "payouts.batch"),
+    ('[providers.zc]\ntype = "zaleycash"\nbase_url = "https://zc.example"\nsecret_key_env = "EXSYNC_ZC_SECRET"\n'
+     "timeout = 1e9", "providers.zc.timeout"),
+])
+def test_payout_numbers_have_upper_bounds(tmp_path, line, key):
+    err = error(env_for(tmp_path, line + "\n", EXSYNC_ZC_SECRET="s" * 32))
+    assert err.key == key, str(err)
