@@ -615,10 +615,21 @@ def amount(key: str, value: Any) -> Decimal:
     return out
 
 
+def apprise_module():
+    """apprise, with its logger silenced: it logs the URLs it parses and sends to (``Unparseable Telegram URL
+    tgram://<token>``), tokens included. exsync says itself what failed (worker/notify.py, this module)."""
+    import logging
+
+    import apprise
+
+    logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)
+    return apprise
+
+
 def apprise_url(key: str, url: str) -> str:
     """A URL apprise can send to. The error names the variable and the scheme, never the URL (it may hold
     a token)."""
-    import apprise
+    apprise = apprise_module()
 
     scheme = url.partition("://")[0] if "://" in url else ""
     if not scheme or not re.fullmatch(r"[a-z][a-z0-9+.-]{0,30}", scheme):

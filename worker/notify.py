@@ -19,8 +19,8 @@ A beat job (``worker.tasks.notify``, every ``NOTIFY_SECONDS`` of worker/beat.py)
 6. once a day after ``digest_hour`` (UTC), a digest: the report's counts and the console's link.
 
 The URLs hold tokens: they are secrets (redacted from every log line with their parts, see
-core/config.py ``url_secrets``), apprise's own logger is silenced (it names the URLs it sends to), and a
-failure is logged by target number and scheme only.
+core/config.py ``url_secrets``), apprise's own logger is silenced (``apprise_module``: it names the URLs it
+sends to), and a failure is logged by target number and scheme only.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from typing import Any, Iterable, Sequence
 
 from sqlalchemy import text
 
-from core.config import Settings
+from core.config import Settings, apprise_module
 from core.runtime import Runtime
 from models.queries import BEAT, stuck_report
 from worker.liveness import Thresholds
@@ -40,8 +40,6 @@ from worker.locks import try_lock
 from worker.payouts.rails import plain, rail_for
 
 log = logging.getLogger("exsync.notify")
-# apprise logs the URLs it sends to (and their tokens) at INFO and DEBUG: our own lines say what failed.
-logging.getLogger("apprise").setLevel(logging.CRITICAL)
 
 STALE_BIDS_AFTER = timedelta(hours=1)  # a live bid nobody observed for this long is on /stuck
 REOPEN_AFTER = timedelta(minutes=10)  # a thing resolved for less than this comes back without a new message
@@ -206,9 +204,7 @@ class Target:
         return f"target {self.number} ({self.url.partition('://')[0]}://)"
 
     def send(self, subject: str, body: str) -> bool:
-        import apprise
-
-        a = apprise.Apprise()
+        a = apprise_module().Apprise()  # its logger silenced: it names the URL
         a.add(self.url)
         try:
             return bool(a.notify(title=subject, body=body))

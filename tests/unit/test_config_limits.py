@@ -158,3 +158,13 @@ def test_unknown_variables(tmp_path):
 def test_payout_numbers_have_upper_bounds(tmp_path, line, key):
     err = error(env_for(tmp_path, line + "\n", EXSYNC_ZC_SECRET="s" * 32))
     assert err.key == key, str(err)
+
+
+def test_apprise_never_logs_a_url(tmp_path, caplog):
+    """apprise logs "Unparseable Telegram URL tgram://<token>" at ERROR: its logger is silenced."""
+    import logging
+
+    with caplog.at_level(logging.DEBUG):
+        error(env_for(tmp_path, EXSYNC_NOTIFY_URLS="tgram://SECRET0TOKEN0123456789"))
+        error(env_for(tmp_path, EXSYNC_NOTIFY_URLS="mailto://user:pa55w0rdSECRET@"))
+    assert "SECRET0TOKEN" not in caplog.text and "pa55w0rdSECRET" not in caplog.text
