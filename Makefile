@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The demo keeps each run's data until `make demo FRESH=1` (exsync demo --fresh).
 demo: $(STAMP)
-	$(BIN)/exsync demo
+	$(BIN)/exsync demo $(if $(FRESH),--fresh)
 
 run: $(STAMP)
 	$(BIN)/exsync run

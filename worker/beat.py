@@ -23,6 +23,7 @@ from worker import periodic
 INBOX_SWEEP_SECONDS = 30
 PAYOUTS_TICK_SECONDS = 5
 PARTNER_SYNC_FACTOR = 5  # partner money moves slowly: every 5 sweep intervals
+NOTIFY_SECONDS = 30
 
 TASKS = {  # job (beat entry) -> task
     "poll-due": "worker.tasks.poll_due",
@@ -30,6 +31,7 @@ TASKS = {  # job (beat entry) -> task
     "requeue-inbox": "worker.tasks.requeue_inbox",
     "payouts-tick": "worker.tasks.payouts_tick",
     "partner-sync": "worker.tasks.partner_sync",
+    "notify": "worker.tasks.notify",  # worker/notify.py
 }
 
 
@@ -41,6 +43,7 @@ def intervals(settings: Settings) -> dict[str, int]:
         "requeue-inbox": INBOX_SWEEP_SECONDS,
         "payouts-tick": PAYOUTS_TICK_SECONDS,
         "partner-sync": settings.sweep_interval * PARTNER_SYNC_FACTOR,
+        "notify": NOTIFY_SECONDS,
     }
 
 

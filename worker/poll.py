@@ -113,7 +113,7 @@ def _fetch(runtime: Runtime, item: PollClaim) -> Fetched:
         return Fetched(item, observed_at, lag, vanished=True)
     except ProviderError as exc:
         error = f"{type(exc).__name__}: {exc}"[:1000]
-        log.info("poll of %s/%s failed: %s", item.exchanger, item.remote_id, error)
+        log.warning("poll of %s/%s failed: %s", item.exchanger, item.remote_id, error)
         return Fetched(item, observed_at, lag, error=error)
 
 

@@ -137,6 +137,8 @@ def sweep_exchanger(
             row.last_changed = res.changed
             row.last_error = None
         res.cursor_time = now
-    log.info("sweep %s: %s seen, %s new, %s changed in %s pages", exchanger, res.seen, res.inserted,
-             res.changed, res.pages)
+    # INFO only when it found something: an idle stack's sweeps would log every sweep_interval.
+    log.log(logging.INFO if res.inserted or res.changed else logging.DEBUG,
+            "sweep %s: %s seen, %s new, %s changed in %s pages", exchanger, res.seen, res.inserted, res.changed,
+            res.pages)
     return res

@@ -1,6 +1,7 @@
 """Celery tasks. Each one is idempotent: at-least-once delivery may run it twice, or concurrently."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -194,5 +195,27 @@ def canary(hostname: str, sent_at: float) -> str:
     """Proof that this worker consumes (worker/liveness.py). Acked on receipt: a lost canary is simply
     replaced by the next one, and it never adds to the unacked messages a reconnect has to restore."""
     from worker import liveness
+    from worker import notify as notify_mod
 
-    return liveness.canary_ran(runtime_mod.get(), hostname, float(sent_at))
+    ran = liveness.canary_ran(runtime_mod.get(), hostname, float(sent_at))
+    with contextlib.suppress(Exception):  # beat gone: a worker tells it (worker/notify.py); never fails the canary
+        if notify_mod.beat_late(runtime_mod.get(), clock.now_utc()):
+            notify.delay(from_beat=False)
+    return ran
+
+
+@app.task(name="worker.tasks.notify")
+def notify(slot: int | None = None, beat: str | None = None, from_beat: bool = True) -> dict:
+    """Tell a person what needs them (worker/notify.py): one message per thing, and a daily digest.
+
+    Once per slot like every periodic job; a worker that finds beat late sends it without a slot."""
+    from worker import notify as notify_mod
+
+    rt = runtime_mod.get()
+    now = clock.now_utc()
+    if from_beat:  # any beat's copy, run or skipped, shows that a beat is alive
+        notify_mod.beat_heartbeat(rt, now)
+    with _once("notify", slot, beat) as mine:
+        if not mine:
+            return periodic.skipped("notify", slot)
+        return notify_mod.run(rt, now, from_beat=False)

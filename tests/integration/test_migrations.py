@@ -52,7 +52,7 @@ def from_models(pg_admin_url):
 
 
 def test_head_is_the_last_migration():
-    assert current_head() == "0008"
+    assert current_head() == "0009"
 
 
 def test_migrations_at_head_match_the_models_without_a_filter(migrated):
