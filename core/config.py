@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-from models.db import normalize_url
+from models.urls import normalize_url
 from providers.descriptor import ProviderConfig
 
 ENV_PREFIX = "EXSYNC_"

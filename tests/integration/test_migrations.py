@@ -19,8 +19,8 @@ from sqlalchemy import create_engine, text
 
 from devtools.embedded import create_database, drop_database
 from models import Base
-from models.db import normalize_url
 from models.migrate import alembic_config, current_head, upgrade
+from models.urls import normalize_url
 
 
 @contextmanager
