@@ -1,8 +1,8 @@
 """The ``exsync`` command line.
 
 Process commands: ``run`` (everything, supervised), ``demo``, ``web``, ``worker``, ``beat``, ``migrate``,
-``sandbox``. Operator commands: ``reconcile``, ``bids list|show|create``, ``inbox list|replay``,
-``check-config``.
+``sandbox``. Operator commands: ``reconcile``, ``bids list|show|create``, ``inbox list|replay|dismiss``,
+``payouts …``, ``operators …``, ``audit list``, ``check-config``, ``notify test``.
 
 Errors are answered, never dumped: a ``ConfigError`` anywhere becomes ``config error: <key>: <problem>``
 on stderr with exit code 2 (the same code click uses for bad arguments); a database, broker or provider
@@ -11,7 +11,17 @@ the root group and what every command shares. Nothing imports this package: it i
 """
 from __future__ import annotations
 
-from cli import bids, check_config, inbox, partner, payouts, processes  # noqa: F401  (register the commands)
+from cli import (  # noqa: F401  (register the commands)
+    audit,
+    bids,
+    check_config,
+    inbox,
+    notify,
+    operators,
+    partner,
+    payouts,
+    processes,
+)
 from cli.base import cli
 
 __all__ = ["cli", "main"]

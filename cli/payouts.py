@@ -1,30 +1,18 @@
 """``payouts list|show|approve|retry|cancel``."""
 from __future__ import annotations
 
-import json
 import os
 
 import click
 
 from cli.base import Cli, cli, pass_cli
-from cli.output import _fmt, _money, _table
+from cli.output import _fmt, _json, _money, _table
 from models.states import PayoutState, values
 
 
 @cli.group()
 def payouts() -> None:
     """Payouts: list, show, approve, retry, cancel (see docs/payouts.md)."""
-
-
-def _payout_action(state: Cli, payout_id: int, action) -> str:
-    from core.clock import now_utc
-    from worker.payouts.queries import Refused
-
-    try:
-        with state.runtime().db.session() as session:
-            return action(session, now_utc())
-    except Refused as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 @payouts.command("list")
@@ -41,7 +29,7 @@ def payouts_list(state: Cli, state_filter: str | None, exchanger: str | None, li
         rows = list_payouts(session, state=state_filter, exchanger=exchanger, limit=limit)
     if as_json:
         for row in rows:
-            click.echo(json.dumps(row, default=str))
+            click.echo(_json(row))
         return
     _table(rows, [
         ("ID", "id"), ("EXCHANGER", "exchanger"), ("BID", "remote_id"), ("PROVIDER", "provider"),
@@ -52,13 +40,31 @@ def payouts_list(state: Cli, state_filter: str | None, exchanger: str | None, li
 
 
 @payouts.command("show")
-@click.argument("payout_id", type=click.IntRange(min=1))
+@click.argument("payout_id", type=click.IntRange(min=1), required=False)
+@click.option("--bid", "remote_id", type=click.IntRange(min=1), metavar="BID",
+              help="The payout of this bid (its number on the exchanger) instead of a payout id.")
+@click.option("--exchanger", metavar="NAME", help="With --bid: the bid's exchanger (when several have that number).")
 @pass_cli
-def payouts_show(state: Cli, payout_id: int) -> None:
-    """One payout with every call made for it."""
+def payouts_show(state: Cli, payout_id: int | None, remote_id: int | None, exchanger: str | None) -> None:
+    """One payout with every call made for it: `show ID`, or `show --bid 1350` by its bid's number."""
+    from models.queries import payout_ids_for_bid
     from worker.payouts.queries import get_payout
 
+    if (payout_id is None) == (remote_id is None):
+        raise click.UsageError("give a payout ID, or --bid BID (the bid's number on the exchanger)")
+    if exchanger is not None and remote_id is None:
+        raise click.UsageError("--exchanger goes with --bid")
     with state.runtime().db.session() as session:
+        if remote_id is not None:
+            found = payout_ids_for_bid(session, remote_id, exchanger)
+            if not found:
+                raise click.ClickException(f"no payout for bid {remote_id}" + (f" of {exchanger}" if exchanger else ""))
+            if len(found) > 1:
+                raise click.ClickException(f"bid {remote_id} has payouts on several exchangers "
+                                           f"({', '.join(f'{ex}: payout {pid}' for ex, pid in found)}): "
+                                           f"add --exchanger")
+            payout_id = found[0][1]
+        assert payout_id is not None  # given, or found by its bid
         p = get_payout(session, payout_id)
     if p is None:
         raise click.ClickException(f"no payout {payout_id}")
@@ -72,40 +78,61 @@ def payouts_show(state: Cli, payout_id: int) -> None:
                  ("MESSAGE", lambda r: (r["message"] or "-")[:80])], empty="no attempts yet")
 
 
+def _act(fn, *args):
+    from worker.actions import Refused
+
+    try:
+        return fn(*args)
+    except Refused as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+# The actions go through worker/actions (the console's too): role checked, audit row written.
+by_option = click.option("--by", default=lambda: os.environ.get("USER", "operator"), show_default="$USER",
+                         help="The operator acting (an enabled operator with the role the action needs).")
+reason_option = click.option("--reason", required=True, help="Why (kept in the audit trail).")
+
+
 @payouts.command("approve")
 @click.argument("payout_id", type=click.IntRange(min=1))
-@click.option("--by", default=lambda: os.environ.get("USER", "operator"), show_default="$USER",
-              help="Who approves (recorded).")
+@by_option
+@reason_option
 @pass_cli
-def payouts_approve(state: Cli, payout_id: int, by: str) -> None:
-    """needs_review → pending: pay it (above the auto-pay ceiling, or after a review)."""
-    from worker.payouts import queries
+def payouts_approve(state: Cli, payout_id: int, by: str, reason: str) -> None:
+    """Approve a payout in needs_review: it is paid once it has every approval its route needs."""
+    from worker.actions import Actor
+    from worker.actions import payouts as actions
 
-    new = _payout_action(state, payout_id, lambda s, now: queries.approve(s, payout_id, by, now))
+    new = _act(actions.approve, state.runtime(), Actor(by, "cli"), payout_id, reason)
     click.echo(f"payout {payout_id}: approved by {by}, now {new}")
 
 
 @payouts.command("retry")
 @click.argument("payout_id", type=click.IntRange(min=1))
+@by_option
+@reason_option
 @pass_cli
-def payouts_retry(state: Cli, payout_id: int) -> None:
+def payouts_retry(state: Cli, payout_id: int, by: str, reason: str) -> None:
     """failed / needs_review / parked → pending, attempts reset."""
-    from worker.payouts import queries
+    from worker.actions import Actor
+    from worker.actions import payouts as actions
 
-    new = _payout_action(state, payout_id, lambda s, now: queries.retry(s, payout_id, now))
-    click.echo(f"payout {payout_id}: queued again, now {new}")
+    new = _act(actions.retry, state.runtime(), Actor(by, "cli"), payout_id, reason)
+    click.echo(f"payout {payout_id}: queued again by {by}, now {new}")
 
 
 @payouts.command("cancel")
 @click.argument("payout_id", type=click.IntRange(min=1))
-@click.option("--reason", help="Recorded as the payout's note.")
+@by_option
+@reason_option
 @pass_cli
-def payouts_cancel(state: Cli, payout_id: int, reason: str | None) -> None:
+def payouts_cancel(state: Cli, payout_id: int, by: str, reason: str) -> None:
     """Never pay it (only from pending, needs_review, parked or failed)."""
-    from worker.payouts import queries
+    from worker.actions import Actor
+    from worker.actions import payouts as actions
 
-    _payout_action(state, payout_id, lambda s, now: queries.cancel(s, payout_id, now, reason))
-    click.echo(f"payout {payout_id}: cancelled")
+    _act(actions.cancel, state.runtime(), Actor(by, "cli"), payout_id, reason)
+    click.echo(f"payout {payout_id}: cancelled by {by}")
 
 
 # -- partner money ---------------------------------------------------------------------------------

@@ -44,9 +44,13 @@ def control_socket(data_dir: Path, bind: str) -> str | None:
 @pass_cli
 def run(state: Cli, duration: float | None, stop_timeout: float) -> None:
     """Migrate, then run web, worker and beat supervised (embedded Postgres/Redis when no URL is set)."""
+    from core.config import unknown_variables
     from devtools.supervisor import run_stack
 
-    sys.exit(run_stack(state.settings(), duration=duration, stop_timeout=stop_timeout, log_json=state.log_json))
+    settings = state.settings()
+    for name in unknown_variables():  # a typo here can mean an embedded database instead of the real one
+        click.echo(f"warning: {name} is not a variable exsync reads (see exsync check-config)", err=True)
+    sys.exit(run_stack(settings, duration=duration, stop_timeout=stop_timeout, log_json=state.log_json))
 
 
 @cli.command()
@@ -56,12 +60,16 @@ def run(state: Cli, duration: float | None, stop_timeout: float) -> None:
               help="How many bids to create through exsync.")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=3.0, show_default=True,
               help="Seconds between two bid creations.")
+@click.option("--fresh", is_flag=True, help="Remove the data earlier demos kept (it stays until then).")
 @pass_cli
-def demo(state: Cli, duration: float | None, bid_count: int, interval: float) -> None:
-    """Run the stack against an in-process Premium sandbox with faulty callbacks, and watch it converge."""
+def demo(state: Cli, duration: float | None, bid_count: int, interval: float, fresh: bool) -> None:
+    """Run the stack against an in-process Premium sandbox with faulty callbacks, and watch it converge.
+
+    Each run keeps its data (its own database in the embedded Postgres under EXSYNC_DATA_DIR/demo) after it
+    ends: `exsync payouts list` and friends find the latest run by themselves; --fresh removes it all."""
     from devtools.demo import run_demo
 
-    sys.exit(run_demo(duration=duration, bids=bid_count, interval=interval, log_json=state.log_json))
+    sys.exit(run_demo(duration=duration, bids=bid_count, interval=interval, log_json=state.log_json, fresh=fresh))
 
 
 @cli.command()
@@ -178,12 +186,14 @@ def worker(state: Cli) -> None:
 @cli.command()
 @pass_cli
 def beat(state: Cli) -> None:
-    """Celery beat: the periodic jobs. Run exactly one (a second one is harmless, but useless)."""
+    """Celery beat: sends the periodic jobs. Run one per host or more: each job runs once per interval slot.
+
+    No schedule file: the schedule lives in memory and periodic_runs in Postgres records what ran
+    (worker/beat.py), so several beats, on one host or many, share nothing but the database.
+    """
     settings = state.settings()
     app = _celery(settings)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app.Beat(schedule=str(settings.data_dir / "celerybeat-schedule"), loglevel=settings.log_level,
-             quiet=True).run()
+    app.Beat(scheduler="worker.beat:SlotScheduler", loglevel=settings.log_level, quiet=True).run()
 
 
 @cli.command()

@@ -26,6 +26,8 @@ Read by ``core.config.load_settings`` (the file is read once, there) into ``Sett
     enabled = true
     trigger_statuses = ["realpay"]
     auto_pay_ceiling = "500"         # above it a person must approve; optional (no ceiling)
+    approval_above = "5000"          # four-eyes: above it `approvers` distinct approvers must approve; optional
+    approvers = 2                    # how many (1-10; default 2; only with approval_above)
 
     [[routes.main.rules]]
     currency = "RUB"                 # the bid's currency_code_get
@@ -86,9 +88,9 @@ def _decimal(key: str, value: Any) -> Decimal:
 
 
 def _ladder(key: str, value: Any) -> tuple[int, ...]:
-    if not isinstance(value, list) or not value:
-        raise ConfigError(key, "must be a non-empty list of seconds")
-    return tuple(whole(f"{key}[{i}]", v, minimum=1) for i, v in enumerate(value))
+    if not isinstance(value, list) or not 0 < len(value) <= 100:
+        raise ConfigError(key, "must be a list of 1 to 100 delays in seconds")
+    return tuple(whole(f"{key}[{i}]", v, minimum=1, maximum=7 * 86_400) for i, v in enumerate(value))
 
 
 # -- sections --------------------------------------------------------------------------------------
@@ -101,10 +103,11 @@ def _settings(raw: Any) -> PayoutSettings:
     raw = table("payouts", raw)
     known("payouts", raw, _SETTINGS_KEYS)
     kw: dict[str, Any] = {}
-    for name, minimum in [("lease_seconds", 10), ("max_attempts", 1), ("max_checks", 1), ("park_seconds", 1),
-                          ("batch", 1)]:
+    # Upper bounds: past them a value is a typo, never a setting.
+    for name, minimum, maximum in [("lease_seconds", 10, 3_600), ("max_attempts", 1, 1_000), ("max_checks", 1, 100_000),
+                                   ("park_seconds", 1, 7 * 86_400), ("batch", 1, 10_000)]:
         if name in raw:
-            kw[name] = whole(f"payouts.{name}", raw[name], minimum=minimum)
+            kw[name] = whole(f"payouts.{name}", raw[name], minimum=minimum, maximum=maximum)
     for name in ("retry_ladder", "check_ladder", "completion_ladder"):
         if name in raw:
             kw[name] = _ladder(f"payouts.{name}", raw[name])
@@ -127,7 +130,7 @@ def _option(key: str, opt: Option, value: Any, env: Mapping[str, str]) -> Any:
         out = whole(key, value, minimum=int(opt.minimum or 0),
                     maximum=None if opt.maximum is None else int(opt.maximum))
     elif opt.type == "number":
-        out = number(key, value, minimum=opt.minimum or 0.0)
+        out = number(key, value, minimum=opt.minimum or 0.0, maximum=opt.maximum)
     elif opt.type == "url":
         out = http_url(key, value)
     elif opt.type == "choice":
@@ -165,7 +168,7 @@ def _provider(name: str, raw: Any, env: Mapping[str, str]) -> ProviderConfig:
         raise ConfigError(f"{key}.type", f"must be one of {', '.join(registry.types())}, got {kind!r}")
     known(key, raw, _COMMON | {o.name for o in desc.options})
     base_url = site_url(f"{key}.base_url", required(key, raw, "base_url"))
-    timeout = number(f"{key}.timeout", raw.get("timeout", 15))
+    timeout = number(f"{key}.timeout", raw.get("timeout", 15), maximum=600)
     secrets: dict[str, str] = {}
     options: dict[str, Any] = {}
     given: dict[str, str] = {}  # target → the option giving it (options filling one target are alternatives)
@@ -193,7 +196,8 @@ def _provider(name: str, raw: Any, env: Mapping[str, str]) -> ProviderConfig:
 
 _CURRENCY_RE = re.compile(r"^[A-Z0-9]{2,10}$")
 _FIELD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-_ROUTE_KEYS = {"enabled", "trigger_statuses", "auto_pay_ceiling", "rules"}
+_ROUTE_KEYS = {"enabled", "trigger_statuses", "auto_pay_ceiling", "approval_above", "approvers", "rules"}
+MAX_APPROVERS = 10
 _RULE_KEYS = {"currency", "provider", "destination_field", "min_amount", "max_amount", "psys_get"}
 
 
@@ -240,12 +244,17 @@ def _route(name: str, raw: Any, providers: Mapping[str, ProviderConfig], exchang
         if statuses.is_terminal(s):
             raise ConfigError(f"{key}.trigger_statuses[{i}]", f"{s!r} is terminal: a bid there must not be paid")
     ceiling = _decimal(f"{key}.auto_pay_ceiling", raw["auto_pay_ceiling"]) if "auto_pay_ceiling" in raw else None
+    approval_above = _decimal(f"{key}.approval_above", raw["approval_above"]) if "approval_above" in raw else None
+    if "approvers" in raw and approval_above is None:
+        raise ConfigError(f"{key}.approvers", "needs approval_above: the amount above which payouts need approvers")
+    approvers = whole(f"{key}.approvers", raw.get("approvers", 2), minimum=1, maximum=MAX_APPROVERS)
     rules_raw = raw.get("rules", [])
     if not isinstance(rules_raw, list):
         raise ConfigError(f"{key}.rules", "must be an array of tables ([[routes.<exchanger>.rules]])")
     rules = tuple(_rule(f"{key}.rules[{i}]", r, providers) for i, r in enumerate(rules_raw))
     return RouteConfig(exchanger=name, enabled=boolean(f"{key}.enabled", raw.get("enabled", True)),
-                       trigger_statuses=tuple(trig), auto_pay_ceiling=ceiling, rules=rules)
+                       trigger_statuses=tuple(trig), auto_pay_ceiling=ceiling, rules=rules,
+                       approval_above=approval_above, approvers=approvers)
 
 
 def load_payout_config(doc: Mapping[str, Any], env: Mapping[str, str]) -> PayoutConfig:

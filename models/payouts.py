@@ -36,6 +36,11 @@ class Payout(Base):
         Index("ix_payouts_completion", "next_completion_at",
               postgresql_where=text(f"{sql_in('state', [PayoutState.SUCCEEDED])} AND bid_completed_at IS NULL")),
         Index("ix_payouts_state", "state", "exchanger"),
+        # The console's filters, newest first (migration 0008):
+        Index("ix_payouts_provider_id", "provider", "id"),
+        Index("ix_payouts_exchanger_id", "exchanger", "id"),
+        Index("ix_payouts_state_id", "state", "id"),
+        Index("ix_payouts_updated_at", "updated_at"),  # the console's last hour
         one_of("state", PayoutState),
         one_of("claimed_from", PAYOUT_DUE),
     )
@@ -81,6 +86,7 @@ class PayoutAttempt(Base):
     __tablename__ = "payout_attempts"
     __table_args__ = (
         Index("ix_payout_attempts_payout", "payout_id", "id"),
+        Index("ix_payout_attempts_started_at", "started_at"),  # the console's recent provider errors (0008)
         one_of("kind", AttemptKind),
         one_of("outcome", AttemptOutcome),
     )

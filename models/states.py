@@ -29,6 +29,7 @@ class InboxState(enum.StrEnum):
     PROCESSED = "processed"
     FAILED = "failed"
     DEAD = "dead"
+    DISMISSED = "dismissed"  # a person looked at a failed or dead event and decided it needs nothing more
 
 
 INBOX_TO_PROCESS = (InboxState.RECEIVED, InboxState.FAILED)  # still to be processed without a person
@@ -125,6 +126,35 @@ class RestartReason(enum.StrEnum):
 
     EXITED = "exited"
     STALLED = "stalled"
+
+
+class OperatorRole(enum.StrEnum):
+    """``operators.role``, each allowed what the one before it may do and more (docs/console.md)."""
+
+    VIEWER = "viewer"  # looks only
+    OPERATOR = "operator"  # retries and cancels payouts, replays and dismisses inbox events
+    APPROVER = "approver"  # also approves payouts
+    ADMIN = "admin"  # also switches routes and manages operators
+
+
+class AuditAction(enum.StrEnum):
+    """``audit_events.action``: every action of a person, and every login."""
+
+    LOGIN = "login"
+    LOGIN_FAILED = "login_failed"
+    LOGOUT = "logout"
+    APPROVE = "approve"
+    RETRY = "retry"
+    CANCEL = "cancel"
+    REPLAY = "replay"
+    DISMISS = "dismiss"
+    ROUTE_SWITCH = "route_switch"
+    OPERATOR_ADD = "operator_add"
+    OPERATOR_DISABLE = "operator_disable"
+    OPERATOR_ENABLE = "operator_enable"
+    OPERATOR_PASSWORD = "operator_password"
+    OPERATOR_ROLE = "operator_role"
+    OPERATOR_TOTP = "operator_totp"
 
 
 def values(states: Iterable[str]) -> list[str]:

@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from models import statuses
 from models.base import Base
 from models.states import INBOX_TO_PROCESS, BidOrigin, ChangeSource, InboxState, PollState, one_of, sql_in
 
@@ -38,6 +39,20 @@ class Bid(Base):
         Index("uq_bids_exchanger_api_id", "exchanger", "api_id", unique=True,
               postgresql_where=text("api_id IS NOT NULL")),
         Index("ix_bids_status", "exchanger", "status"),
+        # The console's searches, newest first, at a million bids (migration 0008):
+        Index("ix_bids_status_id", "status", "id"),
+        Index("ix_bids_exchanger_id", "exchanger", "id"),
+        Index("ix_bids_exchanger_status_id", "exchanger", "status", "id"),
+        Index("ix_bids_remote_id", "remote_id"),
+        Index("ix_bids_first_seen_at", "first_seen_at"),
+        Index("ix_bids_amount_give", "amount_give"),
+        Index("ix_bids_amount_get", "amount_get"),
+        Index("ix_bids_account2", text("(request_fields ->> 'account2')"), "id",
+              postgresql_where=text("request_fields IS NOT NULL")),
+        # The stuck report's "live bids not observed for an hour" reads only live, unarchived bids (0008).
+        Index("ix_bids_live_observed_at", "observed_at",
+              postgresql_where=text("archived_at IS NULL AND status NOT IN "
+                                    f"({', '.join(repr(s) for s in sorted(statuses.TERMINAL))})")),
         one_of("created_via", BidOrigin),
     )
 
@@ -80,7 +95,9 @@ class BidStatusChange(Base):
     """One row per status change applied to the mirror, with where we learned it."""
 
     __tablename__ = "bid_status_changes"
-    __table_args__ = (Index("ix_bid_status_changes_bid", "bid_id", "id"), one_of("source", ChangeSource))
+    __table_args__ = (Index("ix_bid_status_changes_bid", "bid_id", "id"),
+                      Index("ix_bid_status_changes_recorded_at", "recorded_at"),  # the console's last hour (0008)
+                      one_of("source", ChangeSource))
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     bid_id: Mapped[int] = mapped_column(ForeignKey("bids.id", ondelete="CASCADE"), nullable=False)
@@ -126,6 +143,10 @@ class InboxEvent(Base):
     __table_args__ = (
         Index("ix_inbox_events_pending", "state", "next_attempt_at",
               postgresql_where=text(sql_in("state", INBOX_TO_PROCESS))),
+        Index("ix_inbox_events_state_id", "state", "id"),  # the console's inbox list (0008)
+        Index("ix_inbox_events_received_at", "received_at"),  # the console's last hour (0008)
+        Index("ix_inbox_events_bid", "endpoint", text("(payload ->> 'bid_id')"),  # a bid's events (0008)
+              postgresql_where=text("provider = 'premium'")),
         one_of("state", InboxState),
     )
 

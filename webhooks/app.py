@@ -56,7 +56,7 @@ def create_app(runtime=None, env: Mapping[str, str] | None = None) -> Flask:
     rt = runtime if runtime is not None else runtime_mod.get()
     proxies = rt.settings.trusted_proxies if env is None else trusted_proxies(env)
 
-    app = Flask("exsync", static_folder=None)  # no static files: every answer is JSON, text or inline HTML
+    app = Flask("exsync", static_folder=None)  # no static folder: the console serves its one style sheet itself
     # Wrapping wsgi_app is Flask's documented way to add WSGI middleware (mypy sees a method).
     app.wsgi_app = guard_input(app.wsgi_app)  # type: ignore[method-assign]  # every body read: errors → 400
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
@@ -69,11 +69,12 @@ def create_app(runtime=None, env: Mapping[str, str] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]  # as above
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=0, x_port=0, x_prefix=0)
 
-    from webhooks import api, health, openapi, payout_callbacks, premium, stuck
+    from webhooks import api, console, health, openapi, payout_callbacks, premium, stuck
 
     for module in (premium, api, health, stuck, openapi):
         app.register_blueprint(module.bp)
     app.register_blueprint(payout_callbacks.blueprint())  # POST /webhooks/<type>/<provider>, per registry
+    console.init_app(app)  # /console/: the operator's pages, with their own session cookie and CSRF
 
     redact = app.extensions["exsync.redactor"].redact
     throttle = FailureThrottle(rt.settings.redis_url, limit=rt.settings.webhook_fail_limit,

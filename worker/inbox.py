@@ -2,23 +2,24 @@
 
 An event is ``received`` until a handler has applied it; a failed handler leaves it ``failed`` with a
 back-off (``next_attempt_at``) and runs again; after ``inbox_max_attempts`` it is ``dead`` and waits for
-``exsync inbox replay``. Received and processed are never confused (dj-stripe #832).
+``exsync inbox replay`` (worker/actions/inbox.py, audited). Received and processed are never confused (dj-stripe #832).
 """
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Callable, Iterable
+from typing import Callable
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from core import clock
 from core.runtime import Runtime
 from models import InboxEvent
-from models.states import INBOX_REPLAYABLE, INBOX_TO_PROCESS, ChangeSource, InboxState
+from models.states import INBOX_TO_PROCESS, ChangeSource, InboxState
 from providers.errors import NotFoundError, ProviderError
 from worker import reconcile
+from worker.payouts import events as payout_events
 
 log = logging.getLogger("exsync.inbox")
 
@@ -53,6 +54,7 @@ def _handle_premium(runtime: Runtime, session: Session, event: InboxEvent) -> st
     snap = reconcile.Snapshot.from_provider(bid, observed_at)
     out = reconcile.apply_snapshot(session, runtime.settings, exchanger, snap, ChangeSource.CALLBACK,
                                    inbox_event_id=event.id)
+    payout_events.bid_moved(session, runtime, exchanger, remote_id, out)  # sent once this commits
     if out.created:
         return f"new bid {remote_id} ({out.status})"
     return f"{out.from_status} -> {out.status}" if out.changed else ("unchanged" if out.applied else "stale")
@@ -135,15 +137,3 @@ def due_events(runtime: Runtime, now: datetime, limit: int = 500) -> list[int]:
             RETURNING id"""), {"now": now, "stale": now - grace, "lease": now + grace, "limit": limit,
                                "to_process": list(INBOX_TO_PROCESS), "received": InboxState.RECEIVED}).scalars().all()
     return sorted(rows)
-
-
-def replay(runtime: Runtime, event_ids: Iterable[int] | None = None,
-           states: Iterable[str] = INBOX_REPLAYABLE) -> list[int]:
-    """Operator action: put events back to ``received`` with fresh attempts; returns the ids to enqueue."""
-    with runtime.db.session() as session:
-        stmt = update(InboxEvent).values(state=InboxState.RECEIVED, attempts=0, next_attempt_at=None)
-        if event_ids is not None:
-            stmt = stmt.where(InboxEvent.id.in_(list(event_ids)), InboxEvent.state != InboxState.PROCESSED)
-        else:
-            stmt = stmt.where(InboxEvent.state.in_(list(states)))
-        return sorted(session.execute(stmt.returning(InboxEvent.id)).scalars().all())

@@ -107,8 +107,8 @@ def test_config_error_in_any_command_exits_2(env):
 
 @pytest.mark.parametrize("args", [["bids", "list"], ["inbox", "list"], ["migrate"], ["reconcile"],
                                   ["bids", "show", "main", "1"]])
-def test_commands_needing_postgres_name_the_variable(env, args):
-    env = dict(env)
+def test_commands_needing_postgres_name_the_variable(env, args, tmp_path):
+    env = dict(env, EXSYNC_DATA_DIR=str(tmp_path / "no-embedded-postgres-here"))
     del env["EXSYNC_DATABASE_URL"]
     result = invoke(args, env)
     assert result.exit_code == 2
@@ -142,8 +142,17 @@ def test_unreachable_database_is_one_line(env):
     (["bids", "create", "--exchanger", "main", "--direction-id", "1", "--amount", "1", "--field", "account2"],
      "NAME=VALUE"),
     (["inbox", "list", "--state", "lost"], "--state"),
-    (["inbox", "replay"], "--all-failed"),
-    (["inbox", "replay", "3", "--all-failed"], "--all-failed"),
+    (["inbox", "replay", "--reason", "r"], "--all-failed"),
+    (["inbox", "replay", "3", "--all-failed", "--reason", "r"], "--all-failed"),
+    (["inbox", "replay", "3"], "--reason"),
+    (["inbox", "dismiss", "0", "--reason", "r"], "EVENT_ID"),
+    (["operators", "add", "ann"], "--role"),
+    (["operators", "add", "ann", "--role", "king"], "--role"),
+    (["operators", "disable", "ann"], "--reason"),
+    (["operators", "totp", "ann"], "--on"),
+    (["audit", "list", "--object", "3"], "--object-type"),
+    (["audit", "list", "--since", "yesterday"], "--since"),
+    (["audit", "list", "--action", "steal"], "--action"),
     (["sandbox", "zaleycashh", "--port", "0"], "PROVIDER"),
     (["sandbox", "premium"], "--port"),
     (["sandbox", "premium", "--port", "0", "--drop-rate", "2"], "--drop-rate"),
@@ -196,7 +205,8 @@ def test_bids_list_json(env, settings, db):
     seed(settings, db)
     result = invoke(["bids", "list", "--json", "--status", "success"], env)
     (row,) = [json.loads(line) for line in result.stdout.splitlines()]
-    assert (row["remote_id"], row["status"], row["amount_give"]) == (102, "success", "0.500000000000000000")
+    # A plain Decimal, without Numeric(38, 18)'s trailing zeros.
+    assert (row["remote_id"], row["status"], row["amount_give"]) == (102, "success", "0.5")
 
 
 def test_bids_show_with_history(env, settings, db):
@@ -320,32 +330,61 @@ def test_inbox_list(env, db):
     assert [int(line.split()[0]) for line in result.stdout.splitlines()[1:]] == [dead]
 
 
-def test_inbox_replay_by_id(env, db):
+REPLAY = ["--by", "olga", "--reason", "cause fixed"]
+
+
+@pytest.fixture
+def olga(runtime):
+    from tests.support.operators import add_operator
+
+    return add_operator(runtime, "olga", "operator")
+
+
+def test_inbox_replay_by_id(env, db, olga):
     failed, dead, processed = seed_inbox(db)
-    result = invoke(["inbox", "replay", str(failed), str(processed)], env)
+    result = invoke(["inbox", "replay", str(failed), str(processed), *REPLAY], env)
     assert result.exit_code == 0, result.output
     assert "1 event(s) reset to received" in result.stdout
     assert f"skipped (unknown or already processed): {processed}" in result.stderr
     assert states(db) == {failed: ("received", 0), dead: ("dead", 10), processed: ("processed", 1)}
 
 
-def test_inbox_replay_all_failed(env, db):
+def test_inbox_replay_all_failed(env, db, olga):
     failed, dead, processed = seed_inbox(db)
-    result = invoke(["inbox", "replay", "--all-failed"], env)
+    result = invoke(["inbox", "replay", "--all-failed", *REPLAY], env)
     assert result.exit_code == 0, result.output
     assert states(db) == {failed: ("received", 0), dead: ("received", 0), processed: ("processed", 1)}
-    result = invoke(["inbox", "replay", "--all-failed"], env)
+    result = invoke(["inbox", "replay", "--all-failed", *REPLAY], env)
     assert "nothing to replay" in result.stdout
 
 
-def test_inbox_replay_enqueues_when_a_broker_is_configured(env, db, redis_url):
+def test_inbox_dismiss_and_who_may_act(env, db, olga, runtime):
+    from tests.support.operators import add_operator
+
+    failed, dead, processed = seed_inbox(db)
+    add_operator(runtime, "vera", "viewer")
+    result = invoke(["inbox", "dismiss", str(dead), "--by", "vera", "--reason", "seen"], env)
+    assert result.exit_code == 1 and "is a viewer" in result.output
+    result = invoke(["inbox", "dismiss", str(processed), *REPLAY], env)
+    assert result.exit_code == 1 and "only a failed or dead event can be dismissed" in result.output
+    result = invoke(["inbox", "dismiss", str(dead), "--by", "olga"], env)
+    assert result.exit_code == 2 and "--reason" in result.output
+    result = invoke(["inbox", "dismiss", str(dead), "--by", "olga", "--reason", "bid deleted by hand"], env)
+    assert result.exit_code == 0 and f"inbox event {dead}: dismissed by olga" in result.output
+    assert states(db)[dead] == ("dismissed", 10)
+    result = invoke(["audit", "list", "--action", "dismiss"], env)
+    assert "olga" in result.output and "bid deleted by hand" in result.output
+    assert "state: dead → dismissed" in result.output
+
+
+def test_inbox_replay_enqueues_when_a_broker_is_configured(env, db, redis_url, olga):
     from core.redis_url import client
 
     failed, _, _ = seed_inbox(db)
     broker = client(redis_url)
     broker.delete("exsync")
     try:
-        result = invoke(["inbox", "replay", str(failed)], dict(env, EXSYNC_REDIS_URL=redis_url))
+        result = invoke(["inbox", "replay", str(failed), *REPLAY], dict(env, EXSYNC_REDIS_URL=redis_url))
         assert result.exit_code == 0, result.output
         assert f"replaying 1 event(s): {failed}" in result.stdout
         assert broker.llen("exsync") == 1  # one process_inbox_event message on the queue
@@ -522,3 +561,45 @@ def test_process_commands_fail_fast_on_a_bad_payout_config(payout_env, tmp_path,
     assert result.exit_code == 2, result.output
     assert result.stderr.strip().startswith("config error: routes.main.rules[1].provider: ")
     assert "Traceback" not in result.output
+
+
+# -- operators and the audit trail -----------------------------------------------------------------------
+
+
+def test_operators_from_the_shell(env, db):
+    from tests.support.operators import PASSWORD
+
+    r = CliRunner().invoke(cli, ["operators", "add", "ann", "--role", "admin"], env=env, input=PASSWORD + "\n")
+    assert r.exit_code == 0 and "operator ann added (admin)" in r.output
+    r = CliRunner().invoke(cli, ["operators", "add", "bob", "--role", "viewer"], env=env, input="short\n")
+    assert r.exit_code == 1 and "at least 10 characters" in r.output
+    r = CliRunner().invoke(cli, ["operators", "add", "bob", "--role", "viewer"], env=env, input="")
+    assert r.exit_code == 2 and "standard input" in r.output
+    r = CliRunner().invoke(cli, ["operators", "add", "bob", "--role", "viewer", "--by", "nobody"], env=env,
+                           input=PASSWORD + "\n")
+    assert r.exit_code == 1 and "no operator 'nobody'" in r.output
+    r = CliRunner().invoke(cli, ["operators", "add", "bob", "--role", "viewer", "--by", "ann"], env=env,
+                           input=PASSWORD + "\n")
+    assert r.exit_code == 0
+    r = CliRunner().invoke(cli, ["operators", "passwd", "bob", "--by", "ann"], env=env, input="a new long password\n")
+    assert r.exit_code == 0 and "password changed" in r.output
+    r = invoke(["operators", "role", "bob", "approver", "--by", "ann", "--reason", "promoted"], env)
+    assert r.exit_code == 0 and "bob is now approver" in r.output
+    r = invoke(["operators", "totp", "bob", "--on", "--by", "ann"], env)
+    assert r.exit_code == 0 and "otpauth://totp/exsync:bob" in r.output
+    r = invoke(["operators", "disable", "bob", "--by", "ann", "--reason", "left"], env)
+    assert r.exit_code == 0
+    r = invoke(["operators", "disable", "ghost", "--reason", "x"], env)
+    assert r.exit_code == 1 and "no operator 'ghost'" in r.output
+    lines = invoke(["operators", "list"], env).stdout.splitlines()
+    assert lines[0].split()[:4] == ["NAME", "ROLE", "DISABLED", "TOTP"]
+    assert lines[1].split()[:2] == ["ann", "admin"] and lines[2].split()[:4] == ["bob", "approver", "yes", "on"]
+    r = invoke(["audit", "list", "--object-type", "operator", "--object", "bob", "--json"], env)
+    import json
+
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [x["action"] for x in rows] == ["operator_disable", "operator_totp", "operator_role",
+                                           "operator_password", "operator_add"]
+    assert {x["actor"] for x in rows} == {"ann"}
+    assert PASSWORD not in r.stdout and "a new long password" not in r.stdout and "argon2" not in r.stdout
+    assert "no audit rows" in invoke(["audit", "list", "--actor", "nobody"], env).stdout

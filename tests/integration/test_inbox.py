@@ -60,7 +60,10 @@ def test_provider_failure_leaves_event_failed_with_backoff_then_dead(runtime, db
     finally:
         premium_sandbox.engine.knobs.maintenance = False
     # the operator replays it and it goes through
-    assert inbox.replay(runtime, [eid]) == [eid]
+    from tests.support.operators import add_operator
+    from worker.actions import inbox as actions
+
+    assert actions.replay(runtime, add_operator(runtime, "olga", "operator"), [eid], "exchanger back") == [eid]
     inbox.process_event(runtime, eid)
     assert event(db, eid).state == "processed"
 

@@ -51,8 +51,8 @@ def from_models(pg_admin_url):
         yield engine
 
 
-def test_head_is_the_state_checks():
-    assert current_head() == "0006"
+def test_head_is_the_last_migration():
+    assert current_head() == "0009"
 
 
 def test_migrations_at_head_match_the_models_without_a_filter(migrated):
@@ -73,6 +73,12 @@ CATALOG = {
     "indexes": """
         SELECT tablename, indexname, indexdef FROM pg_indexes
         WHERE schemaname = 'public' AND tablename <> 'alembic_version'""",
+    "triggers": """
+        SELECT event_object_table, trigger_name, event_manipulation, action_timing, action_statement
+        FROM information_schema.triggers WHERE trigger_schema = 'public'""",
+    "functions": """
+        SELECT p.proname, pg_get_functiondef(p.oid) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = 'public'""",
 }
 
 
@@ -94,7 +100,8 @@ def test_every_state_column_is_checked(migrated):
     assert checks == {
         "ck_inbox_events_state", "ck_bid_polls_state", "ck_bids_created_via", "ck_bid_status_changes_source",
         "ck_payouts_state", "ck_payouts_claimed_from", "ck_payout_attempts_kind", "ck_payout_attempts_outcome",
-        "ck_partner_payouts_requested_via", "ck_worker_restarts_reason",
+        "ck_partner_payouts_requested_via", "ck_worker_restarts_reason", "ck_operators_role",
+        "ck_audit_events_action",
     }
 
 
@@ -118,10 +125,10 @@ def test_0006_downgrades_and_upgrades_again_keeping_rows(pg_admin_url):
         with engine.begin() as conn:  # without the checks, anything goes again
             conn.execute(text("UPDATE bids SET created_via = 'whatever'"))
             conn.execute(text("UPDATE bids SET created_via = 'exsync'"))
-        upgrade(url)
+        upgrade(url, "0006")
         assert {r[1] for r in catalog(engine, "constraints") if r[2].startswith("CHECK")} == checks
         command.downgrade(alembic_config(url), "base")
-        upgrade(url)
+        upgrade(url, "0006")
         assert {r[1] for r in catalog(engine, "constraints") if r[2].startswith("CHECK")} == checks
 
 
@@ -137,3 +144,32 @@ def test_0006_refuses_a_value_it_cannot_check_and_names_it(pg_admin_url):
         assert "inbox_events.state holds ['rejected']" in str(err.value)
         with engine.connect() as conn:  # nothing of 0006 stayed
             assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+
+
+def test_0008_keeps_audit_rows_append_only_and_downgrades(pg_admin_url):
+    with fresh_database(pg_admin_url, "m0008") as (url, engine):
+        upgrade(url)
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO audit_events (actor, via, action, object_type, object_id) "
+                              "VALUES ('ann', 'cli', 'login', 'operator', '1')"))
+        for statement in ("UPDATE audit_events SET actor = 'bob'", "DELETE FROM audit_events"):
+            with pytest.raises(Exception) as err, engine.begin() as conn:
+                conn.execute(text(statement))
+            assert "audit_events is append-only" in str(err.value)
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO bids (id, exchanger, remote_id, status, created_via, observed_at) "
+                              "VALUES (1, 'main', 1, 'new', 'exsync', now())"))
+            conn.execute(text("INSERT INTO inbox_events (provider, endpoint, body, state) "
+                              "VALUES ('premium', 'main', '', 'dismissed')"))
+        with pytest.raises(RuntimeError) as refused:
+            command.downgrade(alembic_config(url), "0006")
+        assert "1 inbox events are dismissed" in str(refused.value)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE inbox_events SET state = 'dead'"))
+        command.downgrade(alembic_config(url), "0006")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT to_regclass('audit_events')")).scalar() is None
+            assert conn.execute(text("SELECT count(*) FROM bids")).scalar() == 1
+        upgrade(url)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0008"

@@ -26,6 +26,7 @@ SEED = [
     "INSERT INTO payout_attempts (payout_id, n, kind, started_at) VALUES (1, 1, 'submit', now())",
     "INSERT INTO partner_payouts (exchanger, remote_id, requested_via) VALUES ('main', 1, 'sync')",
     "INSERT INTO worker_restarts (reason) VALUES ('exited')",
+    "INSERT INTO operators (name, role, password_hash) VALUES ('ann', 'viewer', 'x')",
 ]
 
 COLUMNS = {  # (table, column): the enum (or group) the CHECK allows
@@ -39,7 +40,10 @@ COLUMNS = {  # (table, column): the enum (or group) the CHECK allows
     ("payout_attempts", "outcome"): st.AttemptOutcome,
     ("partner_payouts", "requested_via"): st.PartnerPayoutOrigin,
     ("worker_restarts", "reason"): st.RestartReason,
+    ("operators", "role"): st.OperatorRole,
 }
+# Append-only tables: their values are checked on INSERT (an UPDATE is refused whatever it writes).
+INSERTED = {("audit_events", "action"): st.AuditAction}
 
 
 @pytest.fixture
@@ -62,6 +66,19 @@ def test_postgres_takes_every_value_of_the_enum_and_refuses_any_other(seeded, ta
         assert err.value.orig.diag.constraint_name == f"ck_{table}_{column}"
 
 
+def test_an_audit_row_takes_every_action_and_refuses_any_other(db):
+    insert = text("INSERT INTO audit_events (actor, via, action, object_type, object_id) "
+                  "VALUES ('ann', 'cli', :v, 'operator', 'ann')")
+    for value in st.AuditAction:
+        with db.session() as s:
+            s.execute(insert, {"v": value})
+    for bad in ("bogus", "", "Login"):
+        with pytest.raises(IntegrityError) as err:
+            with db.session() as s:
+                s.execute(insert, {"v": bad})
+        assert err.value.orig.diag.constraint_name == "ck_audit_events_action"
+
+
 def test_an_orm_write_of_an_unknown_state_is_refused(db):
     from models import InboxEvent
 
@@ -73,7 +90,7 @@ def test_an_orm_write_of_an_unknown_state_is_refused(db):
 def test_each_checked_column_of_the_models_is_listed_here():
     declared = {(c.table.name, str(c.sqltext).split(" IN ")[0])
                 for t in Base.metadata.tables.values() for c in t.constraints if c.name and c.name.startswith("ck_")}
-    assert declared == set(COLUMNS)
+    assert declared == set(COLUMNS) | set(INSERTED)
 
 
 def test_states_are_strings_that_serialize_as_before():

@@ -20,7 +20,8 @@ LEASE = PayoutSettings().lease_seconds  # the default: what production runs with
 
 
 def payout_toml(zc_url: str, gw_url: str = "http://127.0.0.1:9", *, ceiling: str = "500000", extra: str = "",
-                zc_status_path: bool = True) -> str:
+                zc_status_path: bool = True, route: str = "") -> str:
+    """``route``: more keys of ``[routes.main]`` (e.g. the four-eyes ``approval_above``/``approvers``)."""
     status = 'status_path = "/api/v2/money/transfer/status"' if zc_status_path else ""
     return f"""
 [payouts]
@@ -49,6 +50,7 @@ timeout = 1.5
 enabled = true
 trigger_statuses = ["realpay"]
 auto_pay_ceiling = "{ceiling}"
+{route}
 
 [[routes.main.rules]]
 currency = "RUB"

@@ -114,6 +114,17 @@ BAD = [
     ("negative ceiling", lambda d: route(d).update(auto_pay_ceiling="-1"), "routes.main.auto_pay_ceiling"),
     ("ceiling not a number", lambda d: route(d).update(auto_pay_ceiling="lots"), "routes.main.auto_pay_ceiling"),
     ("rules not an array", lambda d: route(d).update(rules={"currency": "RUB"}), "routes.main.rules"),
+    # four-eyes
+    ("approval_above not a number", lambda d: route(d).update(approval_above="much"), "routes.main.approval_above"),
+    ("approval_above zero", lambda d: route(d).update(approval_above="0"), "routes.main.approval_above"),
+    ("approval_above a float", lambda d: route(d).update(approval_above=5000.5), "routes.main.approval_above"),
+    ("approvers without approval_above", lambda d: route(d).update(approvers=2), "routes.main.approvers"),
+    ("approvers zero", lambda d: route(d).update(approval_above="5000", approvers=0), "routes.main.approvers"),
+    ("approvers too many", lambda d: route(d).update(approval_above="5000", approvers=11), "routes.main.approvers"),
+    ("approvers a boolean", lambda d: route(d).update(approval_above="5000", approvers=True),
+     "routes.main.approvers"),
+    ("approvers not a number", lambda d: route(d).update(approval_above="5000", approvers="two"),
+     "routes.main.approvers"),
     # rules
     ("rule naming an unknown provider", lambda d: rule(d).update(provider="nope"), "routes.main.rules[0].provider"),
     ("rule without a provider", lambda d: rule(d, 1).pop("provider"), "routes.main.rules[1].provider"),
@@ -237,3 +248,12 @@ def test_a_rule_may_name_only_a_currency_its_provider_pays():
     with pytest.raises(ConfigError) as info:
         load(lambda d: zc(d).update(currencies={"USD": 2}))
     assert info.value.key == "routes.main.rules[0].currency" and "'RUB'" in info.value.problem
+
+
+def test_four_eyes_settings():
+    r = load().routes["main"]
+    assert r.approval_above is None  # off unless configured
+    r = load(lambda d: route(d).update(approval_above="5000")).routes["main"]
+    assert r.approval_above == Decimal("5000") and r.approvers == 2
+    r = load(lambda d: route(d).update(approval_above="5000", approvers=3)).routes["main"]
+    assert r.approvers == 3

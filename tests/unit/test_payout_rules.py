@@ -160,3 +160,20 @@ def test_ladder_with_jitter_bounds():
 def test_operator_state_sets():
     assert not rules.CANCELLABLE & {"submitting", "submitted", "unknown"}
     assert rules.APPROVABLE == {"needs_review"}
+
+
+def test_four_eyes_needs_distinct_approvals_above_the_amount():
+    from dataclasses import replace
+
+    route = replace(load_payout_config(doc(), ENV).routes["main"], approval_above=Decimal("5000"), approvers=2)
+    assert rules.approvals_required(route, Decimal("5000")) == 0
+    assert rules.approvals_required(route, Decimal("5000.01")) == 2
+    assert rules.missing_approvals(route, Decimal("4000"), 0) is None
+    assert rules.missing_approvals(route, Decimal("9180.000000000000000000"), 1) == (
+        "amount 9180 is above approval_above 5000: needs 2 approvals by distinct approvers, has 1")
+    assert rules.missing_approvals(route, Decimal("9180"), 2) is None
+    bid = rules.BidView("main", 1, "realpay", Decimal("6000"), "RUB", None, {"cf5": "card"})
+    out = rules.decide(replace(route, auto_pay_ceiling=None), bid)
+    assert out.state == rules.NEEDS_REVIEW and "needs 2 approvals" in out.reason
+    off = replace(route, approval_above=None)
+    assert rules.approvals_required(off, Decimal("1e9")) == 0

@@ -88,14 +88,35 @@ def choose_rule(route: RouteConfig, currency: str | None, psys_get: str | None =
 def check_limits(rule: RouteRule, amount: Decimal) -> str | None:
     """None when the amount is inside the rule's limits, else the reason."""
     if rule.min_amount is not None and amount < rule.min_amount:
-        return f"amount {amount} is below the route's min_amount {rule.min_amount}"
+        return f"amount {amount.normalize():f} is below the route's min_amount {rule.min_amount}"
     if rule.max_amount is not None and amount > rule.max_amount:
-        return f"amount {amount} is above the route's max_amount {rule.max_amount}"
+        return f"amount {amount.normalize():f} is above the route's max_amount {rule.max_amount}"
     return None
 
 
 def above_ceiling(route: RouteConfig, amount: Decimal) -> bool:
     return route.auto_pay_ceiling is not None and amount > route.auto_pay_ceiling
+
+
+def approvals_required(route: RouteConfig, amount: Decimal | None) -> int:
+    """Distinct approvers a payout of ``amount`` needs before its first send (four-eyes); 0: none."""
+    if route.approval_above is None or amount is None or amount <= route.approval_above:
+        return 0
+    return route.approvers
+
+
+def missing_approvals(route: RouteConfig, amount: Decimal | None, approvals: int) -> str | None:
+    """Why a payout may not be sent yet for want of approvals, or None when it has what it needs."""
+    needed = approvals_required(route, amount)
+    if approvals >= needed:
+        return None
+    return (f"amount {_plain(amount)} is above approval_above {_plain(route.approval_above)}: needs {needed} "
+            f"approvals by distinct approvers, has {approvals}")
+
+
+def _plain(amount: Decimal | None) -> str:
+    """9180 rather than 9180.000000000000000000 (the column's scale)."""
+    return "-" if amount is None else format(amount.normalize(), "f")
 
 
 def decide(route: RouteConfig, bid: BidView) -> NewPayout:
@@ -118,9 +139,13 @@ def decide(route: RouteConfig, bid: BidView) -> NewPayout:
     why = check_limits(rule, amount)
     if why:
         return NewPayout(NEEDS_REVIEW, rule.provider, amount, currency, dest, why)
+    four_eyes = missing_approvals(route, amount, 0)
+    if four_eyes:
+        return NewPayout(NEEDS_REVIEW, rule.provider, amount, currency, dest, four_eyes)
     if above_ceiling(route, amount):
         return NewPayout(NEEDS_REVIEW, rule.provider, amount, currency, dest,
-                         f"amount {amount} is above the auto-pay ceiling {route.auto_pay_ceiling}: approve it")
+                         f"amount {amount.normalize():f} is above the auto-pay ceiling {route.auto_pay_ceiling}: "
+                         f"approve it")
     return NewPayout(PENDING, rule.provider, amount, currency, dest)
 
 
