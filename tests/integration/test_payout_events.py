@@ -27,7 +27,7 @@ from tests.support.payouts import (
 )
 from tests.support.wait import wait_for
 from webhooks.app import create_app
-from worker import inbox, poll
+from worker import inbox, poll, reconcile
 from worker import sweep as sweep_mod
 from worker.payouts import engine, events
 from worker.payouts import tasks as payout_tasks
@@ -61,6 +61,11 @@ def _queued(broker) -> list[tuple[str, list]]:
         args = json.loads(base64.b64decode(msg["body"]))[0]
         out.append((msg["headers"]["task"], args))
     return out
+
+
+def _moved() -> reconcile.Outcome:
+    """What apply_snapshot returns for a bid it just moved from payed to realpay."""
+    return reconcile.Outcome(bid_id=0, changed=True, applied=True, from_status="payed", status="realpay")
 
 
 def _completed(runtime) -> bool:
@@ -119,7 +124,7 @@ def test_a_rolled_back_reconcile_hands_nothing_over(runtime, premium_sandbox, zc
     rid = _payed_bid(runtime, premium_sandbox)
     with pytest.raises(RuntimeError):
         with runtime.db.session() as s:
-            events.bid_moved(s, runtime, "main", rid, type("Out", (), {"changed": True, "status": "realpay"}))
+            events.bid_moved(s, runtime, "main", rid, _moved())
             raise RuntimeError("the transaction fails after the move")
     assert _queued(broker) == []
 
@@ -128,10 +133,9 @@ def test_a_hand_over_inside_a_savepoint_waits_for_the_outer_commit(runtime, prem
     """The inbox applies a callback inside a SAVEPOINT; releasing it is not the commit a task can see."""
     install_payouts(runtime, payout_toml(zc_sandbox.url))
     rid = _payed_bid(runtime, premium_sandbox)
-    moved = type("Out", (), {"changed": True, "status": "realpay"})
     with runtime.db.session() as s:
         with s.begin_nested():
-            events.bid_moved(s, runtime, "main", rid, moved)
+            events.bid_moved(s, runtime, "main", rid, _moved())
         assert _queued(broker) == []
     assert _queued(broker) == [("worker.payouts.tasks.pay_bids", ["main", [rid]])]
 
