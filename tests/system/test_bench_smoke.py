@@ -74,3 +74,14 @@ def test_bench_payout_latency_smoke(bench_env, redis_url, monkeypatch, capsys):
     saved = _saved(bench_env, "payout_latency")
     assert saved["rows"]["duplicates"] == "0" and saved["rows"]["lost"] == "0", saved["rows"]
     assert saved["rows"]["count paid / completed"] == "40 / 40"
+
+
+@pytest.mark.parametrize("args", [["--rate", "0"], ["--payouts", "0"], ["--workers", "0"], ["--concurrency", "0"],
+                                  ["--latency", "-1"], ["--rate", "fast"]])
+def test_bench_payout_latency_refuses_bad_arguments_before_starting_anything(args, capsys):
+    from bench import payout_latency
+
+    with pytest.raises(SystemExit) as exc:
+        payout_latency.main(args)
+    assert exc.value.code == 2
+    assert "error:" in capsys.readouterr().err
