@@ -225,7 +225,7 @@ def test_beat_schedules_the_job_and_a_real_worker_runs_it(runtime, endpoints, ce
     from worker.tasks import notify as notify_task
 
     entry = schedule(runtime.settings)["notify"]
-    assert entry["task"] == "worker.tasks.notify" and entry["schedule"].total_seconds() == NOTIFY_SECONDS
+    assert entry["task"] == "worker.tasks.notify" and entry["schedule"].run_every.total_seconds() == NOTIFY_SECONDS
     hook = endpoints()
     tell(runtime, hook)
     pid = needs_review(runtime, 12)
