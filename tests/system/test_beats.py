@@ -50,7 +50,8 @@ def test_three_beats_run_each_slot_once_and_two_keep_every_slot_after_one_is_kil
     for _ in range(5):
         premium_sandbox.engine.add_bid(status="new")
     env = {**os.environ, **make_env(write_config(tmp_path, premium_sandbox.url), database_url, redis_url),
-           "EXSYNC_SWEEP_INTERVAL": str(SWEEP), "EXSYNC_POLL_INTERVAL": str(POLL), "EXSYNC_LOG_LEVEL": "INFO",
+           "EXSYNC_SWEEP_INTERVAL": str(SWEEP), "EXSYNC_POLL_INTERVAL": str(POLL),
+           "EXSYNC_LOG_LEVEL": "DEBUG",  # each beat's sends and each task's result (quieter levels hide them)
            "EXSYNC_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}
     from core.redis_url import client as redis_client
 
