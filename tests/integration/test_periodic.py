@@ -53,14 +53,15 @@ def test_a_second_beats_copy_is_skipped_not_queued_behind_the_first(runtime, db,
 
 
 def test_every_periodic_task_is_keyed_by_its_slot(runtime, db, broker):
-    from worker.beat import TASKS
-    from worker.celery_app import app
-
-    for job, seconds in intervals(runtime.settings).items():  # every job the beat sends
-        task, slot = app.tasks[TASKS[job]], periodic.slot_of(seconds)
-        assert task(slot=slot, beat="a") != periodic.skipped(job, slot), job  # it ran (or found nothing to do)
+    calls = {"requeue-inbox": tasks.requeue_inbox, "payouts-tick": tasks.payouts_tick,
+             "partner-sync": tasks.partner_sync, "poll-due": tasks.poll_due, "sweep": tasks.sweep_all}
+    assert set(calls) == set(intervals(runtime.settings))  # every job of the beat is covered here
+    for job, task in calls.items():
+        slot = periodic.slot_of(intervals(runtime.settings)[job])
+        first = task(slot=slot, beat="a")
+        assert first.get("skipped") in (None, "no payout routes"), (job, first)  # partner-sync: by exchanger
         assert task(slot=slot, beat="b") == periodic.skipped(job, slot), job
-        assert len(runs(db, job)) == 1, job
+        assert len(runs(db, job)) == 1
 
 
 def test_a_task_sent_by_hand_always_runs_and_writes_no_row(runtime, db, broker):
