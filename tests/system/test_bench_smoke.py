@@ -53,7 +53,7 @@ def test_bench_poll_workers_smoke(bench_env, redis_url, monkeypatch, capsys):
     from bench import poll
 
     monkeypatch.setenv("EXSYNC_BENCH_REDIS_URL", redis_url)
-    monkeypatch.setenv("EXSYNC_BENCH_LOG_LEVEL", "INFO")  # every task's result in the workers' logs
+    monkeypatch.setenv("EXSYNC_LOG_LEVEL", "DEBUG")  # every task's result in the workers' logs
     assert poll.main(["--workers", "1,2", "--bids", "300", "--seconds", "3"]) in (0, 1)
     out = capsys.readouterr().out
     assert "== bench poll-workers ==" in out
