@@ -81,6 +81,7 @@ class PayoutAttempt(Base):
     __tablename__ = "payout_attempts"
     __table_args__ = (
         Index("ix_payout_attempts_payout", "payout_id", "id"),
+        Index("ix_payout_attempts_started", "started_at"),  # /metrics counts the recent ones (migration 0009)
         one_of("kind", AttemptKind),
         one_of("outcome", AttemptOutcome),
     )

@@ -1,4 +1,4 @@
-"""notifications: notifications (deduplicated, per target), provider_balances, heartbeats
+"""notifications: notifications (deduplicated, per target), provider_balances, heartbeats; an index on payout_attempts.started_at
 
 Revision ID: 0009
 Revises: 0006
@@ -39,6 +39,8 @@ def upgrade() -> None:
     sa.Column('checked_at', TS, server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('provider', 'currency', name=op.f('pk_provider_balances'))
     )
+    # /metrics counts the attempts of the last minutes: without it each scrape read every attempt ever made.
+    op.create_index('ix_payout_attempts_started', 'payout_attempts', ['started_at'], unique=False)
     op.create_table('heartbeats',
     sa.Column('name', sa.Text(), nullable=False),
     sa.Column('at', TS, server_default=sa.text('now()'), nullable=False),
@@ -48,5 +50,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('heartbeats')
+    op.drop_index('ix_payout_attempts_started', table_name='payout_attempts')
     op.drop_table('provider_balances')
     op.drop_table('notifications')
