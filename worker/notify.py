@@ -24,6 +24,7 @@ sends to), and a failure is logged by target number and scheme only.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import text
 
 from core.config import Settings, apprise_module
+from core.logs import redactor
 from core.runtime import Runtime
 from models.queries import BEAT, stuck_report
 from worker.liveness import Thresholds
@@ -334,6 +336,9 @@ def run(runtime: Runtime, now: datetime, *, from_beat: bool = True) -> dict[str,
             return out
         rep = report(runtime, now)
         items, complete = needs_person(runtime.settings, rep)
+        # A reason may quote a provider's answer: no configured secret is stored in a row or sent anywhere.
+        red = redactor(runtime.settings)
+        items = [dataclasses.replace(it, subject=red.redact(it.subject), body=red.redact(it.body)) for it in items]
         with runtime.db.session() as session:
             sync(session, items, complete, now)
             hour = runtime.settings.notify.digest_hour
