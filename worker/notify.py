@@ -142,12 +142,19 @@ def needs_person(settings: Settings, rep: dict) -> tuple[list[Item], set[str]]:
     return items, complete
 
 
-def digest(settings: Settings, rep: dict, now: datetime) -> Item:
+DIGEST_ITEMS = 10  # things listed by name in the digest, with their links
+
+
+def digest(settings: Settings, rep: dict, now: datetime, items: Sequence[Item] = ()) -> Item:
     lines = [f"{rep[k]['count']} {title}" for k, title in [
         ("payouts_needs_review", "payouts need review"), ("payouts_parked", "payouts parked"),
         ("inbox_dead", "inbox events dead"), ("inbox_failed", "inbox events failing"),
         ("polls_gave_up", "polls gave up"), ("sweeps_lagging", "sweeps lagging"),
         ("balances_low", "balances low"), ("workers_gone", "workers gone"), ("beat_gone", "beat gone")]]
+    if items:
+        lines += ["", "Waiting now:"] + [f"- {it.subject.removeprefix('exsync: ')}: {it.link}"
+                                         for it in items[:DIGEST_ITEMS]]
+        lines += [f"… and {len(items) - DIGEST_ITEMS} more"] if len(items) > DIGEST_ITEMS else []
     head = f"{rep['total']} things need a person" if rep["total"] else "nothing needs a person"
     return Item(f"digest:{now.date().isoformat()}", "digest", f"exsync daily digest {now.date().isoformat()}: {head}",
                 "\n".join(lines), console(settings))
@@ -343,6 +350,6 @@ def run(runtime: Runtime, now: datetime, *, from_beat: bool = True) -> dict[str,
             sync(session, items, complete, now)
             hour = runtime.settings.notify.digest_hour
             if hour is not None and now.hour >= hour:
-                open_digest(session, digest(runtime.settings, rep, now), now)
+                open_digest(session, digest(runtime.settings, rep, now, items), now)
         out.update(deliver(runtime, now, to))
         return out

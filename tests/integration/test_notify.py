@@ -163,6 +163,7 @@ def test_daily_digest_once_a_day(runtime, endpoints):
     digests = [m for m in hook.received if m["title"].startswith("exsync daily digest")]
     assert len(digests) == 1
     assert "1 payouts need review" in digests[0]["message"]
+    assert "Waiting now:\n- payout " in digests[0]["message"] and "/console/payouts/" in digests[0]["message"]
     assert digests[0]["title"] == f"exsync daily digest {now.date()}: 1 things need a person"
 
 
