@@ -37,6 +37,14 @@ TOML layout::
     rate_limit = 10                                # requests per second from one worker process
     allowed_ips = ["203.0.113.7"]                  # optional callback source allow-list
     enabled = true
+
+    [notifications]                  # all optional (docs/notifications.md)
+    urls_env = "EXSYNC_NOTIFY_URLS"  # the variable holding the apprise URLs (secrets)
+    digest_hour = 8                  # UTC; "off": no daily digest
+    [notifications.balance_low.zc]   # per payout provider: currency = floor
+    RUB = "5000"
+
+``unknown_variables()`` lists the EXSYNC_* variables nothing reads (``exsync check-config`` refuses them).
 """
 from __future__ import annotations
 
