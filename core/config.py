@@ -448,7 +448,7 @@ def _exchanger(name: str, raw: Any, env: Mapping[str, str]) -> ExchangerConfig:
         webhook_token=token,
         lang=lang,
         timeout=number(f"{key}.timeout", raw.get("timeout", 15), maximum=600),
-        rate_limit=number(f"{key}.rate_limit", raw.get("rate_limit", 10), maximum=10_000),
+        rate_limit=number(f"{key}.rate_limit", raw.get("rate_limit", 10), maximum=1_000_000),
         allowed_ips=tuple(nets),
         enabled=boolean(f"{key}.enabled", raw.get("enabled", True)),
     )
