@@ -59,7 +59,7 @@ def config(premium_url: str, zc_url: str) -> str:
 base_url = "{premium_url}"
 api_login = "{DEFAULT_LOGIN}"
 timeout = 30
-rate_limit = 100000
+rate_limit = 10000
 
 [providers.zc]
 type = "zaleycash"
