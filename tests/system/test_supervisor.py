@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -117,6 +118,7 @@ def test_demo_creates_bids_through_exsync_the_mirror_catches_up_and_bids_are_pai
                              "--interval", "0.5"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=110)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
+    assert re.search(r"console: http://127\.0\.0\.1:\d+/console/  \(login: demo / \S{16}\)", out), out
     assert "bids created through exsync: 6\n" in out
     assert "mirrored in Postgres:        6\n" in out
     assert "in sync with the sandbox:    6\n" in out
