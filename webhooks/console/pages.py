@@ -122,7 +122,7 @@ def payout(payout_id: int):
 @page("Bids, searched by id, status, exchanger, date, amount and account",
       query=["remote_id", "status", "exchanger", "since", "until", "amount", "account", "before"])
 @requires(OperatorRole.VIEWER)
-def bids():
+def bids() -> str:
     a = request.args
     f: dict[str, Any] = {
         "remote_id": whole_number(a["remote_id"].strip(), "remote_id", minimum=1) if a.get("remote_id") else None,
@@ -189,7 +189,7 @@ def inbox_event(event_id: int):
 @bp.get("/providers")
 @page("Providers and routes: balances where a rail reports them, recent errors, each route's off switch")
 @requires(OperatorRole.VIEWER)
-def providers():
+def providers() -> str:
     from worker.actions import routes as route_actions
     from worker.payouts import rails
 
