@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The demo keeps each run's data until `make demo FRESH=1` (exsync demo --fresh).
 demo: $(STAMP)
-	$(BIN)/exsync demo
+	$(BIN)/exsync demo $(if $(FRESH),--fresh)
 
 run: $(STAMP)
 	$(BIN)/exsync run
@@ -34,6 +35,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.poll
 	$(BIN)/python -m bench.payouts
+	$(BIN)/python -m bench.footprint
+	$(BIN)/python -m bench.payout_latency
 	$(BIN)/python -m bench.console
 
 clean:

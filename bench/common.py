@@ -66,6 +66,14 @@ def redis() -> Iterator[str]:
 
 def settings_for(sandbox_url: str, database_url: str, redis_url: str | None = None, *, extra_settings: str = "",
                  rate_limit: int = 100000, public_url: str | None = None):
+    return load_settings(env_for(sandbox_url, database_url, redis_url, extra_settings=extra_settings,
+                                 rate_limit=rate_limit, public_url=public_url))
+
+
+def env_for(sandbox_url: str, database_url: str, redis_url: str | None = None, *, extra_settings: str = "",
+            rate_limit: int = 100000, public_url: str | None = None) -> dict[str, str]:
+    """The environment (and the TOML file it names) of an exsync pointed at the sandbox: for this process
+    (``settings_for``) or for exsync processes that a benchmark starts."""
     from providers.premium.sandbox import DEFAULT_KEY, DEFAULT_LOGIN
 
     path = Path(tempfile.mkdtemp(prefix="exsync-bench-cfg-")) / "exsync.toml"
@@ -89,7 +97,7 @@ def settings_for(sandbox_url: str, database_url: str, redis_url: str | None = No
         env["EXSYNC_REDIS_URL"] = redis_url
     if public_url:
         env["EXSYNC_PUBLIC_URL"] = public_url
-    return load_settings(env)
+    return env
 
 
 def runtime_for(settings) -> runtime_mod.Runtime:

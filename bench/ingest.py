@@ -1,13 +1,14 @@
 """Ingest benchmark: the Premium callback endpoint under gunicorn, loaded over loopback.
 
-Targets (issue 2): at least 50% of the requests/s of a bare Flask route served the same way (same
-gunicorn worker class, processes and threads) in the same run; every accepted event committed in the inbox
-with Postgres at its default durability (synchronous_commit on); p99 under 50 ms.
+Targets (issue 9, item 7; were 0.50 and 50 ms in issue 2): at least 75% of the requests/s of a bare Flask
+route served the same way (same gunicorn worker class, processes and threads) in the same run; every
+accepted event committed in the inbox with Postgres at its default durability (synchronous_commit on);
+p99 under 25 ms.
 
 The load comes from separate processes (closed loop, keep-alive connections, fixed duration), the same for
-both servers.
+both servers, which take turns so that the machine's other work weighs on both alike.
 
-    python -m bench.ingest [--seconds 15] [--connections 16] [--workers 2] [--threads 8]
+    python -m bench.ingest [--seconds 15] [--rounds 5] [--connections 16] [--workers 2] [--threads 8]
 """
 from __future__ import annotations
 
@@ -106,6 +107,7 @@ def main(argv=None) -> int:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=5, help="turns each server takes (seconds split evenly)")
     args = ap.parse_args(argv)
     bindir = Path(sys.executable).parent
 
@@ -124,26 +126,37 @@ def main(argv=None) -> int:
 
         gunicorn = [str(bindir / "gunicorn"), "-w", str(args.workers), "-k", "gthread", "--threads", str(args.threads),
                     "--keep-alive", "5", "--log-level", "warning"]
-        port = free_port()
-        bare = start(gunicorn + ["-b", f"127.0.0.1:{port}", "bench.bare_app:app"], env)
-        try:
-            wait_http(port, "/")
-            load(port, 2, args.connections)  # warm-up
-            b_ok, b_bad, b_lat = load(port, args.seconds, args.connections)
-        finally:
-            stop(bare)
-
-        port = free_port()
-        web = start([str(bindir / "exsync"), "web", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
+        bare_port, web_port = free_port(), free_port()
+        bare = start(gunicorn + ["-b", f"127.0.0.1:{bare_port}", "bench.bare_app:app"], env)
+        web = start([str(bindir / "exsync"), "web", "--bind", f"127.0.0.1:{web_port}", "--workers", str(args.workers),
                      "--threads", str(args.threads)], env)
+        # Both servers run side by side and take turns (bare, exsync, exsync, bare, …): whatever else the
+        # machine does drifts over both alike, and the ratio is of the same moments.
+        b_ok = b_bad = e_ok = e_bad = 0
+        b_lat: list[float] = []
+        e_lat: list[float] = []
         try:
-            wait_http(port, "/healthz")
-            load(port, 2, args.connections)  # warm-up
+            wait_http(bare_port, "/")
+            wait_http(web_port, "/healthz")
+            load(bare_port, 2, args.connections)  # warm-up
+            load(web_port, 2, args.connections)
             with engine.begin() as conn:
                 conn.execute(text("TRUNCATE inbox_events"))
-            e_ok, e_bad, e_lat = load(port, args.seconds, args.connections)
+            turn = args.seconds / args.rounds
+            for r in range(args.rounds):
+                for which in ((0, 1) if r % 2 == 0 else (1, 0)):
+                    ok, bad, lat = load((bare_port, web_port)[which], turn, args.connections)
+                    if which == 0:
+                        b_ok, b_bad = b_ok + ok, b_bad + bad
+                        b_lat += lat
+                    else:
+                        e_ok, e_bad = e_ok + ok, e_bad + bad
+                        e_lat += lat
         finally:
+            stop(bare)
             stop(web)
+        b_lat.sort()
+        e_lat.sort()
         with engine.connect() as conn:
             stored = conn.execute(text("SELECT count(*) FROM inbox_events")).scalar()
         engine.dispose()
@@ -151,6 +164,7 @@ def main(argv=None) -> int:
     b_rps, e_rps = b_ok / args.seconds, e_ok / args.seconds
     rows = [
         ("gunicorn", f"{args.workers} gthread workers x {args.threads} threads, {args.connections} client connections"),
+        ("load", f"{args.seconds:g} s per server in {args.rounds} alternating turns"),
         ("postgres synchronous_commit", durability),
         ("bare flask route",
          f"{b_rps:,.0f} req/s, p50 {pct(b_lat, .5) * 1000:.1f} ms, p99 {pct(b_lat, .99) * 1000:.1f} ms"),
@@ -161,8 +175,8 @@ def main(argv=None) -> int:
         ("inbox rows committed", stored),
     ]
     checks = [
-        ("ratio >= 0.50", e_rps / b_rps >= 0.5),
-        ("p99 < 50 ms", pct(e_lat, .99) < 0.050),
+        ("ratio >= 0.75", e_rps / b_rps >= 0.75),
+        ("p99 < 25 ms", pct(e_lat, .99) < 0.025),
         ("every accepted event is in the inbox", stored == e_ok),
         ("default durability (synchronous_commit=on)", durability == "on"),
     ]

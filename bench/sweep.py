@@ -1,8 +1,11 @@
 """Sweep benchmark: N bids from the Premium sandbox reconciled into an empty, then a full, mirror.
 
-Targets (issue 2): at least 5,000 bids/s overall, and the database stage at least 50% of the speed of a
-raw ``execute_values`` upsert of the same rows into a table like ``bids`` (same columns, same indexes),
-measured in the same run.
+Targets: at least 5,000 bids/s overall (issue 2), and the database stage at least as fast as a raw
+``execute_values`` upsert of the same rows into a table like ``bids`` (same columns, same indexes),
+measured in the same run (issue 9, item 8; was 50% in issue 2), into an empty and into a full mirror.
+
+The sandbox runs in a process of its own (`exsync sandbox premium`), as the real engine is another server:
+served from threads of this process it took the GIL from the sweep's own threads.
 
     python -m bench.sweep [--bids 100000]
 """
@@ -12,10 +15,12 @@ import argparse
 import sys
 import time
 
+import requests
 from psycopg2.extras import execute_values
 from sqlalchemy import text
 
 from bench.common import database, report, runtime_for, settings_for
+from bench.poll import start_sandbox
 from core.clock import now_utc
 from worker import reconcile
 from worker.sweep import sweep_exchanger
@@ -46,14 +51,19 @@ def main(argv=None) -> int:
     ap.add_argument("--bids", type=int, default=100_000)
     args = ap.parse_args(argv)
 
-    from providers.premium.sandbox import create_app
-    from providers.sandbox import serve
+    sandbox, sandbox_url = start_sandbox()
+    try:
+        requests.post(f"{sandbox_url}/_sandbox/bids/bulk", json={"n": args.bids, "spread_seconds": 6 * 3600},
+                      timeout=120).raise_for_status()
+        return measure(args, sandbox_url)
+    finally:
+        sandbox.terminate()
+        sandbox.wait(10)
 
-    app = create_app(seed=1)
-    app.engine.bulk_add(args.bids, spread_seconds=6 * 3600)
-    srv = serve(app)
+
+def measure(args, sandbox_url: str) -> int:
     with database() as url:
-        rt = runtime_for(settings_for(srv.url, url))
+        rt = runtime_for(settings_for(sandbox_url, url))
         with rt.db.engine.begin() as conn:
             conn.execute(text("CREATE TABLE bench_baseline (LIKE bids INCLUDING ALL)"))
 
@@ -77,7 +87,7 @@ def main(argv=None) -> int:
         base_full = baseline_upsert(rt, pages)
         with rt.db.engine.connect() as conn:
             history = conn.execute(text("SELECT count(*) FROM bid_status_changes")).scalar()
-    srv.shutdown()
+        rt.close()
 
     n = args.bids
     rate_empty, rate_full = n / empty_s, n / full_s
@@ -97,8 +107,8 @@ def main(argv=None) -> int:
     checks = [
         ("overall >= 5,000 bids/s (empty)", rate_empty >= 5000),
         ("overall >= 5,000 bids/s (full)", rate_full >= 5000),
-        ("db stage >= 50% of raw upsert (empty)", ratio_empty >= 0.5),
-        ("db stage >= 50% of raw upsert (full)", ratio_full >= 0.5),
+        ("db stage >= raw upsert (empty)", ratio_empty >= 1.0),
+        ("db stage >= raw upsert (full)", ratio_full >= 1.0),
     ]
     return report("sweep", rows, checks)
 

@@ -2,7 +2,7 @@
 
 Process commands: ``run`` (everything, supervised), ``demo``, ``web``, ``worker``, ``beat``, ``migrate``,
 ``sandbox``. Operator commands: ``reconcile``, ``bids list|show|create``, ``inbox list|replay|dismiss``,
-``payouts …``, ``operators …``, ``audit list``, ``check-config``.
+``payouts …``, ``operators …``, ``audit list``, ``check-config``, ``notify test``.
 
 Errors are answered, never dumped: a ``ConfigError`` anywhere becomes ``config error: <key>: <problem>``
 on stderr with exit code 2 (the same code click uses for bad arguments); a database, broker or provider
@@ -16,6 +16,7 @@ from cli import (  # noqa: F401  (register the commands)
     bids,
     check_config,
     inbox,
+    notify,
     operators,
     partner,
     payouts,

@@ -51,6 +51,7 @@ class Cli:
     log_json: bool = False
     _settings: Settings | None = None
     _runtime: Any = None
+    _embedded: Any = None  # an embedded Postgres this command started (devtools.embedded.Found)
 
     def settings(self) -> Settings:
         """Every setting, the payout sections included: a bad value stops every command at start-up
@@ -63,18 +64,45 @@ class Cli:
         return self._settings
 
     def runtime(self):
-        """A Runtime for this command, passed explicitly (the process-wide one is left alone)."""
+        """A Runtime for this command, passed explicitly (the process-wide one is left alone). Without
+        EXSYNC_DATABASE_URL, the embedded Postgres of `exsync run` or `exsync demo` under the data folder
+        (EXSYNC_DATA_DIR, default .exsync-data) is used — started for this command if it is stopped — and
+        the command says which."""
         if self._runtime is None:
+            import dataclasses
+
             from core.runtime import Runtime
 
             settings = self.settings()
-            require_database(settings)
+            if not settings.database_url:
+                settings = dataclasses.replace(settings, database_url=self._embedded_database(settings))
+                self._settings = settings
             self._runtime = Runtime(settings)
         return self._runtime
+
+    def _embedded_database(self, settings: Settings) -> str:
+        from devtools.embedded import find_postgres
+
+        found = find_postgres(settings.data_dir)
+        if found is None:
+            raise ConfigError("EXSYNC_DATABASE_URL", f"is not set, and no embedded Postgres of `exsync run` or "
+                                                     f"`exsync demo` is in {settings.data_dir} (EXSYNC_DATA_DIR)")
+        what = "the demo's" if found.where.parent.parent.name == "demo" else "`exsync run`'s"
+        if found.started is not None:
+            self._embedded = found
+            click.echo(f"using {what} embedded Postgres in {found.where} (started for this command, stopped after "
+                       f"it; EXSYNC_DATABASE_URL={found.url})", err=True)
+        else:
+            click.echo(f"using {what} running embedded Postgres in {found.where} "
+                       f"(EXSYNC_DATABASE_URL={found.url})", err=True)
+        return found.url
 
     def close(self) -> None:
         if self._runtime is not None:
             self._runtime.close()
+        if self._embedded is not None:
+            self._embedded.started.stop()
+            self._embedded = None
 
 
 def require_database(settings: Settings) -> str:

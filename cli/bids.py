@@ -1,14 +1,12 @@
 """``reconcile`` and ``bids list|show|create``."""
 from __future__ import annotations
 
-import json
-import sys
 from decimal import Decimal, InvalidOperation
 
 import click
 
 from cli.base import Cli, cli, pass_cli
-from cli.output import _fmt, _money, _table
+from cli.output import Progress, _fmt, _json, _money, _table
 from core.config import ConfigError
 
 
@@ -29,8 +27,8 @@ def reconcile(state: Cli, exchanger: str | None) -> None:
         raise ConfigError("exchangers", "none is configured and enabled (EXSYNC_CONFIG)")
     rt = state.runtime()
     for name in names:
-        # get_exchanges gives no total, so the bar counts bids seen rather than a percentage.
-        with click.progressbar(iter(()), length=None, label=f"sweeping {name}", show_pos=True, file=sys.stderr) as bar:
+        # get_exchanges gives no total, so the line counts bids seen rather than a percentage.
+        with Progress(f"sweeping {name}", "bids seen") as bar:
             result = sweep_exchanger(rt, name, progress=bar.update)  # called with each page's size
         if result.skipped:
             click.echo(f"{name}: skipped (another sweep of this exchanger is running)")
@@ -58,7 +56,7 @@ def bids_list(state: Cli, exchanger: str | None, status: str | None, limit: int,
         rows = list_bids(session, exchanger=exchanger, status=status, limit=limit)
     if as_json:
         for row in rows:
-            click.echo(json.dumps(row, default=str))
+            click.echo(_json(row))
         return
     _table(rows, [
         ("EXCHANGER", "exchanger"), ("REMOTE_ID", "remote_id"), ("STATUS", "status"),
@@ -148,4 +146,4 @@ def bids_create(state: Cli, exchanger: str, direction_id: int, amount: Decimal, 
     except (OutcomeUnknown, LookupFailed) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(("created" if created else "already existed (same api_id)") + ":")
-    click.echo(json.dumps(bid, default=str, indent=2))
+    click.echo(_json(bid, indent=2))

@@ -5,9 +5,9 @@ from typing import Mapping
 
 import click
 
-from cli.base import Cli, cli, pass_cli
+from cli.base import Cli, ConfigFailure, cli, pass_cli
 from cli.output import _fmt, _hide_url_password
-from core.config import PayoutConfig
+from core.config import PayoutConfig, Settings, unknown_variables
 
 
 @cli.command("check-config")
@@ -54,12 +54,32 @@ def check_config(state: Cli) -> None:
             f"allowed_ips {', '.join(map(str, ex.allowed_ips)) or 'any'}",
         ]
     lines += _payout_summary(s.payouts)
+    lines += _notify_summary(s)
     from core.logs import redactor
 
-    red = redactor(s)  # every secret, payout credentials included
+    red = redactor(s)  # every secret, payout credentials and notification URLs included
     for line in lines:
         click.echo(red.redact(line))
+    unknown = unknown_variables()
+    if unknown:
+        raise ConfigFailure(f"{unknown[0]}: is not a variable exsync reads (a typo, or a secret of something no "
+                            f"longer configured?)" + (f"; also {', '.join(unknown[1:])}" if unknown[1:] else ""))
     click.echo("config OK")
+
+
+def _notify_summary(s: Settings) -> list[str]:
+    """check-config's lines for [notifications]; each apprise URL by its scheme only (it holds a token)."""
+    n = s.notify
+    targets = ", ".join(f"{u.partition('://')[0]}://***" for u in n.urls)
+    floors = "; ".join(f"{p} {c} under {_fmt(v)}" for p, cur in n.balance_low.items() for c, v in cur.items())
+    told = f": {targets}" if targets else " (nobody is told; /stuck still shows everything)"
+    return [
+        f"notify        {len(n.urls) or 'no'} target(s) from {n.urls_env}{told}",
+        f"  digest      {'off' if n.digest_hour is None else f'daily after {n.digest_hour:02d}:00 UTC'}; "
+        f"beat gone after {n.beat_gone_after}s; balances read every {n.balance_check_interval}s",
+        f"  floors      {floors or 'none'}",
+        f"  links       {s.public_url.rstrip('/')}/console/…",
+    ]
 
 
 def _payout_summary(pc: PayoutConfig) -> list[str]:

@@ -1,13 +1,12 @@
-"""``inbox list|replay``."""
+"""``inbox list|replay|dismiss``."""
 from __future__ import annotations
 
-import json
 import os
 
 import click
 
 from cli.base import Cli, cli, pass_cli
-from cli.output import _fmt, _table
+from cli.output import _fmt, _json, _table
 from models.states import InboxState, values
 
 
@@ -29,7 +28,7 @@ def inbox_list(state: Cli, event_state: str | None, limit: int) -> None:
     _table(rows, [
         ("ID", "id"), ("RECEIVED", lambda e: _fmt(e["received_at"])), ("PROVIDER", "provider"),
         ("ENDPOINT", "endpoint"), ("STATE", "state"), ("ATTEMPTS", "attempts"),
-        ("PAYLOAD", lambda e: json.dumps(e["payload"], default=str) if e["payload"] else ""),
+        ("PAYLOAD", lambda e: _json(e["payload"]) if e["payload"] else ""),
         ("LAST_ERROR", lambda e: (e["last_error"] or "")[:60]),
     ], empty="no events")
 
@@ -66,17 +65,20 @@ def inbox_replay(state: Cli, event_ids: tuple[int, ...], all_failed: bool, by: s
     if event_ids and len(ids) < len(event_ids):
         missing = sorted(set(event_ids) - set(ids))
         click.echo(f"skipped (unknown or already processed): {', '.join(map(str, missing))}", err=True)
-    if ids and rt.settings.redis_url:
+    broker = rt.settings.redis_url or _embedded_broker(rt.settings)
+    if ids and broker:
+        import dataclasses
+
         from worker.celery_app import configure
         from worker.tasks import process_inbox_event
 
-        configure(rt.settings)
+        configure(dataclasses.replace(rt.settings, redis_url=broker))
         for event_id in ids:
             process_inbox_event.delay(event_id)
         click.echo(f"replaying {len(ids)} event(s): {', '.join(map(str, ids))}")
     elif ids:
-        click.echo(f"{len(ids)} event(s) reset to received; beat's inbox sweep enqueues them "
-                   f"(no EXSYNC_REDIS_URL here to enqueue now)")
+        click.echo(f"{len(ids)} event(s) reset to received and due now; beat's inbox sweep enqueues them "
+                   f"within 30 s (no EXSYNC_REDIS_URL here to enqueue them at once)")
     else:
         click.echo("nothing to replay")
 
@@ -96,3 +98,11 @@ def inbox_dismiss(state: Cli, event_id: int, by: str, reason: str) -> None:
     except Refused as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"inbox event {event_id}: dismissed by {by}")
+def _embedded_broker(settings) -> str | None:
+    """Without EXSYNC_REDIS_URL: the embedded Redis of a running `exsync run` or demo, if any."""
+    from devtools.embedded import find_redis
+
+    url = find_redis(settings.data_dir)
+    if url:
+        click.echo(f"using the running embedded Redis ({url})", err=True)
+    return url

@@ -1,13 +1,12 @@
 """``payouts list|show|approve|retry|cancel``."""
 from __future__ import annotations
 
-import json
 import os
 
 import click
 
 from cli.base import Cli, cli, pass_cli
-from cli.output import _fmt, _money, _table
+from cli.output import _fmt, _json, _money, _table
 from models.states import PayoutState, values
 
 
@@ -30,7 +29,7 @@ def payouts_list(state: Cli, state_filter: str | None, exchanger: str | None, li
         rows = list_payouts(session, state=state_filter, exchanger=exchanger, limit=limit)
     if as_json:
         for row in rows:
-            click.echo(json.dumps(row, default=str))
+            click.echo(_json(row))
         return
     _table(rows, [
         ("ID", "id"), ("EXCHANGER", "exchanger"), ("BID", "remote_id"), ("PROVIDER", "provider"),
@@ -41,13 +40,31 @@ def payouts_list(state: Cli, state_filter: str | None, exchanger: str | None, li
 
 
 @payouts.command("show")
-@click.argument("payout_id", type=click.IntRange(min=1))
+@click.argument("payout_id", type=click.IntRange(min=1), required=False)
+@click.option("--bid", "remote_id", type=click.IntRange(min=1), metavar="BID",
+              help="The payout of this bid (its number on the exchanger) instead of a payout id.")
+@click.option("--exchanger", metavar="NAME", help="With --bid: the bid's exchanger (when several have that number).")
 @pass_cli
-def payouts_show(state: Cli, payout_id: int) -> None:
-    """One payout with every call made for it."""
+def payouts_show(state: Cli, payout_id: int | None, remote_id: int | None, exchanger: str | None) -> None:
+    """One payout with every call made for it: `show ID`, or `show --bid 1350` by its bid's number."""
+    from models.queries import payout_ids_for_bid
     from worker.payouts.queries import get_payout
 
+    if (payout_id is None) == (remote_id is None):
+        raise click.UsageError("give a payout ID, or --bid BID (the bid's number on the exchanger)")
+    if exchanger is not None and remote_id is None:
+        raise click.UsageError("--exchanger goes with --bid")
     with state.runtime().db.session() as session:
+        if remote_id is not None:
+            found = payout_ids_for_bid(session, remote_id, exchanger)
+            if not found:
+                raise click.ClickException(f"no payout for bid {remote_id}" + (f" of {exchanger}" if exchanger else ""))
+            if len(found) > 1:
+                raise click.ClickException(f"bid {remote_id} has payouts on several exchangers "
+                                           f"({', '.join(f'{ex}: payout {pid}' for ex, pid in found)}): "
+                                           f"add --exchanger")
+            payout_id = found[0][1]
+        assert payout_id is not None  # given, or found by its bid
         p = get_payout(session, payout_id)
     if p is None:
         raise click.ClickException(f"no payout {payout_id}")

@@ -2,8 +2,11 @@
 ``sandbox``."""
 from __future__ import annotations
 
+import logging
 import os
+import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -13,6 +16,24 @@ from core.config import Settings
 from devtools import sandboxes
 
 WEB_THREADS = 8  # per gunicorn worker; see `web` for why gthread
+UNIX_PATH_MAX = 107  # bytes of a Unix socket path (sun_path is 108 with its NUL)
+
+
+def control_socket(data_dir: Path, bind: str) -> str | None:
+    """This web instance's gunicorn control socket (``gunicornc -s PATH``): ``<data dir>/run/web-<bind>.ctl``.
+
+    gunicorn >= 25.1 otherwise opens ``$XDG_RUNTIME_DIR/gunicorn.ctl`` or ``~/.gunicorn/gunicorn.ctl``, one path
+    for every gunicorn of the user: a second instance takes it over and the first one's shutdown unlinks it
+    under the second. Two live instances never share a bind address, so the path is theirs alone; one that
+    cannot bind exits before it opens its socket. None (no control socket) when the path is too long for a
+    Unix socket.
+    """
+    name = "web-" + re.sub(r"[^A-Za-z0-9._-]", "_", bind) + ".ctl"
+    path = (data_dir / "run" / name).absolute()
+    if len(os.fsencode(path)) > UNIX_PATH_MAX:
+        return None
+    return str(path)
+
 
 
 @cli.command()
@@ -23,9 +44,13 @@ WEB_THREADS = 8  # per gunicorn worker; see `web` for why gthread
 @pass_cli
 def run(state: Cli, duration: float | None, stop_timeout: float) -> None:
     """Migrate, then run web, worker and beat supervised (embedded Postgres/Redis when no URL is set)."""
+    from core.config import unknown_variables
     from devtools.supervisor import run_stack
 
-    sys.exit(run_stack(state.settings(), duration=duration, stop_timeout=stop_timeout, log_json=state.log_json))
+    settings = state.settings()
+    for name in unknown_variables():  # a typo here can mean an embedded database instead of the real one
+        click.echo(f"warning: {name} is not a variable exsync reads (see exsync check-config)", err=True)
+    sys.exit(run_stack(settings, duration=duration, stop_timeout=stop_timeout, log_json=state.log_json))
 
 
 @cli.command()
@@ -35,12 +60,16 @@ def run(state: Cli, duration: float | None, stop_timeout: float) -> None:
               help="How many bids to create through exsync.")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=3.0, show_default=True,
               help="Seconds between two bid creations.")
+@click.option("--fresh", is_flag=True, help="Remove the data earlier demos kept (it stays until then).")
 @pass_cli
-def demo(state: Cli, duration: float | None, bid_count: int, interval: float) -> None:
-    """Run the stack against an in-process Premium sandbox with faulty callbacks, and watch it converge."""
+def demo(state: Cli, duration: float | None, bid_count: int, interval: float, fresh: bool) -> None:
+    """Run the stack against an in-process Premium sandbox with faulty callbacks, and watch it converge.
+
+    Each run keeps its data (its own database in the embedded Postgres under EXSYNC_DATA_DIR/demo) after it
+    ends: `exsync payouts list` and friends find the latest run by themselves; --fresh removes it all."""
     from devtools.demo import run_demo
 
-    sys.exit(run_demo(duration=duration, bids=bid_count, interval=interval, log_json=state.log_json))
+    sys.exit(run_demo(duration=duration, bids=bid_count, interval=interval, log_json=state.log_json, fresh=fresh))
 
 
 @cli.command()
@@ -55,6 +84,9 @@ def web(state: Cli, bind: str | None, workers: int | None, threads: int) -> None
     gthread workers: each callback spends most of its time waiting for the inbox row's COMMIT (an fsync
     at Postgres' default durability); threads overlap those waits and let Postgres group commits,
     where a sync worker would idle through each one. They also keep connections alive for load balancers.
+
+    Each instance has its own gunicorn control socket, ``EXSYNC_DATA_DIR/run/web-<bind>.ctl`` (see
+    ``control_socket``), so several instances on one host never share it.
     """
     from gunicorn.app.base import BaseApplication
 
@@ -63,8 +95,9 @@ def web(state: Cli, bind: str | None, workers: int | None, threads: int) -> None
     settings = state.settings()
     require_database(settings)
     require_broker(settings)
-    options = {
-        "bind": bind or settings.web_bind,
+    bind = bind or settings.web_bind
+    options: dict[str, Any] = {
+        "bind": bind,
         "workers": workers or settings.web_workers,
         "worker_class": "gthread",
         "threads": threads,
@@ -77,6 +110,15 @@ def web(state: Cli, bind: str | None, workers: int | None, threads: int) -> None
     }
     if os.path.isdir("/dev/shm"):
         options["worker_tmp_dir"] = "/dev/shm"  # heartbeat files off overlay/disk (containers)
+    ctl = control_socket(settings.data_dir, bind)
+    try:
+        if ctl is None:
+            raise OSError(f"a path under {settings.data_dir} would be longer than a Unix socket allows")
+        Path(ctl).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        options["control_socket"] = ctl
+    except OSError as exc:  # a read-only or too deep data dir: serve without one rather than not at all
+        logging.getLogger("exsync.web").warning("no gunicorn control socket for this instance: %s", exc)
+        options["control_socket_disable"] = True
 
     class Web(BaseApplication):
         def load_config(self) -> None:
@@ -144,12 +186,14 @@ def worker(state: Cli) -> None:
 @cli.command()
 @pass_cli
 def beat(state: Cli) -> None:
-    """Celery beat: the periodic jobs. Run exactly one (a second one is harmless, but useless)."""
+    """Celery beat: sends the periodic jobs. Run one per host or more: each job runs once per interval slot.
+
+    No schedule file: the schedule lives in memory and periodic_runs in Postgres records what ran
+    (worker/beat.py), so several beats, on one host or many, share nothing but the database.
+    """
     settings = state.settings()
     app = _celery(settings)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app.Beat(schedule=str(settings.data_dir / "celerybeat-schedule"), loglevel=settings.log_level,
-             quiet=True).run()
+    app.Beat(scheduler="worker.beat:SlotScheduler", loglevel=settings.log_level, quiet=True).run()
 
 
 @cli.command()

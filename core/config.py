@@ -34,13 +34,14 @@ TOML layout::
     webhook_token_env = "EXSYNC_MAIN_WEBHOOK_TOKEN" # default EXSYNC_EXCHANGER_<NAME>_WEBHOOK_TOKEN
     lang = "en_US"                                 # optional API-LANG
     timeout = 15                                   # seconds, every call
-    rate_limit = 10                                # requests per second from one worker process
+    rate_limit = 10                                # engine calls per second, all processes on all hosts together
     allowed_ips = ["203.0.113.7"]                  # optional callback source allow-list
     enabled = true
 """
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import tomllib
@@ -57,8 +58,9 @@ ENV_PREFIX = "EXSYNC_"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 PREMIUM_CRED_RE = re.compile(r"^[A-Za-z0-9]{32}$")
 ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SECTIONS = ("settings", "exchangers", "payouts", "providers", "routes")
+SECTIONS = ("settings", "exchangers", "payouts", "providers", "routes", "notifications")
 
+MAX_LADDER_STEPS = 100
 DEFAULT_LADDER: dict[str, tuple[int, ...]] = {
     # Statuses where the customer or the operator is expected to act soon.
     "default": (30, 60, 120, 300, 600),
@@ -158,6 +160,39 @@ class PayoutConfig:
 
 
 @dataclass(frozen=True)
+class NotifySettings:
+    """``[notifications]``: where a person is told that something needs them (worker/notify.py)."""
+
+    # apprise URLs (Telegram, Slack, e-mail, a webhook …) from the variable ``urls_env`` names: secrets.
+    urls: tuple[str, ...] = field(default=(), repr=False)
+    urls_env: str = "EXSYNC_NOTIFY_URLS"
+    digest_hour: int | None = 8  # UTC hour of the daily digest; None: no digest
+    balance_check_interval: int = 300  # seconds between two balance reads per provider
+    balance_low: Mapping[str, Mapping[str, Decimal]] = field(default_factory=dict)  # provider → currency → floor
+    beat_gone_after: int = 180  # seconds without beat's heartbeat before beat counts as gone
+
+    def secrets(self) -> list[str]:
+        return [part for url in self.urls for part in url_secrets(url)]
+
+
+def url_secrets(url: str) -> list[str]:
+    """An apprise URL and the parts of it that may be credentials (user, password, path segments and query
+    values of 6 characters or more: bot tokens, webhook ids, API keys), for redaction."""
+    parts = urlsplit(url)
+    out = [url]
+    try:
+        out += [p for p in (parts.username, parts.password) if p and len(p) >= 6]
+    except ValueError:
+        pass
+    out += [seg for seg in parts.path.split("/") if len(seg) >= 6]
+    out += [v for chunk in parts.query.split("&") for v in [chunk.partition("=")[2]] if len(v) >= 6]
+    host = parts.netloc.rpartition("@")[2]
+    if len(host) >= 12 and "." not in host:  # a token in the host position (tgram://<bot token>/…)
+        out.append(host)
+    return out
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str | None = None  # None: start an embedded Postgres
     redis_url: str | None = None  # None: start an embedded Redis
@@ -183,6 +218,7 @@ class Settings:
     webhook_fail_window: int = 60  # seconds
     exchangers: Mapping[str, ExchangerConfig] = field(default_factory=dict)
     payouts: PayoutConfig = field(default_factory=PayoutConfig)
+    notify: NotifySettings = field(default_factory=NotifySettings)
 
     def exchanger(self, name: str) -> ExchangerConfig:
         try:
@@ -200,6 +236,7 @@ class Settings:
         for ex in self.exchangers.values():
             out += [ex.api_key, ex.webhook_token]
         out += self.payouts.secrets()
+        out += self.notify.secrets()
         return [s for s in out if s]
 
 
@@ -222,15 +259,17 @@ def whole(key: str, value: Any, *, minimum: int = 0, maximum: int | None = None)
     return value
 
 
-def number(key: str, value: Any, *, minimum: float = 0.0) -> float:
+def number(key: str, value: Any, *, minimum: float = 0.0, maximum: float | None = None) -> float:
     if isinstance(value, bool):
         raise ConfigError(key, f"must be a number, got {value!r}")
     try:
         out = float(value)
     except (TypeError, ValueError):
         raise ConfigError(key, f"must be a number, got {value!r}") from None
-    if not out > minimum:
-        raise ConfigError(key, f"must be greater than {minimum:g}, got {value!r}")
+    if not math.isfinite(out) or not out > minimum:
+        raise ConfigError(key, f"must be a number greater than {minimum:g}, got {value!r}")
+    if maximum is not None and out > maximum:
+        raise ConfigError(key, f"must be at most {maximum:g}, got {value!r}")
     return out
 
 
@@ -292,11 +331,22 @@ def required(key: str, raw: Mapping[str, Any], name: str) -> Any:
 
 
 def env_var(key: str, value: Any) -> str:
-    """The name of an environment variable (the file names where a secret is, never the secret)."""
+    """The name of an environment variable (the file names where a secret is, never the secret). A value
+    that looks like a secret pasted in by mistake is refused without being repeated."""
     var = text(key, value)
+    if looks_like_secret(var):
+        raise ConfigError(key, "must name an environment variable (UPPER_CASE_NAME); the value is not shown: it "
+                               "looks like a secret itself — put the secret in the environment and its name here")
     if not ENV_VAR_RE.match(var):
         raise ConfigError(key, f"must name an environment variable, got {var!r}")
     return var
+
+
+def looks_like_secret(value: str) -> bool:
+    """Not the NAME of a variable: lower-case letters mixed with digits (a key, a token), or a long run
+    without the underscores of a name."""
+    mixed = any(c.islower() for c in value) and any(c.isdigit() for c in value)
+    return mixed or (len(value) >= 24 and "_" not in value) or not value.isascii() or " " in value
 
 
 def secret(key: str, env: Mapping[str, str], var: str) -> str:
@@ -324,12 +374,16 @@ def _redis_url(key: str, value: str) -> str:
 def _ladder(key: str, value: Any) -> dict[str, tuple[int, ...]]:
     if not isinstance(value, Mapping):
         raise ConfigError(key, "must be a table of status = [seconds, …]")
+    from models import statuses
+
     out = dict(DEFAULT_LADDER)
     for status, steps in value.items():
         k = f"{key}.{status}"
-        if not isinstance(steps, list) or not steps:
-            raise ConfigError(k, "must be a non-empty list of seconds")
-        out[status] = tuple(whole(f"{k}[{i}]", s, minimum=1) for i, s in enumerate(steps))
+        if status != "default" and not statuses.is_valid(status):
+            raise ConfigError(k, "is not a status of the engine (one of its statuses, my<N>, or default)")
+        if not isinstance(steps, list) or not 0 < len(steps) <= MAX_LADDER_STEPS:
+            raise ConfigError(k, f"must be a list of 1 to {MAX_LADDER_STEPS} delays in seconds")
+        out[status] = tuple(whole(f"{k}[{i}]", s, minimum=1, maximum=86_400) for i, s in enumerate(steps))
     return out
 
 
@@ -358,8 +412,8 @@ def _exchanger(name: str, raw: Any, env: Mapping[str, str]) -> ExchangerConfig:
     if not PREMIUM_CRED_RE.match(login):
         raise ConfigError(f"{key}.api_login", "must be exactly 32 letters or digits")
     env_name = re.sub(r"[^A-Z0-9]", "_", name.upper())
-    key_var = text(f"{key}.api_key_env", raw.get("api_key_env", f"EXSYNC_EXCHANGER_{env_name}_API_KEY"))
-    token_var = text(
+    key_var = env_var(f"{key}.api_key_env", raw.get("api_key_env", f"EXSYNC_EXCHANGER_{env_name}_API_KEY"))
+    token_var = env_var(
         f"{key}.webhook_token_env",
         raw.get("webhook_token_env", f"EXSYNC_EXCHANGER_{env_name}_WEBHOOK_TOKEN"),
     )
@@ -388,8 +442,8 @@ def _exchanger(name: str, raw: Any, env: Mapping[str, str]) -> ExchangerConfig:
         api_key=api_key,
         webhook_token=token,
         lang=lang,
-        timeout=number(f"{key}.timeout", raw.get("timeout", 15)),
-        rate_limit=number(f"{key}.rate_limit", raw.get("rate_limit", 10)),
+        timeout=number(f"{key}.timeout", raw.get("timeout", 15), maximum=600),
+        rate_limit=number(f"{key}.rate_limit", raw.get("rate_limit", 10), maximum=10_000),
         allowed_ips=tuple(nets),
         enabled=boolean(f"{key}.enabled", raw.get("enabled", True)),
     )
@@ -420,13 +474,50 @@ def read_document(env: Mapping[str, str]) -> dict[str, Any]:
     return doc
 
 
+# EXSYNC_* variables read outside load_settings: by the CLI, worker/liveness.py, and the test suite and
+# benchmarks (they pass the environment on to the processes they start).
+OTHER_VARIABLES = frozenset({
+    "EXSYNC_LOG_JSON", "EXSYNC_CANARY_INTERVAL", "EXSYNC_CANARY_STALE_AFTER",
+    "EXSYNC_TEST_DATABASE_URL", "EXSYNC_TEST_REDIS_URL", "EXSYNC_HARDENING_RESULTS",
+    "EXSYNC_BENCH_DATABASE_URL", "EXSYNC_BENCH_REDIS_URL", "EXSYNC_BENCH_RESULTS",
+})
+
+
+class _Recording(dict):
+    """The environment, remembering every variable the loader asked about (present or not)."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        super().__init__(env)
+        self.asked: set[str] = set()
+
+    def get(self, key, default=None):
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key):
+        self.asked.add(key)
+        return super().__contains__(key)
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """EXSYNC_* variables nothing reads: a typo (EXSYNC_DATABSE_URL would silently start an embedded
+    Postgres) or a secret for a provider no longer configured. ``exsync check-config`` refuses them."""
+    rec = _Recording(dict(os.environ if env is None else env))
+    load_settings(rec)
+    return sorted(k for k in rec if k.startswith(ENV_PREFIX) and k not in rec.asked and k not in OTHER_VARIABLES)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the environment (``os.environ`` by default) and the TOML file it names, once: every setting,
     the exchangers and the payout sections."""
     # core/payout_config.py reads its sections with the readers above, so it is imported here.
     from core.payout_config import load_payout_config
 
-    env = dict(os.environ if env is None else env)
+    env = env if isinstance(env, _Recording) else dict(os.environ if env is None else env)
     doc = read_document(env)
     raw = table("settings", doc.get("settings", {}))
     known("settings", raw, _SETTING_KEYS)
@@ -441,10 +532,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         return name, default
 
     kw: dict[str, Any] = {}
+    # Upper bounds: a value past them is a typo (an extra zero, milliseconds for seconds), never a setting.
     for name, minimum, maximum in [
-        ("sweep_interval", 1, None), ("sweep_overlap", 0, None), ("sweep_page_size", 1, 500),
-        ("poll_interval", 1, None), ("poll_batch", 1, 10_000), ("poll_give_up_after", 60, None),
-        ("inbox_retry_after", 1, None), ("inbox_max_attempts", 1, None),
+        ("sweep_interval", 1, 86_400), ("sweep_overlap", 0, 7 * 86_400), ("sweep_page_size", 1, 500),
+        ("poll_interval", 1, 3_600), ("poll_batch", 1, 10_000), ("poll_give_up_after", 60, 366 * 86_400),
+        ("inbox_retry_after", 1, 86_400), ("inbox_max_attempts", 1, 1_000),
         ("webhook_max_body", 256, 16 * 1024 * 1024), ("web_workers", 1, 64), ("worker_concurrency", 1, 256),
         ("webhook_fail_limit", 1, 1_000_000), ("webhook_fail_window", 1, 86_400),
     ]:
@@ -483,4 +575,68 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("exchangers", "must be a table of [exchangers.<name>] tables")
     kw["exchangers"] = {name: _exchanger(name, ex, env) for name, ex in exchangers_raw.items()}
     kw["payouts"] = load_payout_config(doc, env)
+    kw["notify"] = _notifications(table("notifications", doc.get("notifications", {})), env, kw["payouts"])
     return Settings(**kw)
+
+
+_NOTIFY_KEYS = {"urls_env", "digest_hour", "balance_check_interval", "balance_low", "beat_gone_after"}
+
+
+def _notifications(raw: Mapping[str, Any], env: Mapping[str, str], payouts: PayoutConfig) -> NotifySettings:
+    key = "notifications"
+    known(key, raw, _NOTIFY_KEYS)
+    var = env_var(f"{key}.urls_env", raw.get("urls_env", NotifySettings.urls_env))
+    urls = tuple(env.get(var, "").split())
+    for i, url in enumerate(urls):
+        apprise_url(f"{var}[{i}]", url)
+    hour = raw.get("digest_hour", NotifySettings.digest_hour)
+    digest_hour = None if hour == "off" else whole(f"{key}.digest_hour", hour, minimum=0, maximum=23)
+    floors: dict[str, dict[str, Decimal]] = {}
+    for provider, currencies in table(f"{key}.balance_low", raw.get("balance_low", {})).items():
+        k = f"{key}.balance_low.{provider}"
+        if provider not in payouts.providers:
+            raise ConfigError(k, "names no configured payout provider")
+        floors[provider] = {str(cur).upper(): amount(f"{k}.{cur}", v) for cur, v in table(k, currencies).items()}
+    return NotifySettings(
+        urls=urls, urls_env=var, digest_hour=digest_hour, balance_low=floors,
+        balance_check_interval=whole(f"{key}.balance_check_interval", raw.get("balance_check_interval", 300),
+                                     minimum=30, maximum=86_400),
+        beat_gone_after=whole(f"{key}.beat_gone_after", raw.get("beat_gone_after", 180), minimum=60, maximum=86_400),
+    )
+
+
+def amount(key: str, value: Any) -> Decimal:
+    """A positive amount of money, from a string or a whole number (a float would be a rounded guess)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ConfigError(key, 'must be an amount written as a string ("1000.50") or a whole number')
+    try:
+        out = Decimal(str(value).strip())
+    except ArithmeticError:
+        raise ConfigError(key, f"must be an amount, got {value!r}") from None
+    if not out.is_finite() or out <= 0 or out >= Decimal(10) ** 20:
+        raise ConfigError(key, f"must be a positive amount below 10^20, got {value!r}")
+    return out
+
+
+def apprise_module():
+    """apprise, with its logger silenced: it logs the URLs it parses and sends to (``Unparseable Telegram URL
+    tgram://<token>``), tokens included. exsync says itself what failed (worker/notify.py, this module)."""
+    import logging
+
+    import apprise
+
+    logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)
+    return apprise
+
+
+def apprise_url(key: str, url: str) -> str:
+    """A URL apprise can send to. The error names the variable and the scheme, never the URL (it may hold
+    a token)."""
+    apprise = apprise_module()
+
+    scheme = url.partition("://")[0] if "://" in url else ""
+    if not scheme or not re.fullmatch(r"[a-z][a-z0-9+.-]{0,30}", scheme):
+        raise ConfigError(key, "is not a URL (scheme://…); see https://github.com/caronc/apprise/wiki")
+    if apprise.Apprise.instantiate(url, suppress_exceptions=True) is None:
+        raise ConfigError(key, f"is not a {scheme}:// URL apprise can send to (value hidden: it may hold a token)")
+    return url

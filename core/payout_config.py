@@ -88,9 +88,9 @@ def _decimal(key: str, value: Any) -> Decimal:
 
 
 def _ladder(key: str, value: Any) -> tuple[int, ...]:
-    if not isinstance(value, list) or not value:
-        raise ConfigError(key, "must be a non-empty list of seconds")
-    return tuple(whole(f"{key}[{i}]", v, minimum=1) for i, v in enumerate(value))
+    if not isinstance(value, list) or not 0 < len(value) <= 100:
+        raise ConfigError(key, "must be a list of 1 to 100 delays in seconds")
+    return tuple(whole(f"{key}[{i}]", v, minimum=1, maximum=7 * 86_400) for i, v in enumerate(value))
 
 
 # -- sections --------------------------------------------------------------------------------------
@@ -103,10 +103,11 @@ def _settings(raw: Any) -> PayoutSettings:
     raw = table("payouts", raw)
     known("payouts", raw, _SETTINGS_KEYS)
     kw: dict[str, Any] = {}
-    for name, minimum in [("lease_seconds", 10), ("max_attempts", 1), ("max_checks", 1), ("park_seconds", 1),
-                          ("batch", 1)]:
+    # Upper bounds: past them a value is a typo, never a setting.
+    for name, minimum, maximum in [("lease_seconds", 10, 3_600), ("max_attempts", 1, 1_000), ("max_checks", 1, 100_000),
+                                   ("park_seconds", 1, 7 * 86_400), ("batch", 1, 10_000)]:
         if name in raw:
-            kw[name] = whole(f"payouts.{name}", raw[name], minimum=minimum)
+            kw[name] = whole(f"payouts.{name}", raw[name], minimum=minimum, maximum=maximum)
     for name in ("retry_ladder", "check_ladder", "completion_ladder"):
         if name in raw:
             kw[name] = _ladder(f"payouts.{name}", raw[name])
@@ -129,7 +130,7 @@ def _option(key: str, opt: Option, value: Any, env: Mapping[str, str]) -> Any:
         out = whole(key, value, minimum=int(opt.minimum or 0),
                     maximum=None if opt.maximum is None else int(opt.maximum))
     elif opt.type == "number":
-        out = number(key, value, minimum=opt.minimum or 0.0)
+        out = number(key, value, minimum=opt.minimum or 0.0, maximum=opt.maximum)
     elif opt.type == "url":
         out = http_url(key, value)
     elif opt.type == "choice":
@@ -167,7 +168,7 @@ def _provider(name: str, raw: Any, env: Mapping[str, str]) -> ProviderConfig:
         raise ConfigError(f"{key}.type", f"must be one of {', '.join(registry.types())}, got {kind!r}")
     known(key, raw, _COMMON | {o.name for o in desc.options})
     base_url = site_url(f"{key}.base_url", required(key, raw, "base_url"))
-    timeout = number(f"{key}.timeout", raw.get("timeout", 15))
+    timeout = number(f"{key}.timeout", raw.get("timeout", 15), maximum=600)
     secrets: dict[str, str] = {}
     options: dict[str, Any] = {}
     given: dict[str, str] = {}  # target → the option giving it (options filling one target are alternatives)

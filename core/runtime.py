@@ -7,37 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 from dataclasses import dataclass, field
 
 from core.config import ConfigError, PayoutConfig, Settings, load_settings
+from core.ratelimit import RateLimiter, SharedRateLimiter, limit_key
 from models.db import Database
 from providers import registry
 from providers.descriptor import PayoutStore
 from providers.payouts import PayoutRail
-
-
-class RateLimiter:
-    """Token bucket shared by the threads of one process: at most ``rate`` calls per second."""
-
-    def __init__(self, rate: float, burst: float | None = None) -> None:
-        self.rate = rate
-        self.capacity = burst if burst is not None else max(1.0, rate)
-        self.tokens = self.capacity
-        self.stamp = time.monotonic()
-        self.lock = threading.Lock()
-
-    def acquire(self) -> None:
-        """Take a token, sleeping for the deficit when there is none (a reservation, not a spin loop)."""
-        with self.lock:
-            now = time.monotonic()
-            # max(0, …): a clock that jumps back (freezegun in tests) must not drain the bucket.
-            self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.stamp) * self.rate)
-            self.stamp = now
-            self.tokens -= 1
-            wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
-        if wait:
-            time.sleep(wait)
 
 
 @dataclass
@@ -107,16 +84,28 @@ class Runtime:
             self._rails.clear()
 
     def close(self) -> None:
-        """Release the database pool (idempotent)."""
+        """Release the database pool and the rate limiters' Redis connections (idempotent)."""
+        with self._lock:
+            limiters, self._limiters = list(self._limiters.values()), {}
+        for lim in limiters:
+            if isinstance(lim, SharedRateLimiter):
+                lim.close()
         if self._db is not None:
             self._db.dispose()
             self._db = None
 
-    def limiter(self, exchanger: str) -> RateLimiter:
+    def limiter(self, exchanger: str) -> RateLimiter | SharedRateLimiter:
+        """The rate limit of one exchanger: shared through Redis by every process on every host
+        (core/ratelimit.py), or a bucket of this process alone when no Redis is configured."""
         with self._lock:
             lim = self._limiters.get(exchanger)
             if lim is None:
-                lim = RateLimiter(self.settings.exchanger(exchanger).rate_limit)
+                ex = self.settings.exchanger(exchanger)
+                if self.settings.redis_url:
+                    lim = SharedRateLimiter(self.settings.redis_url, limit_key(ex.name, ex.base_url, ex.api_login),
+                                            ex.rate_limit)
+                else:
+                    lim = RateLimiter(ex.rate_limit)
                 self._limiters[exchanger] = lim
             return lim
 

@@ -5,8 +5,10 @@
 - A demo config (``exsync.toml``) and generated secrets (``secrets.env``) are written to
   ``<data_dir>/demo/``; the stack (``devtools.supervisor.Stack``, the same as ``exsync run``) runs on them
   with its own embedded Postgres and Redis there. The demo never uses EXSYNC_DATABASE_URL/REDIS_URL:
-  it must not write made-up bids into a real database. The folder is wiped at start, because the
-  fresh sandbox knows none of the old bids.
+  it must not write made-up bids into a real database. Each run mirrors into a database of its own
+  (``demo_<time>``, named in ``<data_dir>/demo/database``), because its fresh sandbox knows none of the
+  old bids and numbers its own from 1: earlier runs stay there to be looked at (``exsync payouts list``
+  finds the latest by itself) until ``exsync demo --fresh`` (``make demo FRESH=1``) removes them.
 - Bids are created THROUGH EXSYNC (``worker.bids.create_bid``, with exsync's callback URL), so the
   sandbox's callbacks reach our webhook, and polls and sweeps catch what the callbacks miss.
 - Payouts: the ZaleyCash and gateway sandboxes run in this process too, with injected faults (errors
@@ -47,6 +49,7 @@ from sqlalchemy import func, select
 from core.config import Settings, load_settings
 from core.logs import setup_logging
 from core.runtime import Runtime
+from devtools.embedded import DataDirBusy
 from devtools.supervisor import GaveUp, Stack, stop_on_signals
 from models import Bid, BidStatusChange
 from models.states import AttemptOutcome, PayoutState
@@ -350,15 +353,28 @@ def _summary_line(view: View, total: int) -> str:
             f"{cb['duplicated']} duplicated, {cb['reordered']} reordered")
 
 
+WIDTH = 100  # the live view fits 100 columns (fewer when the terminal is narrower)
+
+
+def _fit(lines: list[str], width: int) -> list[str]:
+    """Lines wrapped to ``width`` visible columns (a wrapped line loses its colour; continuations indented)."""
+    out = []
+    for line in lines:
+        plain = click.unstyle(line)
+        out += [line] if len(plain) <= width else textwrap.wrap(plain, width, subsequent_indent="  ")
+    return out
+
+
 def _render(view: View, total: int, header: list[str], footer: str) -> str:
-    rows = shutil.get_terminal_size((100, 30)).lines - len(header) - 9
-    lines = list(header)
-    lines.append(_summary_line(view, total))
-    lines.append(_payout_line(view.payout_stats))
+    size = shutil.get_terminal_size((WIDTH, 30))
+    width = min(WIDTH, size.columns)
+    top = _fit([*header, _summary_line(view, total), _payout_line(view.payout_stats)], width)
+    rows = size.lines - len(top) - 7
+    lines = top
     if view.failed:
         lines.append(click.style(f"{view.failed} bid creation(s) failed (see the log)", fg="red"))
     lines.append("")
-    lines.append(f"  {'BID':>5}  {'DIR':>3}  {'SANDBOX (truth)':<16} {'MIRROR':<16} {'HISTORY':>7}  "
+    lines.append(f"  {'BID':>5}  {'DIR':>3}  {'SANDBOX':<13} {'MIRROR':<13} {'HISTORY':>7}  "
                  f"{'PAYOUT':<13} {'TRIES':>5}  {'VIA':<4}")
     for c in list(reversed(view.created))[:max(3, rows)]:
         truth = view.truth.get(c.remote_id, "(archived)")
@@ -371,11 +387,11 @@ def _render(view: View, total: int, header: list[str], footer: str) -> str:
             mark = click.style("catching up …", fg="yellow")
         p = view.payouts.get(c.remote_id)
         pay = f"{(p.state if p else '-'):<13} {(p.attempts if p else ''):>5}  {((p.provider or '-') if p else ''):<4}"
-        lines.append(f"  {c.remote_id:>5}  {c.direction_id:>3}  {truth:<16} {status or '-':<16} {hist:>7}  "
+        lines.append(f"  {c.remote_id:>5}  {c.direction_id:>3}  {truth:<13} {status or '-':<13} {hist:>7}  "
                      f"{pay}  {mark}")
     if len(view.created) > rows:
         lines.append(f"  … and {len(view.created) - rows} older bids")
-    lines += ["", footer]
+    lines += ["", *_fit([footer], width)]
     # Home, overwrite each line, clear the rest: no flicker from clearing the whole screen.
     return "\x1b[H" + "".join(line + "\x1b[K\n" for line in lines) + "\x1b[J"
 
@@ -396,7 +412,27 @@ def _create_one(runtime, view: View, rng: random.Random) -> None:
     view.created.append(Created(int(bid["remote_id"]), direction_id, amount))
 
 
-def run_demo(*, duration: float | None, bids: int, interval: float, log_json: bool = False) -> int:
+def prepare_dir(demo_dir: Path, *, fresh: bool) -> str:
+    """The demo folder, emptied with ``fresh`` (after stopping what a crashed demo left running there), and
+    the name of this run's database, recorded in ``demo/database`` for the CLI."""
+    from devtools.embedded import DATABASE_FILE, claim, release
+
+    if fresh and demo_dir.exists():
+        claim(demo_dir)  # refuses while a demo runs; stops a crashed one's Postgres and Redis
+        release(demo_dir)
+        shutil.rmtree(demo_dir)
+        click.echo(f"exsync demo: --fresh: removed the data of earlier demos in {demo_dir}")
+    elif (demo_dir / "postgres").exists():
+        click.echo(f"exsync demo: earlier demos' data is kept in {demo_dir} (`exsync demo --fresh`, or "
+                   f"`make demo FRESH=1`, removes it); this run gets a database of its own")
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    database = time.strftime("demo_%Y%m%d_%H%M%S", time.gmtime())
+    (demo_dir / DATABASE_FILE).write_text(database + "\n")
+    return database
+
+
+def run_demo(*, duration: float | None, bids: int, interval: float, log_json: bool = False,
+             fresh: bool = False) -> int:
     from providers.gateway import sandbox as gw_sandbox
     from providers.premium.sandbox import create_app
     from providers.sandbox import serve
@@ -404,8 +440,11 @@ def run_demo(*, duration: float | None, bids: int, interval: float, log_json: bo
 
     data_dir = Path(os.environ.get("EXSYNC_DATA_DIR") or Settings.data_dir)
     demo_dir = data_dir / "demo"
-    shutil.rmtree(demo_dir, ignore_errors=True)
-    demo_dir.mkdir(parents=True)
+    try:
+        database = prepare_dir(demo_dir, fresh=fresh)
+    except DataDirBusy as exc:
+        click.echo(f"exsync demo: {exc}", err=True)
+        return 1
     login, secret_env = _alnum(32), demo_secrets()
     app = create_app(login, secret_env["EXSYNC_EXCHANGER_DEMO_API_KEY"], latency=LATENCY, **CALLBACK_FAULTS)
     zc_app = zc_sandbox.create_app(secret_key=secret_env["EXSYNC_DEMO_ZC_SECRET"], latency=LATENCY,
@@ -431,7 +470,7 @@ def run_demo(*, duration: float | None, bids: int, interval: float, log_json: bo
             env["EXSYNC_LOG_JSON"] = "1"
         with open(demo_dir / "exsync.log", "a", buffering=1) as logfile:
             demo = Demo(load_settings(env), env, app, sandbox, login, logfile, live=_is_live(),
-                        zc=zc_server, gw=gw_server)
+                        zc=zc_server, gw=gw_server, database=database)
             return demo.run(duration=duration, total=bids, interval=interval, log_json=log_json)
     finally:
         for server in reversed(servers):
@@ -447,14 +486,15 @@ def _is_live() -> bool:
 
 class Demo:
     def __init__(self, settings: Settings, env: dict[str, str], app, sandbox, login: str, logfile: IO[str],
-                 *, live: bool, zc, gw) -> None:
+                 *, live: bool, zc, gw, database: str) -> None:
         self.settings = settings
         self.zc, self.gw = zc, gw  # the payout sandboxes' servers (.app.engine: their ledgers)
         self.app, self.engine, self.sandbox, self.login = app, app.engine, sandbox, login
         self.logfile = logfile
         self.log_path = Path(logfile.name)
         self.live = live
-        self.stack = Stack(settings, env, stop_timeout=STOP_TIMEOUT, output=logfile)
+        self.database = database
+        self.stack = Stack(settings, env, stop_timeout=STOP_TIMEOUT, output=logfile, database=database)
         self.view = View()
         self.runtime: Runtime | None = None
         self.ledger_ok = True
@@ -494,6 +534,9 @@ class Demo:
                 return 0
             except GaveUp as exc:
                 click.echo(f"giving up: {exc} (see {self.log_path})", err=True)
+                return 1
+            except DataDirBusy as exc:
+                click.echo(f"exsync demo: {exc}", err=True)
                 return 1
             finally:
                 self.engine.stop_autopilot()
@@ -593,3 +636,6 @@ class Demo:
         self.ledger_ok, lines = ledger_check(self.zc.app.engine, self.gw.app.engine, v.payouts)
         for line in lines:
             click.echo(line)
+        demo_dir = Path(self.settings.data_dir)
+        click.echo(f"this run's data stays in {demo_dir} (database {self.database}) until `make demo FRESH=1`: "
+                   f"`EXSYNC_DATA_DIR={demo_dir.parent} exsync payouts list` (or bids, inbox) finds it by itself")

@@ -37,6 +37,7 @@ from typing import IO, TYPE_CHECKING, Iterator, Mapping
 import click
 
 from core.config import Settings
+from devtools.embedded import DataDirBusy
 from models.states import RestartReason
 
 if TYPE_CHECKING:  # imported where used: `exsync web` and friends never load them
@@ -125,9 +126,10 @@ class Stack:
 
     def __init__(self, settings: Settings, env: Mapping[str, str] | None = None, *,
                  children: tuple[str, ...] = CHILDREN, max_restarts: int = MAX_RESTARTS,
-                 stop_timeout: float = STOP_TIMEOUT, output: IO | None = None) -> None:
+                 stop_timeout: float = STOP_TIMEOUT, output: IO | None = None, database: str = "exsync") -> None:
         self.settings = settings
         self.output = output
+        self.database = database  # the embedded Postgres' database (the demo uses one per run)
         self.env = dict(os.environ if env is None else env)
         self.names = children
         self.max_restarts = max_restarts
@@ -136,6 +138,7 @@ class Stack:
         self.postgres: EmbeddedPostgres | None = None
         self.redis: EmbeddedRedis | None = None
         self.monitor: Monitor | None = None  # worker liveness, once the URLs are known
+        self.owns_data = False  # claimed the data folder's embedded services (devtools/embedded.py)
         self.web_url = web_url(self.env.get("EXSYNC_WEB_BIND") or settings.web_bind)
 
     @property
@@ -148,15 +151,18 @@ class Stack:
 
     def start_services(self) -> None:
         """Embedded Postgres/Redis where no URL is configured, then the migrations."""
-        from devtools.embedded import EmbeddedPostgres, EmbeddedRedis
+        from devtools.embedded import EmbeddedPostgres, EmbeddedRedis, claim
         from models.migrate import upgrade
 
         data = Path(self.settings.data_dir)
+        if not (self.settings.database_url and self.settings.redis_url):
+            claim(data)  # refuses a data folder in use; stops what a crashed owner left running
+            self.owns_data = True
         if self.settings.database_url:
             self.env["EXSYNC_DATABASE_URL"] = self.settings.database_url
         else:
             log.info("no EXSYNC_DATABASE_URL: starting an embedded Postgres in %s", data / "postgres")
-            self.postgres = EmbeddedPostgres(data / "postgres")
+            self.postgres = EmbeddedPostgres(data / "postgres", self.database)
             self.env["EXSYNC_DATABASE_URL"] = self.postgres.url
         if self.settings.redis_url:
             self.env["EXSYNC_REDIS_URL"] = self.settings.redis_url
@@ -264,11 +270,18 @@ class Stack:
         if self.postgres is not None:
             self.postgres.stop()
             self.postgres = None
+        if self.owns_data:
+            from devtools.embedded import release
+
+            release(Path(self.settings.data_dir))
+            self.owns_data = False
 
     def describe(self) -> list[str]:
         data = Path(self.settings.data_dir)
+        stuck = ("operator page: /stuck, Bearer or Basic with EXSYNC_API_TOKEN" if self.settings.api_token
+                 else "no operator page: set EXSYNC_API_TOKEN to open /stuck and /api/v1")
         return [
-            f"web       {self.web_url}  (health: /healthz, operator page: /stuck)",
+            f"web       {self.web_url}  (health: /healthz, metrics: /metrics; {stuck})",
             "postgres  " + (f"embedded in {data / 'postgres'}" if self.postgres else "EXSYNC_DATABASE_URL"),
             "redis     " + (f"embedded in {data / 'redis'}" if self.redis else "EXSYNC_REDIS_URL"),
             "children  " + ", ".join(f"{c.name} (pid {c.pid})" for c in self.children),
@@ -277,7 +290,7 @@ class Stack:
 
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[threading.Event]:
-    """An Event set by SIGINT/SIGTERM for the duration of the block (main thread only)."""
+    """An Event set by SIGINT/SIGTERM/SIGHUP for the duration of the block (main thread only)."""
     stop = threading.Event()
     received: list[int] = []
 
@@ -285,7 +298,9 @@ def stop_on_signals() -> Iterator[threading.Event]:
         received.append(signum)
         stop.set()
 
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP: the terminal was closed. Its default action ends the process without any clean-up, which left
+    # the embedded Postgres and Redis running; stop everything in order instead.
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield stop
     finally:
@@ -295,6 +310,22 @@ def stop_on_signals() -> Iterator[threading.Event]:
             log.info("received %s: stopped", signal.Signals(received[0]).name)
 
 
+def port_taken(bind: str) -> str | None:
+    """Why ``bind`` cannot be listened on (None: it can), checked as gunicorn binds (SO_REUSEADDR)."""
+    import socket
+
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, int(port)))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 def run_stack(settings: Settings, *, duration: float | None = None, stop_timeout: float = STOP_TIMEOUT,
               log_json: bool = False) -> int:
     """Run until a signal (or ``duration`` seconds after the web app is healthy). Returns the exit code."""
@@ -302,6 +333,11 @@ def run_stack(settings: Settings, *, duration: float | None = None, stop_timeout
     if log_json:
         env["EXSYNC_LOG_JSON"] = "1"
     stack = Stack(settings, env, stop_timeout=stop_timeout)
+    taken = port_taken(env.get("EXSYNC_WEB_BIND") or settings.web_bind)
+    if taken:  # gunicorn would retry it for ever while `run` waited on another server's /healthz
+        log.error("cannot listen on %s: %s (EXSYNC_WEB_BIND chooses another address)",
+                  env.get("EXSYNC_WEB_BIND") or settings.web_bind, taken)
+        return 1
     with stop_on_signals() as stop:
         try:
             stack.start_services()
@@ -325,6 +361,9 @@ def run_stack(settings: Settings, *, duration: float | None = None, stop_timeout
             return 0
         except GaveUp as exc:
             log.error("giving up: %s", exc)
+            return 1
+        except DataDirBusy as exc:
+            log.error("%s", exc)
             return 1
         finally:
             stack.stop()

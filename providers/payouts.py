@@ -67,3 +67,11 @@ class PayoutRail(Protocol):
     def send(self, request: PayoutRequest) -> PayoutResult: ...
 
     def find(self, key: str) -> PayoutResult | None: ...
+
+
+class BalanceRail(Protocol):
+    """Optional: a rail that can tell its balance has ``balances()`` — what can be paid out now, per currency
+    (ZaleyCash's balances, the gateway's shop balance, Paysera's wallet at disposal). exsync reads it on a
+    schedule for /metrics and the low-balance notification; a rail without it is simply not shown."""
+
+    def balances(self) -> Mapping[str, Decimal]: ...

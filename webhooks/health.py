@@ -22,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from models import liveness as liveness_rows
 from models.queries import metrics_snapshot
-from models.states import InboxState, PollState
+from models.states import AttemptOutcome, InboxState, PayoutState, PollState
 from webhooks.openapi import documented
 from worker.liveness import METRICS_WINDOW, Thresholds
 
@@ -89,6 +89,11 @@ def readyz():
     return resp
 
 
+# Outcomes of a provider call that mean "something went wrong" (the alert rules in deploy/ use them).
+ERROR_OUTCOMES = (AttemptOutcome.ERROR, AttemptOutcome.AUTH, AttemptOutcome.PERMANENT, AttemptOutcome.UNKNOWN,
+                  AttemptOutcome.RETRYABLE, AttemptOutcome.LOST)
+
+
 class SnapshotCollector:
     """A prometheus_client collector that reads ``metrics_snapshot`` on every scrape."""
 
@@ -140,7 +145,53 @@ class SnapshotCollector:
         for name in sorted(lags):
             lag.add_metric([name], math.inf if lags[name] is None else lags[name])
         yield lag
+        yield from self.collect_payouts(snap)
         yield from self.collect_workers()
+
+    def collect_payouts(self, snap: dict):
+        """Payouts by provider and state, the oldest needs_review, provider calls by outcome, the balances
+        the notify job last read (worker/notify.py: a provider is never called at scrape time) with their
+        configured floors, beat's heartbeat and the notifications not yet delivered. Labels are names of
+        configured things and states only: no error text (it may quote a provider's answer)."""
+        payouts = GaugeMetricFamily("exsync_payouts", "Payouts by provider and state (provider none: no route "
+                                    "rule matched)", labels=["provider", "state"])
+        counts = {(r["provider"], r["state"]): r["count"] for r in snap["payouts"]}
+        for provider in sorted({p for p, _ in counts} | set(self.runtime.settings.payouts.providers)):
+            for state in PayoutState:
+                payouts.add_metric([provider, state], counts.get((provider, state), 0))
+        yield payouts
+        yield GaugeMetricFamily("exsync_payout_oldest_needs_review_age_seconds",
+                                "Seconds the oldest needs_review payout has waited for a person (0 when none)",
+                                value=snap["oldest_needs_review_seconds"])
+        attempts = CounterMetricFamily("exsync_payout_attempts",
+                                       "Calls made for payouts (kind: submit, find, complete) by provider and "
+                                       "outcome; error outcomes: " + ", ".join(ERROR_OUTCOMES),
+                                       labels=["provider", "kind", "outcome"])
+        for r in sorted(snap["payout_attempts"], key=lambda r: (r["provider"], r["kind"], r["outcome"])):
+            attempts.add_metric([r["provider"], r["kind"], r["outcome"]], r["count"])
+        yield attempts
+        balance = GaugeMetricFamily("exsync_provider_balance", "A payout provider's balance, as last read",
+                                    labels=["provider", "currency"])
+        age = GaugeMetricFamily("exsync_provider_balance_age_seconds", "Seconds since the balance was read",
+                                labels=["provider", "currency"])
+        for b in sorted(snap["balances"], key=lambda b: (b["provider"], b["currency"])):
+            balance.add_metric([b["provider"], b["currency"]], float(b["amount"]))
+            age.add_metric([b["provider"], b["currency"]], b["age_seconds"])
+        yield balance
+        yield age
+        floor = GaugeMetricFamily("exsync_provider_balance_low_threshold",
+                                  "[notifications.balance_low]: a balance under this needs a person",
+                                  labels=["provider", "currency"])
+        for provider, currencies in sorted(self.runtime.settings.notify.balance_low.items()):
+            for currency, amount in sorted(currencies.items()):
+                floor.add_metric([provider, currency], float(amount))
+        yield floor
+        beat = snap["beat_heartbeat_age_seconds"]
+        yield GaugeMetricFamily("exsync_beat_heartbeat_age_seconds",
+                                "Seconds since beat's notify job last ran (+Inf: never)",
+                                value=math.inf if beat is None else beat)
+        yield GaugeMetricFamily("exsync_notifications_unsent",
+                                "Notifications not yet delivered to every target", value=snap["notifications_unsent"])
 
     def collect_workers(self):
         """Canary age per worker, how many consume, and the supervisor's restarts (worker/liveness.py)."""

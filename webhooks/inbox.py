@@ -1,12 +1,8 @@
 """The inbox write and the enqueue that follows it: the hot path of every callback.
 
 Store first, answer second (lessons.md, Receiving): a callback is acknowledged only once its row is
-committed. The write is one autocommit ``INSERT … RETURNING id`` on a psycopg2 connection kept per
-thread: one round trip, no BEGIN/COMMIT, no pool checkout, no pre-ping. Going through SQLAlchemy cost
-~0.2 ms of CPU per event, four times the insert itself, and the endpoint is benchmarked against a bare
-Flask route. A kept connection that died (Postgres restarted) is dropped and the insert tried once
-more on a fresh one; a duplicate row from that retry is harmless (processing is idempotent).
-Each connection has a statement timeout, so a stuck database answers 503 rather than hanging.
+committed. The write goes through ``webhooks.inbox_writer``: rows that arrive together in a process are
+committed by one statement (group commit), each request answered once its own row is committed.
 
 The enqueue is best effort: when the broker is down the row stays ``received`` and the inbox sweeper
 (beat) enqueues it later, so the sender still gets its 2xx. That is what lets it leave the request:
@@ -23,6 +19,7 @@ import base64
 import json
 import logging
 import threading
+import time
 import uuid
 from typing import Any, Mapping
 
@@ -33,25 +30,15 @@ from sqlalchemy.engine import Engine
 from core.redis_url import for_redis_py
 from models.states import InboxState
 from providers.values import clean_text
+from webhooks.inbox_writer import InboxWriter, InvalidEvent, StorageUnavailable
+
+__all__ = ["Inbox", "InvalidEvent", "StorageUnavailable", "TaskPublisher"]
 
 log = logging.getLogger("exsync.webhooks.inbox")
 
-INSERT_SQL = (
-    "INSERT INTO inbox_events "
-    "(provider, endpoint, source_ip, headers, content_type, body, payload, state, last_error) "
-    "VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s::jsonb, %s, %s) RETURNING id"
-)
 PG_OPTIONS = {"connect_timeout": 3, "application_name": "exsync-inbox", "options": "-c statement_timeout=5000"}
 BROKER_TIMEOUT = 2  # seconds, connect and each command
-
-
-class StorageUnavailable(Exception):
-    """The event could not be committed: the sender must not get a 2xx."""
-
-
-class InvalidEvent(Exception):
-    """Postgres refused a value of the event (a data exception, SQLSTATE class 22) while it was up:
-    the caller keeps the event ``dead`` without that value instead of answering 503."""
+LINGER = 0.002  # seconds the publisher waits for more ids before an LPUSH (the worker sees them that late)
 
 
 def _text(value: str | None) -> str | None:
@@ -60,54 +47,16 @@ def _text(value: str | None) -> str | None:
 
 
 class Inbox:
-    """One per web app. Connections are per thread and opened lazily: safe with gunicorn's pre-fork."""
+    """One per web app: one Postgres connection per process (the group writer), opened lazily."""
 
     def __init__(self, engine: Engine, redis_url: str | None) -> None:
         # psycopg2 arguments exactly as SQLAlchemy derives them from the URL (host, socket dir, password…).
         cargs, cparams = engine.dialect.create_connect_args(engine.url)
-        self._pg_args = (tuple(cargs), {**cparams, **PG_OPTIONS})
+        args, params = tuple(cargs), {**cparams, **PG_OPTIONS}
+        self.writer = InboxWriter(lambda: psycopg2.connect(*args, **params))
         self.redis_url = redis_url
-        self._local = threading.local()
         self._lock = threading.Lock()
         self._publisher: TaskPublisher | None = None
-
-    def _execute(self, sql: str, params: tuple = ()) -> Any:
-        """Run one statement, return the first column of the first row (or StorageUnavailable)."""
-        for attempt in (1, 2):
-            conn = getattr(self._local, "pg", None)
-            fresh = conn is None
-            try:
-                if conn is None:
-                    conn = psycopg2.connect(*self._pg_args[0], **self._pg_args[1])
-                    conn.autocommit = True
-                    self._local.pg = conn
-                with conn.cursor() as cur:
-                    cur.execute(sql, params)
-                    return cur.fetchone()[0]
-            except psycopg2.extensions.QueryCanceledError as exc:  # statement timeout: no second wait
-                log.warning("inbox database too slow: statement timeout")
-                raise StorageUnavailable(type(exc).__name__) from exc
-            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
-                self._drop()
-                if attempt == 1 and not fresh:
-                    continue  # a kept connection died since its last use: once more on a fresh one
-                log.warning("inbox database unavailable: %s", type(exc).__name__)
-                raise StorageUnavailable(type(exc).__name__) from exc
-            except psycopg2.DataError as exc:  # a value refused (NUL, bad escape…): not an outage
-                log.warning("inbox write refused a value: %s (%s)", type(exc).__name__, exc.pgcode)
-                raise InvalidEvent(f"{type(exc).__name__} ({exc.pgcode})") from exc
-            except psycopg2.Error as exc:  # a statement the database refused: never a 2xx either
-                log.error("inbox write refused: %s (%s)", type(exc).__name__, exc.pgcode)
-                raise StorageUnavailable(type(exc).__name__) from exc
-        raise StorageUnavailable("unreachable")  # pragma: no cover
-
-    def _drop(self) -> None:
-        conn, self._local.pg = getattr(self._local, "pg", None), None
-        if conn is not None:
-            try:
-                conn.close()
-            except psycopg2.Error:
-                pass
 
     def store(
         self,
@@ -122,8 +71,8 @@ class Inbox:
         state: str = InboxState.RECEIVED,
         last_error: str | None = None,
     ) -> int:
-        """Commit one event; returns its id or raises ``StorageUnavailable``."""
-        return self._execute(INSERT_SQL, (
+        """Commit one event; returns its id or raises ``StorageUnavailable`` (or ``InvalidEvent``)."""
+        return self.writer.insert((
             provider, endpoint, _text(source_ip),
             json.dumps({_text(k): _text(v) for k, v in headers.items()}),
             _text(content_type), body,
@@ -132,7 +81,7 @@ class Inbox:
         ))
 
     def ping_database(self) -> None:
-        self._execute("SELECT 1")
+        self.writer.ping()
 
     @property
     def publisher(self) -> "TaskPublisher":
@@ -155,8 +104,8 @@ class Inbox:
             log.error("inbox event %s stored, not enqueued (%s: %s)", event_id, type(exc).__name__, exc)
 
     def close(self) -> None:
-        """Close this thread's connections."""
-        self._drop()
+        """Close the connections (while no request is being stored)."""
+        self.writer.close()
         if self._publisher is not None:
             self._publisher.close()
 
@@ -195,6 +144,7 @@ class TaskPublisher:
         self._sending = 0  # ids taken by the publisher thread and not yet sent
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
+        self.linger = LINGER
 
     def message(self, event_id: int) -> str:
         task_id = str(uuid.uuid4())
@@ -227,12 +177,17 @@ class TaskPublisher:
                 self._thread = threading.Thread(target=self._run, name="exsync-enqueue", daemon=True)
                 self._thread.start()
                 atexit.register(self.flush)
-            self._cv.notify()
+            if len(self._pending) == 1:  # the publisher waits only while nothing is pending
+                self._cv.notify()
 
     def _run(self) -> None:
         while True:
             with self._cv:
                 self._cv.wait_for(lambda: self._pending)
+            # Let the ids of the requests in flight join this one: one wake-up and one LPUSH for many
+            # (each costs the busy process far more CPU than its own few microseconds).
+            time.sleep(self.linger)
+            with self._cv:
                 ids, self._pending = self._pending, []
                 self._sending = len(ids)
             try:

@@ -48,6 +48,11 @@ TEXT = {"type": "string"}
 # ignores a "\u0000" escape inside a character class.
 NO_NUL = "^[^\x00]*$"
 
+# The sections of the stuck report (models.queries.stuck_report), in the order /stuck shows most of them.
+STUCK_SECTIONS = ("payouts_needs_review", "payouts_parked", "inbox_dead", "inbox_failed", "inbox_unprocessed",
+                  "polls_gave_up", "polls_overdue", "bids_stale", "sweeps_lagging", "balances_low",
+                  "workers_gone", "beat_gone")
+
 SCHEMAS: dict[str, dict] = {
     "Error": {
         "type": "object", "required": ["error"],
@@ -135,8 +140,20 @@ SCHEMAS: dict[str, dict] = {
                        "degraded": {"type": "array", "items": TEXT,
                                     "description": "checks that failed without making it a 503 (workers)"}},
     },
-    "StuckReport": {"type": "object", "required": ["total", "generated_at"],
-                    "properties": {"total": {"type": "integer"}, "generated_at": TIME}},
+    "StuckReport": {
+        "type": "object",
+        "required": ["total", "generated_at", "oldest_needs_review_seconds", *STUCK_SECTIONS],
+        "description": "Everything that needs a person (models.queries.stuck_report): each section counts "
+                       "its rows and lists the first 20, oldest first",
+        "properties": {"total": {"type": "integer"}, "generated_at": TIME,
+                       "oldest_needs_review_seconds": {"type": "number", "minimum": 0},
+                       **{name: ref("StuckSection") for name in STUCK_SECTIONS}},
+    },
+    "StuckSection": {
+        "type": "object", "required": ["count", "rows"],
+        "properties": {"count": {"type": "integer", "minimum": 0},
+                       "rows": {"type": "array", "items": {"type": "object"}}},
+    },
 }
 
 _STANDARD_ANSWERS = {

@@ -6,27 +6,37 @@ as password (so a browser can open it). 404 when no API token is configured.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 from flask import Blueprint, Response, current_app, render_template_string
 
 from core.clock import now_utc
-from models.queries import TOP_ROWS, stuck_report
+from models.queries import TOP_ROWS
 from webhooks.api import jsonable
 from webhooks.auth import require_api_token
 from webhooks.openapi import documented
+from worker import notify
 
 bp = Blueprint("stuck", __name__)
 
-STALE_AFTER = timedelta(hours=1)
-
 # (key in the report, title, what it means, columns shown)
 SECTIONS = [
-    ("inbox_failed", "Inbox events failed or dead",
-     "Callbacks whose processing failed (retried with back-off) or that are dead: attempts ran out, or the "
-     "callback was malformed. Replay dead ones with <code>exsync inbox replay</code> once the cause is fixed.",
-     ["id", "endpoint", "received_at", "state", "attempts", "last_error", "payload"]),
+    ("payouts_needs_review", "Payouts waiting for a person",
+     "needs_review: retries ran out, a limit or the auto-pay ceiling was hit, or the bid left its payout status. "
+     "<code>exsync payouts show ID</code>, then approve, retry or cancel.",
+     ["id", "exchanger", "remote_id", "provider", "amount", "currency", "reason", "updated_at"]),
+    ("payouts_parked", "Payouts parked",
+     "The provider had not enough money: tried again after a long back-off. Top up the balance, or retry.",
+     ["id", "exchanger", "remote_id", "provider", "amount", "currency", "reason", "next_attempt_at"]),
+    ("inbox_dead", "Inbox events dead",
+     "Attempts ran out, or the callback was malformed. Replay them with <code>exsync inbox replay</code> once "
+     "the cause is fixed.",
+     ["id", "endpoint", "received_at", "attempts", "last_error", "payload"]),
+    ("inbox_failed", "Inbox events failing",
+     "Callbacks whose processing failed: retried with back-off until their attempts run out.",
+     ["id", "endpoint", "received_at", "attempts", "next_attempt_at", "last_error", "payload"]),
     ("inbox_unprocessed", "Inbox events not processed after 5 minutes",
      "Received but never handled: is a worker running, is the broker up?",
      ["id", "endpoint", "received_at", "attempts", "next_attempt_at", "payload"]),
@@ -42,6 +52,16 @@ SECTIONS = [
     ("sweeps_lagging", "Sweeps lagging or failing",
      "No finished sweep within three sweep intervals, or the last one failed.",
      ["exchanger", "last_finished_at", "cursor_time", "last_seen", "last_error"]),
+    ("balances_low", "Provider balances under their floor",
+     "As last read by the notify job; floors in <code>[notifications.balance_low]</code>.",
+     ["provider", "currency", "amount", "floor", "checked_at"]),
+    ("workers_gone", "Workers not consuming",
+     "A worker whose canary has not run within the threshold (an empty hostname: no worker consumes at all).",
+     ["hostname", "canary_age", "up"]),
+    ("beat_gone", "Beat gone",
+     "The periodic jobs (polls, sweeps, payouts, notifications) are not being scheduled: start one "
+     "<code>exsync beat</code>.",
+     ["name", "last_heartbeat"]),
 ]
 
 PAGE = """<!doctype html>
@@ -80,6 +100,10 @@ def cell(value: Any) -> str:
     """One table cell as text (Jinja escapes it): UTC times to the second, objects as JSON."""
     if value is None:
         return "–"
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, float):
+        return "∞" if value == float("inf") else f"{value:.0f}"
     if isinstance(value, datetime):
         return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     if isinstance(value, (dict, list)):
@@ -91,10 +115,7 @@ bp.add_app_template_filter(cell, "cell")
 
 
 def _report() -> dict:
-    rt = current_app.extensions["exsync.runtime"]
-    with rt.db.session() as session:
-        return stuck_report(session, now_utc(), stale_after=STALE_AFTER,
-                            sweep_interval=rt.settings.sweep_interval, exchangers=rt.settings.exchangers)
+    return notify.report(current_app.extensions["exsync.runtime"], now_utc())
 
 
 _AUTH: list[dict[str, list[str]]] = [{"bearer": []}, {"basic": []}]

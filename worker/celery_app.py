@@ -15,7 +15,7 @@ from core.config import Settings
 VISIBILITY_TIMEOUT = 3600
 MAX_COUNTDOWN = 300  # every countdown we use stays far below the visibility timeout
 
-app = Celery("exsync", include=["worker.tasks"])
+app = Celery("exsync", include=["worker.tasks", "worker.payouts.tasks"])
 app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,

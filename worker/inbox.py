@@ -19,6 +19,7 @@ from models import InboxEvent
 from models.states import INBOX_TO_PROCESS, ChangeSource, InboxState
 from providers.errors import NotFoundError, ProviderError
 from worker import reconcile
+from worker.payouts import events as payout_events
 
 log = logging.getLogger("exsync.inbox")
 
@@ -53,6 +54,7 @@ def _handle_premium(runtime: Runtime, session: Session, event: InboxEvent) -> st
     snap = reconcile.Snapshot.from_provider(bid, observed_at)
     out = reconcile.apply_snapshot(session, runtime.settings, exchanger, snap, ChangeSource.CALLBACK,
                                    inbox_event_id=event.id)
+    payout_events.bid_moved(session, runtime, exchanger, remote_id, out)  # sent once this commits
     if out.created:
         return f"new bid {remote_id} ({out.status})"
     return f"{out.from_status} -> {out.status}" if out.changed else ("unchanged" if out.applied else "stale")

@@ -1,4 +1,9 @@
-"""Postgres advisory locks for periodic jobs: a second beat (or a slow previous run) does no harm."""
+"""Postgres advisory locks: one run at a time of work that must not overlap itself.
+
+Copies of one periodic slot sent by several beats are told apart by worker/periodic.py, not here; these
+locks cover what the slot cannot: a run that outlasts its interval beside the next slot's run (a sweep of
+one exchanger, the payouts tick, a partner sync). A lock is taken with try, never waited for.
+"""
 from __future__ import annotations
 
 import zlib

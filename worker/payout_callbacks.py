@@ -3,8 +3,8 @@
 A callback is a hint, never the truth: its status never settles a payout. The handler asks the
 provider's descriptor (providers/registry.py) which payout the stored payload names — the provider's
 own id (``payouts.provider_ref``) first, then our idempotency key — and only makes that payout due for
-an immediate check; the engine's next round claims it and its ``find()`` re-reads the payout from the
-provider, which alone decides the state.
+an immediate check, handed to a task as soon as the event commits (worker/payouts/events.py; the tick
+if that enqueue is lost); its ``find()`` re-reads the payout from the provider, which alone decides the state.
 
 Only payouts in ``submitted`` or ``unknown`` are pulled forward (``next_attempt_at = now``). Any other
 state (pending, submitting — the engine is talking to the provider right now and sets its own next check —,
@@ -25,6 +25,7 @@ from models.states import PayoutState
 from providers import registry
 from providers.descriptor import HintRefused
 from worker.inbox import EventRejected
+from worker.payouts import events as payout_events
 
 CHECKABLE = (PayoutState.SUBMITTED, PayoutState.UNKNOWN)  # a hint may pull these forward, nothing else
 
@@ -36,6 +37,7 @@ def _make_due(session: Session, provider: str, where: str, params: dict[str, Any
         WHERE provider = :provider AND {where} AND state = ANY(:checkable)
         RETURNING id, state"""), {**params, "now": now, "provider": provider, "checkable": list(CHECKABLE)}).first()
     if row is not None:
+        payout_events.payout_due(session, row.id)  # checked by a task once this commits, not at the next tick
         return f"payout {row.id} ({row.state}) due for a check now"
     other = session.execute(text(f"SELECT id, state FROM payouts WHERE provider = :provider AND {where}"),
                             {**params, "provider": provider}).first()

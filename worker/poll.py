@@ -4,15 +4,17 @@ Due rows of ``bid_polls`` are claimed in batches with ``FOR UPDATE SKIP LOCKED``
 the batch's ``lease_token`` and its ``next_poll_at`` is pushed LEASE ahead, renewed by this process's
 heartbeat (worker/leases.py) until its poll is done. So any number of workers can poll side by side, a
 slow worker keeps what it claimed, and a worker that dies mid-batch delays its bids by one LEASE at most:
-they are simply due again. Bids are fetched concurrently, within the exchanger's rate limit, and each
-answer is reconciled in its own short transaction that also ends the claim.
+they are simply due again. A batch's bids are fetched concurrently, within the exchanger's rate limit,
+then reconciled together in one transaction that also ends the claims (reconcile.apply_batch, as a sweep
+page is: a poll costs its bid_info call and a share of a few statements, so a worker process polls about
+as fast as the engine answers).
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -25,6 +27,7 @@ from models import statuses as rules
 from models.states import ChangeSource, PollState
 from providers.errors import NotFoundError, ProviderError
 from worker import leases, reconcile
+from worker.payouts import events as payout_events
 
 log = logging.getLogger("exsync.poll")
 
@@ -83,70 +86,124 @@ def refresh(runtime: Runtime, exchanger: str, remote_id: int,
             return reconcile.mark_vanished(session, runtime.settings, exchanger, remote_id, observed_at, source)
     snap = reconcile.Snapshot.from_provider(bid, observed_at)
     with runtime.db.session() as session:
-        return reconcile.apply_snapshot(session, runtime.settings, exchanger, snap, source)
+        out = reconcile.apply_snapshot(session, runtime.settings, exchanger, snap, source)
+        payout_events.bid_moved(session, runtime, exchanger, remote_id, out)  # sent once this commits
+        return out
 
 
-def _after_poll(runtime: Runtime, session, item: PollClaim, error: str | None) -> None:
-    """Unchanged status: the next step of the ladder, and the claim ends. (A change restarted the ladder.)"""
-    bid_id, step = item.bid_id, item.step
-    now = clock.now_utc()
-    row = session.execute(text(
-        "SELECT b.status, b.first_seen_at, b.archived_at, p.ladder_status FROM bids b "
-        "JOIN bid_polls p ON p.bid_id = b.id WHERE b.id = :id AND p.lease_token = :token FOR UPDATE OF p"),
-        {"id": bid_id, "token": item.token}).first()
-    if row is None:  # the claim was taken back (this worker was too slow): its new holder schedules it
-        return
-    status, first_seen, archived_at, ladder_status = row
-    next_step = step + 1 if ladder_status == status else 0
-    state, next_at = rules.next_poll(status, next_step, now, first_seen, runtime.settings.poll_ladder,
-                                     runtime.settings.poll_give_up_after)
-    if archived_at is not None:
-        state, next_at = PollState.DONE, None
-    session.execute(text("""
-        UPDATE bid_polls SET state = :state, next_poll_at = :next_at, step = :step, ladder_status = :status,
-               polls = polls + 1, last_polled_at = :now, last_error = :error, lease_token = NULL,
-               gave_up_at = CASE WHEN :gave_up THEN :now ELSE gave_up_at END
-        WHERE bid_id = :id"""),
-        {"state": state, "next_at": next_at, "step": next_step, "status": status, "now": now,
-         "error": error, "id": bid_id, "gave_up": state == PollState.GAVE_UP})
-    if state == PollState.GAVE_UP:
-        log.warning("bid %s still %s after %ss: polling gave up (see /stuck)",
-                    bid_id, status, runtime.settings.poll_give_up_after)
+class Fetched(NamedTuple):
+    """One bid_info answer of a batch, before it is reconciled."""
+
+    item: PollClaim
+    observed_at: datetime
+    lag: float  # seconds between the poll's due time and the call
+    bid: object | None = None
+    vanished: bool = False  # "no bid exists": the engine deleted it
+    error: str | None = None
 
 
-def _poll_one(runtime: Runtime, item: PollClaim) -> tuple[bool, bool, float]:
-    """One poll: bid_info, then one transaction that reconciles the answer and schedules the next poll."""
-    exchanger, remote_id, due_at = item.exchanger, item.remote_id, item.due_at
-    lag = (clock.now_utc() - due_at).total_seconds()
-    error, bid, vanished = None, None, False
-    runtime.limiter(exchanger).acquire()
+def _fetch(runtime: Runtime, item: PollClaim) -> Fetched:
+    """The network half of one poll (run on the fetch pool); no database work."""
+    lag = (clock.now_utc() - item.due_at).total_seconds()
+    runtime.limiter(item.exchanger).acquire()
     observed_at = clock.now_utc()
     try:
-        bid = runtime.premium(exchanger).bid_info(id=remote_id)
+        return Fetched(item, observed_at, lag, bid=runtime.premium(item.exchanger).bid_info(id=item.remote_id))
     except NotFoundError:
-        vanished = True
+        return Fetched(item, observed_at, lag, vanished=True)
     except ProviderError as exc:
         error = f"{type(exc).__name__}: {exc}"[:1000]
-        log.info("poll of %s/%s failed: %s", exchanger, remote_id, error)
-    changed = False
+        log.warning("poll of %s/%s failed: %s", item.exchanger, item.remote_id, error)
+        return Fetched(item, observed_at, lag, error=error)
+
+
+def _reconcile_batch(runtime: Runtime, fetched: list[Fetched]) -> tuple[int, int]:
+    """The database half of a batch, in one transaction: every answer reconciled (reconcile.apply_batch,
+    a few statements per exchanger rather than a few per bid), then every claim ended: a changed bid's
+    ladder was restarted by the reconcile, every other bid goes one step up its ladder.
+    Returns (changed, errors)."""
+    errors: dict[int, str] = {f.item.bid_id: f.error for f in fetched if f.error}
+    changed: set[int] = set()
     with runtime.db.session() as session:
-        if vanished:
-            out = reconcile.mark_vanished(session, runtime.settings, exchanger, remote_id, observed_at,
-                                          ChangeSource.POLL)
-            changed = bool(out and out.changed)
-        elif bid is not None:
-            try:
-                snap = reconcile.Snapshot.from_provider(bid, observed_at)
-                changed = reconcile.apply_snapshot(session, runtime.settings, exchanger, snap,
-                                                   ChangeSource.POLL).changed
-            except reconcile.InvalidObservation as exc:
-                error = f"InvalidObservation: {exc}"[:1000]
-        if changed:  # the ladder restarted with the change; the claim ends here
-            session.execute(text("UPDATE bid_polls SET lease_token = NULL WHERE bid_id = :id AND lease_token = :t"),
-                            {"id": item.bid_id, "t": item.token})
-        else:
-            _after_poll(runtime, session, item, error)
-    return changed, error is not None, lag
+        by_exchanger: dict[str, list[reconcile.Snapshot]] = {}
+        bid_ids: dict[tuple[str, int], int] = {}
+        for f in fetched:
+            bid_ids[(f.item.exchanger, f.item.remote_id)] = f.item.bid_id
+            if f.vanished:
+                out = reconcile.mark_vanished(session, runtime.settings, f.item.exchanger, f.item.remote_id,
+                                              f.observed_at, ChangeSource.POLL)
+                if out and out.changed:
+                    changed.add(f.item.bid_id)
+                payout_events.bid_moved(session, runtime, f.item.exchanger, f.item.remote_id, out)
+            elif f.bid is not None:
+                try:
+                    by_exchanger.setdefault(f.item.exchanger, []).append(
+                        reconcile.Snapshot.from_provider(f.bid, f.observed_at))
+                except reconcile.InvalidObservation as exc:
+                    errors[f.item.bid_id] = f"InvalidObservation: {exc}"[:1000]
+        for exchanger, snaps in by_exchanger.items():
+            res = reconcile.apply_batch(session, runtime.settings, exchanger, snaps, ChangeSource.POLL)
+            changed.update(bid_ids[(exchanger, rid)] for rid, _, _ in res.changes)
+            payout_events.batch_moved(session, runtime, exchanger, res.changes)  # sent once this commits
+        _end_claims(runtime, session, fetched, changed, errors)
+    return len(changed), len(errors)
+
+
+def _end_claims(runtime: Runtime, session, fetched: list[Fetched], changed: set[int],
+                errors: dict[int, str]) -> None:
+    """End every claim of the batch still held under its token (a claim taken back meanwhile belongs to
+    its new holder). Changed bids: their ladder restarted, the token goes. Others: the next step of the
+    ladder (or the ladder of a status that another writer set meanwhile, from its first step)."""
+    token = fetched[0].item.token
+    ids = sorted(f.item.bid_id for f in fetched)
+    rows = session.execute(text(
+        "SELECT b.id, b.status, b.first_seen_at, b.archived_at, p.ladder_status, p.step FROM bid_polls p "
+        "JOIN bids b ON b.id = p.bid_id WHERE p.bid_id = ANY(:ids) AND p.lease_token = :token "
+        "ORDER BY p.bid_id FOR UPDATE OF p"), {"ids": ids, "token": token}).all()
+    now = clock.now_utc()
+    settings = runtime.settings
+    done, plan = [], []
+    for bid_id, status, first_seen, archived_at, ladder_status, step in rows:
+        if bid_id in changed:
+            done.append(bid_id)
+            continue
+        next_step = step + 1 if ladder_status == status else 0
+        state, next_at = rules.next_poll(status, next_step, now, first_seen, settings.poll_ladder,
+                                         settings.poll_give_up_after)
+        if archived_at is not None:
+            state, next_at = PollState.DONE, None
+        plan.append((bid_id, state, next_at, next_step, status, errors.get(bid_id)))
+        if state == PollState.GAVE_UP:
+            log.warning("bid %s still %s after %ss: polling gave up (see /stuck)",
+                        bid_id, status, settings.poll_give_up_after)
+    if done:
+        session.execute(text("UPDATE bid_polls SET lease_token = NULL WHERE bid_id = ANY(:ids) AND lease_token = :t"),
+                        {"ids": done, "t": token})
+    if plan:
+        ids_, states, next_ats, steps, statuses, errs = (list(col) for col in zip(*plan, strict=True))
+        session.execute(text("""
+            UPDATE bid_polls p SET state = v.state, next_poll_at = v.next_at, step = v.step,
+                   ladder_status = v.status, polls = p.polls + 1, last_polled_at = :now, last_error = v.error,
+                   lease_token = NULL, gave_up_at = CASE WHEN v.state = :gave_up THEN :now ELSE p.gave_up_at END
+            FROM unnest(CAST(:ids AS bigint[]), CAST(:states AS text[]), CAST(:next_ats AS timestamptz[]),
+                        CAST(:steps AS int[]), CAST(:statuses AS text[]), CAST(:errors AS text[]))
+                 AS v(bid_id, state, next_at, step, status, error)
+            WHERE p.bid_id = v.bid_id AND p.lease_token = :token"""),
+            {"ids": ids_, "states": states, "next_ats": next_ats, "steps": steps, "statuses": statuses,
+             "errors": errs, "now": now, "gave_up": PollState.GAVE_UP, "token": token})
+
+
+def poll_claims(runtime: Runtime, batch: list[PollClaim], pool: ThreadPoolExecutor | None = None) -> PollRound:
+    """Poll one claimed batch (one token): fetch every bid (on ``pool``, or one after the other), then
+    reconcile them and end the claims in one transaction. A batch that cannot be stored counts as errors:
+    its claims run out and its bids are polled again."""
+    fetched = list((pool.map if pool else map)(lambda it: _fetch(runtime, it), batch))
+    try:
+        changed, errors = _reconcile_batch(runtime, fetched) if fetched else (0, 0)
+    except Exception:  # Postgres gone, a conflict: nothing of the batch was stored
+        log.exception("poll batch of %s bids could not be stored", len(batch))
+        changed, errors = 0, len(batch)
+    return PollRound(claimed=len(batch), changed=changed, errors=errors, lags=[f.lag for f in fetched])
 
 
 def poll_due(
@@ -175,21 +232,12 @@ def poll_due(
                     break
                 (stop.wait if stop else time.sleep)(idle_wait)
                 continue
-            result.claimed += len(batch)
-            with leases.hold(runtime.db, LEASES, batch[0].token, [it.bid_id for it in batch]) as lease:
-                def one(it: PollClaim) -> tuple[bool, bool, float]:
-                    try:
-                        return _poll_one(runtime, it)
-                    finally:
-                        lease.done(it.bid_id)
-
-                futures = [pool.submit(one, it) for it in batch]
-                wait(futures)  # every poll ends while the batch is still renewed
-            for f in futures:
-                changed, failed, lag = f.result()
-                result.changed += changed
-                result.errors += failed
-                result.lags.append(lag)
+            with leases.hold(runtime.db, LEASES, batch[0].token, [it.bid_id for it in batch]):
+                r = poll_claims(runtime, batch, pool)  # every poll ends while the batch is still renewed
+            result.claimed += r.claimed
+            result.changed += r.changed
+            result.errors += r.errors
+            result.lags += r.lags
     finally:
         if own_pool:
             pool.shutdown(wait=True)

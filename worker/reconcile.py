@@ -13,13 +13,13 @@ Two entry points: ``apply_snapshot`` (one bid, ORM, used by callbacks, polls and
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
-from psycopg2.extras import execute_values
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
@@ -245,25 +245,37 @@ def mark_vanished(
 
 _CAST = {
     "remote_id": "bigint", "observed_at": "timestamptz", "remote_changed_at": "timestamptz",
-    "first_seen_at": "timestamptz", "updated_at": "timestamptz", "next_poll_at": "timestamptz",
-    "course_give": "numeric", "course_get": "numeric", "amount_give": "numeric", "amount_get": "numeric",
-    "exchange_success": "boolean", "id": "bigint", "changed": "boolean",
+    "next_poll_at": "timestamptz", "course_give": "numeric", "course_get": "numeric", "amount_give": "numeric",
+    "amount_get": "numeric", "exchange_success": "boolean", "id": "bigint", "changed": "boolean",
 }
 
 
-def _template(cols: Sequence[str]) -> str:
-    return "(" + ", ".join(f"%s::{_CAST[c]}" if c in _CAST else "%s" for c in cols) + ")"
+def _rows_of(cols: Sequence[str]) -> str:
+    """The page's rows, sent as one JSON array of arrays (``%(rows)s``), as a relation named ``v``.
+
+    One parameter instead of a VALUES list: encoding a page with ``json.dumps`` costs ~2 µs a row in
+    Python where psycopg2's mogrify of each VALUES row cost ~14 µs, and Postgres parses it in C. Numbers
+    travel as strings (Decimal exactly), timestamps as ISO strings.
+    """
+    fields = ", ".join(f"(e->>{n})::{_CAST.get(c, 'text')} AS {c}" for n, c in enumerate(cols))
+    return f"v AS (SELECT {fields} FROM jsonb_array_elements(%(rows)s::jsonb) AS e)"
 
 
 # New bids: one statement inserts the bids, their first history rows and their poll rows, so each row
 # crosses the wire once and each page costs one round trip. Values shared by the page (exchanger, source,
-# now) are bound once; timestamps travel as ISO strings (psycopg2 adapts aware datetimes slowly).
+# now) are bound once. It also returns the rows that already exist instead of inserting them (read
+# without a lock, like ``_rows``): a page of a first sweep is read and written in one round trip.
 _NEW_COLS = ("remote_id", "status", "observed_at", "remote_changed_at") + DATA_FIELDS
+_READ_COLS = ("id", "remote_id", "status", "observed_at", "remote_changed_at", "archived_at", "first_seen_at")
 _INSERT_NEW = f"""
-WITH v({', '.join(_NEW_COLS)}, poll_state, next_poll_at) AS (VALUES %s),
+WITH {_rows_of(_NEW_COLS + ("poll_state", "next_poll_at"))},
+ex AS (
+    SELECT {', '.join("b." + c for c in _READ_COLS)}
+    FROM v JOIN bids AS b ON b.exchanger = %(exchanger)s AND b.remote_id = v.remote_id),
 ins AS (
     INSERT INTO bids (exchanger, created_via, first_seen_at, updated_at, {', '.join(_NEW_COLS)})
     SELECT %(exchanger)s, %(origin)s, %(now)s, %(now)s, {', '.join(_NEW_COLS)} FROM v
+    WHERE NOT EXISTS (SELECT 1 FROM ex WHERE ex.remote_id = v.remote_id)
     ON CONFLICT (exchanger, remote_id) DO NOTHING
     RETURNING id, remote_id, status, observed_at, remote_changed_at),
 h AS (
@@ -273,13 +285,16 @@ p AS (
     INSERT INTO bid_polls (bid_id, exchanger, state, next_poll_at, step, ladder_status)
     SELECT ins.id, %(exchanger)s, v.poll_state, v.next_poll_at, 0, ins.status
     FROM ins JOIN v ON v.remote_id = ins.remote_id WHERE v.poll_state IS NOT NULL)
-SELECT remote_id, status FROM ins"""
+SELECT true, id, remote_id, status, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz
+FROM ins
+UNION ALL
+SELECT false, {', '.join(_READ_COLS)} FROM ex"""
 
 # Applied observations of known bids: update, and for status changes a history row and a fresh ladder.
 _UPD_COLS = ("id", "status", "from_status", "changed", "note", "observed_at", "remote_changed_at",
              "poll_state", "next_poll_at") + DATA_FIELDS
 _UPDATE_KNOWN = f"""
-WITH v({', '.join(_UPD_COLS)}) AS (VALUES %s),
+WITH {_rows_of(_UPD_COLS)},
 upd AS (
     UPDATE bids AS b SET status = v.status, observed_at = v.observed_at,
         remote_changed_at = COALESCE(v.remote_changed_at, b.remote_changed_at),
@@ -313,14 +328,18 @@ class BatchResult:
 
 def apply_batch(
     session: Session, settings: Settings, exchanger: str, snaps: Sequence[Snapshot],
-    source: str = ChangeSource.SWEEP,
+    source: str = ChangeSource.SWEEP, *, expect_new: bool = False,
 ) -> BatchResult:
-    """Apply a page of observations in three statements, under the same rules as ``apply_snapshot``.
+    """Apply a page of observations in a few statements, under the same rules as ``apply_snapshot``.
 
     1. read the existing rows, then lock those that will be written (ordered by remote_id);
     2. decide per bid in Python with the same pure rules, on the locked values;
     3. one statement for new bids and one for applied observations, each writing its history and poll
        rows server-side.
+
+    ``expect_new`` (a hint: most of the page is likely new, e.g. the page before was) reads the existing
+    rows with the statement that inserts the new ones, one round trip instead of two; the rules and the
+    result are the same either way.
     """
     res = BatchResult()
     if not snaps:
@@ -334,13 +353,38 @@ def apply_batch(
     res.seen = len(by_id)
     now = now_utc()
     ladder, give_up = settings.poll_ladder, settings.poll_give_up_after
+    params = {"source": source, "origin": BidOrigin.of(source), "exchanger": exchanger, "now": now,
+              "gave_up": PollState.GAVE_UP}
+
+    def insert_new(rids: list[int]) -> tuple[list[tuple[int, str]], dict[int, tuple]]:
+        """Insert the bids of ``rids`` that do not exist: (inserted (remote_id, status), existing rows)."""
+        new_rows = []
+        for rid in rids:
+            s = by_id[rid]
+            state, next_at = rules.next_poll(s.status, 0, now, now, ladder, give_up)
+            new_rows.append([rid, s.status, _iso(s.observed_at), _iso(s.remote_changed_at)]
+                            + [getattr(s, k) for k in DATA_FIELDS]
+                            + [None if state == PollState.DONE else state, _iso(next_at)])
+        cur.execute(_INSERT_NEW, {**params, "rows": _json(new_rows)})
+        got, found = [], {}
+        for new, *row in cur.fetchall():
+            if new:
+                got.append((row[1], row[2]))
+            else:
+                found[row[1]] = tuple(row)
+        return got, found
+
     cur = session.connection().connection.cursor()  # the pool's proxy of the psycopg2 connection
     try:
         ids = sorted(by_id)
         # Read without locks first: in a steady-state sweep almost every row is unchanged, and locking
         # rows we will not write would cost WAL and an fsync per page. Rows we will write are then locked
         # (ordered by remote_id, so concurrent sweeps cannot deadlock) and decided again on fresh values.
-        existing = _rows(cur, exchanger, ids, lock=False)
+        inserted: list[tuple[int, str]] | None = None
+        if expect_new:
+            inserted, existing = insert_new(ids)
+        else:
+            existing = _rows(cur, exchanger, ids, lock=False)
         decisions = {rid: _decide(row, by_id[rid]) for rid, row in existing.items()}
         to_write = [rid for rid in ids if decisions.get(rid) == "write"]
         if to_write:
@@ -348,15 +392,12 @@ def apply_batch(
             existing.update(locked)
             decisions.update({rid: _decide(row, by_id[rid]) for rid, row in locked.items()})
 
-        new_rows, updates = [], []
+        updates, fresh = [], []
         for rid in ids:
             s = by_id[rid]
-            data = [getattr(s, k) for k in DATA_FIELDS]
             row = existing.get(rid)
             if row is None:
-                state, next_at = rules.next_poll(s.status, 0, now, now, ladder, give_up)
-                new_rows.append(tuple([rid, s.status, _iso(s.observed_at), _iso(s.remote_changed_at)]
-                                      + data + [None if state == PollState.DONE else state, _iso(next_at)]))
+                fresh.append(rid)
                 continue
             decision = decisions[rid]
             if decision != "write":
@@ -365,29 +406,25 @@ def apply_batch(
             bid_id, _, status, observed_at, remote_changed_at, archived_at, first_seen = row
             changed = status != s.status or archived_at is not None
             state, next_at = rules.next_poll(s.status, 0, now, first_seen or now, ladder, give_up)
-            updates.append(tuple(
+            updates.append(
                 [bid_id, s.status, rules.ARCHIVED if archived_at is not None else status, changed,
                  "seen again after archiving" if archived_at is not None else None,
-                 _iso(s.observed_at), _iso(s.remote_changed_at), state, _iso(next_at)] + data))
+                 _iso(s.observed_at), _iso(s.remote_changed_at), state, _iso(next_at)]
+                + [getattr(s, k) for k in DATA_FIELDS])
             if changed:
                 res.changes.append((rid, status, s.status))
 
-        if new_rows:
-            inserted = _exec_fetch(cur, _INSERT_NEW, new_rows, _template(_NEW_COLS + ("poll_state", "next_poll_at")),
-                                   {"source": source, "origin": BidOrigin.of(source), "exchanger": exchanger,
-                                    "now": now})
-            got = set()
+        if inserted is None and fresh:
+            inserted, _ = insert_new(fresh)
+        if inserted is not None:
             for rid, status in inserted:
-                got.add(rid)
                 res.changes.append((rid, None, status))
             res.inserted = len(inserted)
-            # A callback inserted some of these between our lock and our insert: apply them one by one.
-            for rid in {rid for rid in by_id if rid not in existing} - got:
+            # A callback inserted some of these between our read and our insert: apply them one by one.
+            for rid in set(fresh) - {rid for rid, _ in inserted}:
                 apply_snapshot(session, settings, exchanger, by_id[rid], source)
         if updates:
-            _exec_fetch(cur, _UPDATE_KNOWN, updates, _template(_UPD_COLS),
-                        {"source": source, "exchanger": exchanger, "now": now, "gave_up": PollState.GAVE_UP},
-                        fetch=False)
+            cur.execute(_UPDATE_KNOWN, {**params, "rows": _json(updates)})
     finally:
         cur.close()
     res.changed = len(res.changes)
@@ -417,10 +454,8 @@ def _decide(row: tuple, s: Snapshot) -> str:
     return "write"
 
 
-def _exec_fetch(cur, sql: str, rows: list[tuple], template: str, params: dict, *, fetch: bool = True):
-    """execute_values with extra named parameters: they are bound first, then the VALUES list."""
-    sql = cur.mogrify(sql.replace("%s", "%%s"), params).decode()
-    return execute_values(cur, sql, rows, template=template, page_size=len(rows), fetch=fetch)
+def _json(rows: list[list]) -> str:
+    return json.dumps(rows, default=str, ensure_ascii=False)  # default: Decimal → its exact string
 
 
 def snapshots(items: Iterable[Any], observed_at: datetime) -> tuple[list[Snapshot], list[str]]:

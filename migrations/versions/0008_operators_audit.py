@@ -2,7 +2,7 @@
 state 'dismissed'; the indexes the console's lists page and filter with at a million bids
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 
 Written to match models/operators.py (naming convention of models/base.py). ``audit_events`` refuses
 UPDATE and DELETE with a trigger: an audit row, once written, stays as it was.
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = '0008'
-down_revision = '0006'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 

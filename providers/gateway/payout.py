@@ -11,6 +11,7 @@ in ``code``): an unknown word must never be read as final.
 """
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from providers.gateway.client import GatewayClient
@@ -51,6 +52,11 @@ class GatewayRail:
 
     def __repr__(self) -> str:
         return f"GatewayRail({self.name!r}, {self.client!r})"
+
+    def balances(self) -> dict[str, Decimal]:
+        """The shop's available balance, in its one currency."""
+        b = self.client.balance()
+        return {} if b.available is None else {(b.currency or "?").upper(): b.available}
 
     def send(self, request: PayoutRequest) -> PayoutResult:
         extra: dict[str, Any] = dict(request.extra)

@@ -61,7 +61,7 @@ def rail(cfg: ProviderConfig, store: PayoutStore) -> PayoutRail:
     # The transfer id is kept with our payout: find() and sign-after-restart use it.
     return PayseraRail(client, name=cfg.name, payer_account=cfg.options.get("payer_account"),
                        beneficiary_type=cfg.options.get("beneficiary_type", "paysera"),
-                       store_id=store.save_ref, load_id=store.load_ref)
+                       store_id=store.save_ref, load_id=store.load_ref, wallet_id=cfg.options.get("wallet_id"))
 
 
 def sandbox(**knobs: Any) -> Any:
@@ -177,6 +177,7 @@ DESCRIPTOR = Descriptor(
         Option("mac_id", "text", required=True),
         Option("mac_key_env", "secret", required=True, help="the env var holding the MAC key"),
         Option("payer_account", "text"),
+        Option("wallet_id", "text", help="the wallet whose balance /metrics shows (optional)"),
         Option("beneficiary_type", "choice", choices=("paysera", "bank"), default="paysera"),
         Option("callback_public_key_pem", "text", check=_public_key,
                help="verifies callbacks (PEM key or certificate)"),

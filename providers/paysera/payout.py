@@ -42,6 +42,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from decimal import Decimal
 from typing import Any, Callable, Mapping
 
 from providers.errors import BadResponseError, NotFoundError, PermanentError, RetryableError
@@ -103,13 +104,14 @@ class PayseraRail:
     def __init__(self, client: PayseraClient, *, name: str = "paysera", payer_account: str | None = None,
                  beneficiary_type: str = "paysera", store_id: Callable[[str, str], None] | None = None,
                  load_id: Callable[[str], str | None] | None = None, lookback: float = DEFAULT_LOOKBACK,
-                 page_size: int = 100) -> None:
+                 page_size: int = 100, wallet_id: str | None = None) -> None:
         if beneficiary_type not in ("paysera", "bank"):
             raise ValueError("beneficiary_type must be 'paysera' or 'bank'")
         if (store_id is None) != (load_id is None):
             raise ValueError("pass both store_id and load_id, or neither")
         self.client = client
         self.name = name
+        self.wallet_id = wallet_id  # the wallet whose balance balances() reads (None: not read)
         self.payer_account = payer_account
         self.beneficiary_type = beneficiary_type
         self.lookback = lookback
@@ -152,6 +154,12 @@ class PayseraRail:
         return {"details": details}
 
     # ---- PayoutRail -----------------------------------------------------------------------------
+    def balances(self) -> dict[str, Decimal]:
+        """The wallet's money at disposal per currency (empty without a ``wallet_id``)."""
+        if self.wallet_id is None:
+            return {}
+        return {c: b.at_disposal for c, b in self.client.wallet_balance(self.wallet_id).currencies.items()}
+
     def send(self, request: PayoutRequest) -> PayoutResult:
         """Create (draft) → store id → sign; or act on the transfer the key already has (module notes)."""
         existing = self._stored_transfer(request.key)

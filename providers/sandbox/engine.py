@@ -9,13 +9,15 @@ from typing import Any, Mapping
 
 from providers.sandbox.callbacks import CallbackSender
 from providers.sandbox.knobs import SandboxKnobs
+from providers.sandbox.requestlog import RequestLog
 
 
 class Engine:
     """Thread-safe: ``lock`` (re-entrant) guards all state; the HTTP layer only adds faults around it.
 
-    ``knobs`` are the fault knobs and ``roll(rate)`` one seeded fault decision; ``begin_request(key)``
-    counts an API request in ``requests_served`` and applies the ``latency`` knob; ``now()`` is the
+    ``knobs`` are the fault knobs and ``roll(rate)`` one seeded fault decision; ``begin_request(key,
+    source)`` counts an API request in ``requests_served``, logs when it came and from where in
+    ``request_log`` (``GET /_sandbox/requests``) and applies the ``latency`` knob; ``now()`` is the
     server's clock (``time.time()``, so freezegun works, plus the ``clock_skew`` knob where there is one).
     A sandbox that sends callbacks sets ``_sender``; every attempt lands in ``callback_log``.
 
@@ -28,6 +30,7 @@ class Engine:
         self.knobs: Any = knobs
         self.fault_rng = fault_rng
         self.requests_served: collections.Counter[str] = collections.Counter()
+        self.request_log = RequestLog()
         self.callback_log: list[dict] = []
         self._sender: CallbackSender | None = None
 
@@ -38,7 +41,8 @@ class Engine:
         skew = self.knobs.clock_skew if "clock_skew" in self.knobs.FIELDS else 0.0
         return time.time() + skew
 
-    def begin_request(self, key: str) -> None:
+    def begin_request(self, key: str, source: str | None = None) -> None:
+        self.request_log.record(key, source)
         with self.lock:
             self.requests_served[key] += 1
         if self.knobs.latency:

@@ -6,6 +6,7 @@ The control routes have NO AUTH: a sandbox is for local use only, never expose i
 from __future__ import annotations
 
 import json
+import math
 import re
 import socket
 from typing import Any, Callable, Iterable, Mapping
@@ -52,7 +53,9 @@ def sandbox_app(import_name: str, engine: Any, respond: Respond = json_response)
     """A Flask app with ``app.engine`` and the control routes every sandbox has:
 
     ``GET /_sandbox/state`` (``engine.state(query)``), ``POST /_sandbox/knobs`` (a JSON object of knob
-    values; an unknown knob or a bad value: 400 ``{"error"}``, else the knobs), and where the engine has
+    values; an unknown knob or a bad value: 400 ``{"error"}``, else the knobs), ``GET
+    /_sandbox/requests?key=&since=&window=`` (the API requests served: total, per second, the most in any
+    sliding ``window`` seconds, by call and by source address; a bad number: 400), and where the engine has
     them ``GET /_sandbox/callbacks?last=N`` (the newest N attempts, 100 when N is missing or not a positive
     number), ``GET /_sandbox/ledger`` and ``GET /_sandbox/describe``. ``respond`` writes the JSON.
     """
@@ -70,6 +73,17 @@ def sandbox_app(import_name: str, engine: Any, respond: Respond = json_response)
         except (AttributeError, ValueError, TypeError, ArithmeticError, re.error) as exc:
             return respond({"error": str(exc)}, 400)
         return respond(engine.knobs.as_dict())
+
+    @app.get("/_sandbox/requests")
+    def ctl_requests() -> Response:
+        try:
+            since = float(request.args["since"]) if request.args.get("since") else None
+            window = float(request.args.get("window") or 1.0)
+            if not (window > 0 and math.isfinite(window)) or (since is not None and not math.isfinite(since)):
+                raise ValueError("since and window must be finite, window > 0")
+        except ValueError as exc:
+            return respond({"error": str(exc)}, 400)
+        return respond(engine.request_log.summary(request.args.get("key") or None, since, window))
 
     if engine._sender is not None:
         @app.get("/_sandbox/callbacks")

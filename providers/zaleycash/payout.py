@@ -113,6 +113,12 @@ class ZaleyCashRail:
     def __repr__(self) -> str:
         return f"ZaleyCashRail({self.name!r}, {self.client!r})"
 
+    def balances(self) -> dict[str, Decimal]:
+        """``GET user/balance`` per currency, named as in ``currencies`` (an unmapped code as its digits)."""
+        names = {code: name for name, code in self.currencies.items()}
+        return {names.get(b.currency, str(b.currency)): b.balance for b in self.client.balance()
+                if b.currency is not None and b.balance is not None}
+
     # ------------------------------------------------------------------ parameters
     def currency_code(self, currency: str) -> int:
         """The ZaleyCash int code of ``currency`` (mapping first, then a string of digits)."""

@@ -224,9 +224,8 @@ def test_a_slow_poller_keeps_its_claims_and_a_lost_one_is_due_again(runtime, db,
             again = poll.claim_due(runtime, now_utc(), 10)
             assert [c.bid_id for c in again] == [lost[0].bid_id]
             # The slow worker's answers still land; the lost worker's late answer is ignored.
-            for c in slow:
-                assert poll._poll_one(runtime, c)[1] is False
-            poll._poll_one(runtime, lost[0])
+            assert poll.poll_claims(runtime, slow).errors == 0
+            poll.poll_claims(runtime, lost)
         with db.session() as s:
             rows = dict(s.execute(text("SELECT bid_id, polls FROM bid_polls")).all())
             held = s.execute(text("SELECT lease_token FROM bid_polls WHERE bid_id = :b"),

@@ -51,8 +51,8 @@ def from_models(pg_admin_url):
         yield engine
 
 
-def test_head_is_the_operators_and_audit():
-    assert current_head() == "0008"
+def test_head_is_the_last_migration():
+    assert current_head() == "0009"
 
 
 def test_migrations_at_head_match_the_models_without_a_filter(migrated):

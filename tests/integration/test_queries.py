@@ -81,7 +81,8 @@ def test_stuck_report(db, settings):
     with db.session() as s:
         r = queries.stuck_report(s, now, sweep_interval=60, exchangers=["main", "never"])
     ids = lambda sec: [row.get("id", row.get("bid_id")) for row in r[sec]["rows"]]  # noqa: E731
-    assert r["inbox_failed"]["count"] == 2 and set(ids("inbox_failed")) == {failed, dead}
+    assert r["inbox_failed"]["count"] == 1 and ids("inbox_failed") == [failed]
+    assert r["inbox_dead"]["count"] == 1 and ids("inbox_dead") == [dead]
     assert r["inbox_unprocessed"]["count"] == 1 and ids("inbox_unprocessed") == [old]
     assert fresh not in ids("inbox_unprocessed")
     assert [row["remote_id"] for row in r["polls_gave_up"]["rows"]] == [4]

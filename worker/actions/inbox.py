@@ -5,6 +5,7 @@ from typing import Iterable
 
 from sqlalchemy import select, update
 
+from core import clock
 from core.runtime import Runtime
 from models.states import INBOX_REPLAYABLE, AuditAction, InboxState, OperatorRole
 from models.tables import InboxEvent
@@ -13,7 +14,11 @@ from worker.actions.audit import Actor, Refused, reason_of, record, require
 
 def replay(runtime: Runtime, actor: Actor, event_ids: Iterable[int] | None, reason: str | None) -> list[int]:
     """Put events back to ``received`` with fresh attempts (all failed and dead ones when ``event_ids`` is
-    None; a processed event is left alone); returns the ids, for the caller to enqueue after the commit."""
+    None; a processed event is left alone); returns the ids, for the caller to enqueue after the commit.
+
+    They are due at once (``next_attempt_at`` = now), so beat's inbox sweep enqueues them at its next run
+    (within 30 s) even when nobody enqueues them now; with NULL they waited ``inbox_retry_after`` after
+    the event's *receipt* too (67 s were seen)."""
     why = reason_of(reason)
     with runtime.db.session() as s:
         require(s, actor, OperatorRole.OPERATOR)
@@ -25,7 +30,7 @@ def replay(runtime: Runtime, actor: Actor, event_ids: Iterable[int] | None, reas
         rows = s.execute(q.order_by(InboxEvent.id)).all()
         if rows:
             s.execute(update(InboxEvent).where(InboxEvent.id.in_([r.id for r in rows]))
-                      .values(state=InboxState.RECEIVED, attempts=0, next_attempt_at=None))
+                      .values(state=InboxState.RECEIVED, attempts=0, next_attempt_at=clock.now_utc()))
         for r in rows:
             record(s, actor, AuditAction.REPLAY, "inbox_event", r.id, reason=why,
                    before={"state": r.state, "attempts": r.attempts, "last_error": r.last_error},

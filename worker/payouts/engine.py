@@ -20,6 +20,11 @@ Leases (worker/leases.py): a claim writes a fresh ``lease_token`` (the fencing t
 of the claim checks it, so a worker that lost its claim changes nothing) and ``lease_until`` a short
 ``lease_seconds`` ahead, which this process's heartbeat renews for the whole batch while it works.
 
+Two ways in, one set of steps: a bid that a reconcile moves into a payout status is handed over at once
+(worker/payouts/events.py → tasks.py: ``create_due_payouts`` narrowed to its bids, ``submit_ids``, then
+``complete_ids``), and the tick (``tick``) runs every step for whatever an event missed. Both claim the
+same way, so an event and a tick (or two events) never send one payout twice.
+
 Long waits are ``next_attempt_at``/``next_completion_at`` values scanned on each tick, never Celery ETAs.
 
 (Over 500 lines on purpose: the four steps share the claim, the lease fencing and the attempt rows, and
@@ -60,23 +65,29 @@ def _now(now: datetime | None) -> datetime:
 
 # -- 1. creation -----------------------------------------------------------------------------------
 
-def create_due_payouts(runtime: Runtime, now: datetime | None = None) -> int:
-    """Insert a payout for every eligible bid that has none; returns how many were created."""
+def create_due_payouts(runtime: Runtime, now: datetime | None = None, *, exchanger: str | None = None,
+                       remote_ids: list[int] | None = None) -> int:
+    """Insert a payout for every eligible bid that has none; returns how many were created.
+
+    ``exchanger`` and ``remote_ids`` narrow it to the bids an event named (worker/payouts/tasks.py).
+    """
     now = _now(now)
     cfg = runtime.payouts()
     created = 0
+    only = "" if remote_ids is None else "AND b.remote_id = ANY(:ids)"
     for route in cfg.routes.values():
-        if not route.enabled:
+        if not route.enabled or (exchanger is not None and route.exchanger != exchanger):
             continue
         while True:
             with runtime.db.session() as s:
-                bids = s.execute(text("""
+                bids = s.execute(text(f"""
                     SELECT b.id, b.exchanger, b.remote_id, b.status, b.amount_get, b.currency_code_get,
                            b.psys_get, b.request_fields
                     FROM bids b
-                    WHERE b.exchanger = :ex AND b.status = ANY(:st) AND b.archived_at IS NULL
+                    WHERE b.exchanger = :ex AND b.status = ANY(:st) AND b.archived_at IS NULL {only}
                       AND NOT EXISTS (SELECT 1 FROM payouts p WHERE p.bid_id = b.id)
-                    ORDER BY b.id LIMIT 500"""), {"ex": route.exchanger, "st": list(route.trigger_statuses)}).all()
+                    ORDER BY b.id LIMIT 500"""), {"ex": route.exchanger, "st": list(route.trigger_statuses),
+                                                  "ids": remote_ids}).all()
                 if not bids:
                     break
                 for b in bids:
@@ -99,6 +110,15 @@ def create_due_payouts(runtime: Runtime, now: datetime | None = None) -> int:
             if len(bids) < 500:
                 break
     return created
+
+
+def payouts_of_bids(runtime: Runtime, exchanger: str, remote_ids: list[int], now: datetime | None = None) -> list[int]:
+    """The event path's creation: the payouts of these bids, created now if they are eligible; their ids."""
+    create_due_payouts(runtime, now, exchanger=exchanger, remote_ids=remote_ids)
+    keys = [rules.idempotency_key(exchanger, r) for r in remote_ids]
+    with runtime.db.session() as s:
+        return list(s.execute(text("SELECT id FROM payouts WHERE idempotency_key = ANY(:keys) ORDER BY id"),
+                              {"keys": keys}).scalars().all())
 
 
 # -- 2. reaper -------------------------------------------------------------------------------------
@@ -194,22 +214,25 @@ class Claimed:
     row: Any  # idempotency_key, amount, currency, destination, maybe_sent, attempts, checks
 
 
-def claim(runtime: Runtime, now: datetime | None = None, limit: int | None = None) -> list[Claimed]:
-    """Lease due payouts: their state becomes ``submitting`` (committed before any provider call)."""
+def claim(runtime: Runtime, now: datetime | None = None, limit: int | None = None, *,
+          ids: list[int] | None = None) -> list[Claimed]:
+    """Lease due payouts (only those of ``ids`` if given): their state becomes ``submitting`` (committed
+    before any provider call). A payout that is not due — held by another worker, settled — is skipped."""
     now = _now(now)
     token = leases.new_token()
+    only = "" if ids is None else "AND id = ANY(:ids)"
     with runtime.db.session() as s:
-        rows = s.execute(text("""
+        rows = s.execute(text(f"""
             WITH due AS (
                 SELECT id, state FROM payouts
-                WHERE state = ANY(:due) AND next_attempt_at <= :now
+                WHERE state = ANY(:due) AND next_attempt_at <= :now {only}
                 ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED)
             UPDATE payouts p SET state = :submitting, claimed_from = due.state, lease_token = :token,
                    lease_until = :lease, updated_at = :now
             FROM due WHERE p.id = due.id
             RETURNING p.id, due.state AS prior, p.provider, p.idempotency_key, p.amount, p.currency,
                       p.destination, p.maybe_sent, p.attempts, p.checks"""),
-            {"now": now, "limit": limit or runtime.payouts().settings.batch, "token": token,
+            {"now": now, "limit": limit or runtime.payouts().settings.batch, "token": token, "ids": ids,
              "lease": _lease_until(runtime, now), "due": list(PAYOUT_DUE), "submitting": PayoutState.SUBMITTING}).all()
     return [Claimed(r.id, r.prior, token, r.provider, r.idempotency_key, r) for r in rows]
 
@@ -418,16 +441,27 @@ def _hold_before_first_send(runtime: Runtime, c: Claimed) -> str | None:
 
 
 def submit_due(runtime: Runtime, now: datetime | None = None, *, pool: ThreadPoolExecutor | None = None) -> dict:
-    """Claim and process one batch of due payouts; returns {state: count}.
-
-    The whole batch, waiting items included, is renewed by the heartbeat until each item is done.
-    """
-    batch = claim(runtime, now)
+    """Claim and process one batch of due payouts; returns {state: count}."""
     out: dict[str, int] = {}
+    for _, state in _process_batch(runtime, claim(runtime, now), pool):
+        out[state] = out.get(state, 0) + 1
+    return out
+
+
+def submit_ids(runtime: Runtime, ids: list[int], now: datetime | None = None) -> list[tuple[int, str]]:
+    """Claim and process these payouts if they are due (the event path); returns (id, state) of each one
+    processed. The same claim as the tick's: a payout another worker holds or that is settled is skipped."""
+    return _process_batch(runtime, claim(runtime, now, len(ids), ids=ids) if ids else [], None)
+
+
+def _process_batch(runtime: Runtime, batch: list[Claimed], pool: ThreadPoolExecutor | None) -> list[tuple[int, str]]:
+    """Process a claimed batch, side by side. The whole batch, waiting items included, is renewed by the
+    heartbeat until each item is done."""
     if not batch:
-        return out
-    own = pool is None
-    pool = pool or ThreadPoolExecutor(min(THREADS, len(batch)), thread_name_prefix="payout")
+        return []
+    own = pool is None and len(batch) > 1
+    if own:
+        pool = ThreadPoolExecutor(min(THREADS, len(batch)), thread_name_prefix="payout")
     try:
         with leases.hold(runtime.db, lease_kind(runtime), batch[0].token, [c.id for c in batch]) as lease:
             def one(c: Claimed) -> str:
@@ -436,32 +470,34 @@ def submit_due(runtime: Runtime, now: datetime | None = None, *, pool: ThreadPoo
                 finally:
                     lease.done(c.id)
 
+            if pool is None:  # one payout (an event): no thread to start
+                return [(batch[0].id, str(one(batch[0])))]
             futures = [pool.submit(one, c) for c in batch]
             wait(futures)  # every item ends while the batch is still renewed, even if one of them failed
-        for f in futures:
-            state = str(f.result())  # an item's unexpected error is raised here; its claim is reaped
-            out[state] = out.get(state, 0) + 1
+        # an item's unexpected error is raised here; its claim is reaped
+        return [(c.id, str(f.result())) for c, f in zip(batch, futures, strict=True)]
     finally:
-        if own:
+        if own and pool is not None:
             pool.shutdown(wait=True)
-    return out
 
 
 # -- 4. completion ---------------------------------------------------------------------------------
 
-def _claim_completions(runtime: Runtime, now: datetime, limit: int) -> list[Any]:
-    """Lease due completions: not due while held (next_completion_at NULL), the reaper makes them due again."""
+def _claim_completions(runtime: Runtime, now: datetime, limit: int, ids: list[int] | None = None) -> list[Any]:
+    """Lease due completions (only those of ``ids`` if given): not due while held (next_completion_at
+    NULL), the reaper makes them due again."""
+    only = "" if ids is None else "AND id = ANY(:ids)"
     with runtime.db.session() as s:
-        return list(s.execute(text("""
+        return list(s.execute(text(f"""
             WITH due AS (
                 SELECT id FROM payouts WHERE state = :succeeded AND bid_completed_at IS NULL
-                  AND next_completion_at <= :now ORDER BY next_completion_at LIMIT :limit FOR UPDATE SKIP LOCKED)
+                  AND next_completion_at <= :now {only} ORDER BY next_completion_at LIMIT :limit FOR UPDATE SKIP LOCKED)
             UPDATE payouts p SET next_completion_at = NULL, lease_token = :token, lease_until = :lease,
                    completion_attempts = completion_attempts + 1
             FROM due WHERE p.id = due.id
             RETURNING p.id, p.exchanger, p.remote_id, p.completion_attempts, p.lease_token AS token"""),
             {"now": now, "limit": limit, "token": leases.new_token(), "lease": _lease_until(runtime, now),
-             "succeeded": PayoutState.SUCCEEDED}).all())
+             "succeeded": PayoutState.SUCCEEDED, "ids": ids}).all())
 
 
 def _start_completion(runtime: Runtime, row: Any, now: datetime) -> int | None:
@@ -537,17 +573,31 @@ def _complete_one(runtime: Runtime, row: Any) -> bool:
 
 
 def complete_due(runtime: Runtime, now: datetime | None = None, limit: int = 50) -> int:
-    rows = _claim_completions(runtime, _now(now), limit)
+    """Complete the due bids of one claim, side by side (each is one success_bid and one bid_info)."""
+    return _complete_rows(runtime, _claim_completions(runtime, _now(now), limit))
+
+
+def complete_ids(runtime: Runtime, ids: list[int], now: datetime | None = None) -> int:
+    """Complete these payouts' bids if their completion is due (the event path); returns how many."""
+    return _complete_rows(runtime, _claim_completions(runtime, _now(now), len(ids), ids) if ids else [])
+
+
+def _complete_rows(runtime: Runtime, rows: list[Any]) -> int:
     if not rows:
         return 0
-    done = 0
     with leases.hold(runtime.db, lease_kind(runtime), rows[0].token, [r.id for r in rows]) as lease:
-        for r in rows:
+        def one(r: Any) -> bool:
             try:
-                done += _complete_one(runtime, r)
+                return _complete_one(runtime, r)
             finally:
                 lease.done(r.id)
-    return done
+
+        if len(rows) == 1:
+            return int(one(rows[0]))
+        with ThreadPoolExecutor(min(THREADS, len(rows)), thread_name_prefix="payout-complete") as pool:
+            futures = [pool.submit(one, r) for r in rows]
+            wait(futures)  # every item ends while the claim is still renewed
+        return sum(int(f.result()) for f in futures)
 
 
 # -- the tick --------------------------------------------------------------------------------------

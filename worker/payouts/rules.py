@@ -88,9 +88,9 @@ def choose_rule(route: RouteConfig, currency: str | None, psys_get: str | None =
 def check_limits(rule: RouteRule, amount: Decimal) -> str | None:
     """None when the amount is inside the rule's limits, else the reason."""
     if rule.min_amount is not None and amount < rule.min_amount:
-        return f"amount {amount} is below the route's min_amount {rule.min_amount}"
+        return f"amount {amount.normalize():f} is below the route's min_amount {rule.min_amount}"
     if rule.max_amount is not None and amount > rule.max_amount:
-        return f"amount {amount} is above the route's max_amount {rule.max_amount}"
+        return f"amount {amount.normalize():f} is above the route's max_amount {rule.max_amount}"
     return None
 
 
@@ -144,7 +144,8 @@ def decide(route: RouteConfig, bid: BidView) -> NewPayout:
         return NewPayout(NEEDS_REVIEW, rule.provider, amount, currency, dest, four_eyes)
     if above_ceiling(route, amount):
         return NewPayout(NEEDS_REVIEW, rule.provider, amount, currency, dest,
-                         f"amount {amount} is above the auto-pay ceiling {route.auto_pay_ceiling}: approve it")
+                         f"amount {amount.normalize():f} is above the auto-pay ceiling {route.auto_pay_ceiling}: "
+                         f"approve it")
     return NewPayout(PENDING, rule.provider, amount, currency, dest)
 
 

@@ -86,7 +86,7 @@ def create_app(api_login: str = DEFAULT_LOGIN, api_key: str = DEFAULT_KEY, *, fl
 
     def api_view(request: Request, method: str) -> Response:
         k = engine.knobs
-        engine.begin_request(method)
+        engine.begin_request(method, request.remote_addr)
         if k.maintenance == "api":
             return pre_error(1, "Api disabled")
         login, key = request.headers.get("API-LOGIN", ""), request.headers.get("API-KEY", "")

@@ -10,6 +10,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
@@ -175,3 +177,47 @@ def test_serve_gives_a_url_and_the_engine_counts_requests():
 
         assert requests.get(srv.url + "/_sandbox/state", timeout=5).json()["served"] == {"x": 2}
     assert engine.roll(0) is False and engine.roll(1) is True
+
+
+def test_request_log_counts_per_second_and_in_sliding_windows():
+    from freezegun import freeze_time
+
+    from providers.sandbox.requestlog import RequestLog
+
+    log = RequestLog()
+    with freeze_time("2026-12-05 10:00:00.600") as clock:
+        for _ in range(3):  # 3 late in one second and 3 early in the next: 6 within one sliding second
+            log.record("bid_info", "10.0.0.1")
+        clock.tick(0.7)
+        for _ in range(3):
+            log.record("bid_info", "10.0.0.2")
+        log.record("test")
+        clock.tick(2)
+        log.record("bid_info", "10.0.0.1")
+    s = log.summary("bid_info")
+    assert s["total"] == 7 and s["max_in_window"] == 6 and [n for _, n in s["per_second"]] == [3, 3, 1]
+    assert s["by_source"] == {"10.0.0.1": 4, "10.0.0.2": 3} and s["by_key"] == {"bid_info": 7}
+    assert log.max_in_window(0.5, "bid_info") == 3 and log.summary()["total"] == 8
+    assert log.summary(since=s["last"])["total"] == 1
+
+
+def test_requests_route_reads_the_log_and_refuses_bad_numbers():
+    engine = TinyEngine(with_callbacks=False)
+    engine.begin_request("x", "127.0.0.9")
+    engine.begin_request("y")
+    c = sandbox_app("tiny", engine).test_client()
+    got = c.get("/_sandbox/requests?key=x").get_json()
+    assert (got["total"], got["by_source"], got["max_in_window"]) == (1, {"127.0.0.9": 1}, 1)
+    assert c.get("/_sandbox/requests").get_json()["by_key"] == {"x": 1, "y": 1}
+    assert c.get(f"/_sandbox/requests?since={time.time() + 60}").get_json()["total"] == 0
+    for bad in ("since=soon", "window=0", "window=-1", "window=nan", "since=inf", "window=1e999"):
+        r = c.get(f"/_sandbox/requests?{bad}")
+        assert r.status_code == 400 and "error" in r.get_json(), bad
+
+
+@settings(max_examples=200, deadline=None)
+@given(since=st.text(max_size=30), window=st.text(max_size=30))
+def test_requests_route_answers_any_query_with_200_or_400(since, window):
+    c = sandbox_app("tiny", TinyEngine(with_callbacks=False)).test_client()
+    r = c.get("/_sandbox/requests", query_string={"since": since, "window": window})
+    assert r.status_code in (200, 400) and isinstance(r.get_json(), dict)
