@@ -22,6 +22,7 @@ from models.db import Database
 from models.migrate import upgrade
 
 RESULTS = Path(__file__).resolve().parent / "results"
+MAX_RATE_LIMIT = 10_000  # calls/s: the most an exchanger may be given; no benchmark comes near it
 
 
 def results_dir() -> Path:
@@ -65,13 +66,13 @@ def redis() -> Iterator[str]:
 
 
 def settings_for(sandbox_url: str, database_url: str, redis_url: str | None = None, *, extra_settings: str = "",
-                 rate_limit: int = 100000, public_url: str | None = None):
+                 rate_limit: int = MAX_RATE_LIMIT, public_url: str | None = None):
     return load_settings(env_for(sandbox_url, database_url, redis_url, extra_settings=extra_settings,
                                  rate_limit=rate_limit, public_url=public_url))
 
 
 def env_for(sandbox_url: str, database_url: str, redis_url: str | None = None, *, extra_settings: str = "",
-            rate_limit: int = 100000, public_url: str | None = None) -> dict[str, str]:
+            rate_limit: int = MAX_RATE_LIMIT, public_url: str | None = None) -> dict[str, str]:
     """The environment (and the TOML file it names) of an exsync pointed at the sandbox: for this process
     (``settings_for``) or for exsync processes that a benchmark starts."""
     from providers.premium.sandbox import DEFAULT_KEY, DEFAULT_LOGIN

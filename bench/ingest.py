@@ -26,7 +26,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from bench.common import database, redis, report, settings_for
-from models.db import normalize_url
+from models.urls import normalize_url
 
 TOKEN = "benchtoken-0123456789abcdef"
 BODY = "bid_id={}&status=payed"

@@ -59,7 +59,7 @@ def config(premium_url: str, zc_url: str) -> str:
 base_url = "{premium_url}"
 api_login = "{DEFAULT_LOGIN}"
 timeout = 30
-rate_limit = 100000
+rate_limit = 10000
 
 [providers.zc]
 type = "zaleycash"
@@ -232,7 +232,7 @@ JOIN LATERAL (SELECT min(received_at) AS received_at, min(processed_at) AS proce
 def stages(db_url: str) -> list[tuple[str, str]]:
     from sqlalchemy import create_engine
 
-    from models.db import normalize_url
+    from models.urls import normalize_url
 
     engine = create_engine(normalize_url(db_url))
     try:

@@ -6,8 +6,8 @@ real ``exsync worker`` processes and one ``exsync beat`` poll a backlog that nev
 again 1 s after its poll) for ``--seconds``, and the polls completed per second are set beside the bare
 ``bid_info`` rate of as many client processes with the same threads each (``poll.FETCH_THREADS``, what
 one worker process polls with), against the same sandbox in the same run. Target: ratio >= 0.7.
-The processes' logs stay in the temporary folder printed at the end (EXSYNC_BENCH_LOG_LEVEL=INFO shows
-every task).
+The processes' logs stay in the temporary folder printed at the end (EXSYNC_LOG_LEVEL=DEBUG shows
+every task; WARNING by default).
 
 The lag of a poll is how late it ran after its row became due. Bids start spread evenly over one ladder
 step (a steady state: bids arrive over time), then the worker polls for ``--seconds`` of real time.
@@ -269,12 +269,12 @@ def main_workers(args) -> int:
             # figure is the sustained capacity, not the demand. No sweep or partner sync during the run.
             extra = ("poll_interval = 1\nsweep_interval = 86400\npoll_give_up_after = 86400\n"
                      "[settings.poll_ladder]\ndefault = [1]\nnew = [1]")
-            exsync_env = env_for(url, db_url, redis_url, extra_settings=extra, rate_limit=100000)
+            exsync_env = env_for(url, db_url, redis_url, extra_settings=extra)
             rt = runtime_for(load_settings(exsync_env))
             sweep_exchanger(rt, "main")
             requests.post(f"{url}/_sandbox/knobs", json={"latency": args.latency}, timeout=10)
             env = {**os.environ, **exsync_env, "EXSYNC_DATA_DIR": str(tmp / "data"),
-                   "EXSYNC_LOG_LEVEL": os.environ.get("EXSYNC_BENCH_LOG_LEVEL", "WARNING")}
+                   "EXSYNC_LOG_LEVEL": os.environ.get("EXSYNC_LOG_LEVEL", "WARNING")}
             with open(tmp / "beat.log", "wb") as beat_log:
                 beat = _exsync(["beat"], env, beat_log)
                 try:

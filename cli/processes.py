@@ -2,6 +2,7 @@
 ``sandbox``."""
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -13,9 +14,9 @@ import click
 
 from cli.base import Cli, cli, pass_cli, require_broker, require_database
 from core.config import Settings
-from devtools import sandboxes
 
 WEB_THREADS = 8  # per gunicorn worker; see `web` for why gthread
+BEAT_SCHEDULER = "worker.beat:SlotScheduler"
 UNIX_PATH_MAX = 107  # bytes of a Unix socket path (sun_path is 108 with its NUL)
 
 
@@ -120,6 +121,14 @@ def web(state: Cli, bind: str | None, workers: int | None, threads: int) -> None
         logging.getLogger("exsync.web").warning("no gunicorn control socket for this instance: %s", exc)
         options["control_socket_disable"] = True
 
+    # The modules (Flask, SQLAlchemy, the models, every receiver), not the app: imported before gunicorn forks,
+    # their pages are shared by the master and its workers (~25 MB less per instance, bench/footprint). The
+    # app itself — its engine, its Redis clients, the console's key read from Postgres — is made in each
+    # worker after the fork (``load``), so no connection or thread is ever shared across processes.
+    import webhooks.app  # noqa: F401
+
+    gc.freeze()  # the collector would otherwise write to every shared object's page, copying it
+
     class Web(BaseApplication):
         def load_config(self) -> None:
             for key, value in options.items():
@@ -152,8 +161,10 @@ def _keep_our_logging(**_: Any) -> None:
 
 
 @cli.command()
+@click.option("--beat", "with_beat", is_flag=True,
+              help="Also send the periodic jobs from a thread of this worker (one host: no beat process).")
 @pass_cli
-def worker(state: Cli) -> None:
+def worker(state: Cli, with_beat: bool) -> None:
     """A Celery worker (threads pool, EXSYNC_WORKER_CONCURRENCY threads).
 
     Threads rather than prefork: every task waits on provider HTTP calls and Postgres, so threads give
@@ -164,12 +175,18 @@ def worker(state: Cli) -> None:
     no longer does. Exit status: 0 after SIGTERM/SIGINT/SIGQUIT, non-zero for any other stop (Celery's
     "Unrecoverable error" path returns like a clean stop, and worker_main drops the exit code), so
     ``Restart=on-failure`` and the ``exsync run`` supervisor restart it.
+
+    ``--beat`` runs beat in a thread of this process (what ``exsync run`` does on one host): a beat process
+    of its own costs ~65 MB for a loop that wakes once a second. Beat holds no state (worker/beat.py), so it
+    dies and restarts with its worker; several such workers are as harmless as several beats.
     """
     from worker.liveness import Guard
 
     settings = state.settings()
     app = _celery(settings)
     guard = Guard(app, settings).install()
+    if with_beat:
+        _embed_beat(app, settings)
     app.worker_main([
         "worker", "--pool=threads", f"--concurrency={settings.worker_concurrency}",
         f"--loglevel={settings.log_level}", f"--hostname={guard.hostname}",
@@ -183,6 +200,45 @@ def worker(state: Cli) -> None:
         sys.exit(code)
 
 
+class _SandboxName(click.Choice):
+    """The sandboxes' names, read from the provider registry only when ``exsync sandbox`` parses its argument
+    or shows its help: loading every provider package (requests, cryptography) at import would weigh on
+    every exsync process, the long-lived ones included (bench/footprint)."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property  # click.Choice keeps a plain attribute; this one is computed
+    def choices(self) -> tuple[str, ...]:
+        from devtools import sandboxes
+
+        return sandboxes.providers()
+
+    @choices.setter
+    def choices(self, _value: Any) -> None:  # click.Choice.__init__ assigns it
+        pass
+
+
+def _embed_beat(app, settings: Settings) -> None:
+    """Start beat in a thread once the worker is ready; stop it when the worker begins to shut down.
+
+    Celery's own ``-B`` forks a beat process from the worker instead: a fork of a process that already runs
+    threads, and a second process again."""
+    from celery.beat import EmbeddedService
+    from celery.signals import worker_ready, worker_shutting_down
+
+    service = EmbeddedService(app, thread=True, scheduler_cls=BEAT_SCHEDULER)
+
+    def start(**_: Any) -> None:
+        service.start()
+
+    def stop(**_: Any) -> None:
+        service.stop()
+
+    worker_ready.connect(start, weak=False)
+    worker_shutting_down.connect(stop, weak=False)
+
+
 @cli.command()
 @pass_cli
 def beat(state: Cli) -> None:
@@ -193,7 +249,7 @@ def beat(state: Cli) -> None:
     """
     settings = state.settings()
     app = _celery(settings)
-    app.Beat(scheduler="worker.beat:SlotScheduler", loglevel=settings.log_level, quiet=True).run()
+    app.Beat(scheduler=BEAT_SCHEDULER, loglevel=settings.log_level, quiet=True).run()
 
 
 @cli.command()
@@ -207,7 +263,7 @@ def migrate(state: Cli) -> None:
 
 
 @cli.command()
-@click.argument("provider", type=click.Choice(sandboxes.providers()), metavar="PROVIDER")
+@click.argument("provider", type=_SandboxName(), metavar="PROVIDER")
 @click.option("--port", type=click.IntRange(0, 65535), required=True, help="0 picks a free port.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--login", default=None, help="API-LOGIN it accepts (default: the sandbox's documented one).")
@@ -235,6 +291,7 @@ def sandbox(provider: str, port: int, host: str, login: str | None, key: str | N
     The callback and maintenance options are the Premium sandbox's; --fail-after-commit-rate is the
     payout sandboxes' (every payout provider in providers/registry.py).
     """
+    from devtools import sandboxes
     from providers.sandbox import serve
 
     premium = dict(login=login, key=key, maintenance=False if maintenance == "off" else maintenance,

@@ -37,6 +37,14 @@ TOML layout::
     rate_limit = 10                                # engine calls per second, all processes on all hosts together
     allowed_ips = ["203.0.113.7"]                  # optional callback source allow-list
     enabled = true
+
+    [notifications]                  # all optional (docs/notifications.md)
+    urls_env = "EXSYNC_NOTIFY_URLS"  # the variable holding the apprise URLs (secrets)
+    digest_hour = 8                  # UTC; "off": no daily digest
+    [notifications.balance_low.zc]   # per payout provider: currency = floor
+    RUB = "5000"
+
+``unknown_variables()`` lists the EXSYNC_* variables nothing reads (``exsync check-config`` refuses them).
 """
 from __future__ import annotations
 
@@ -51,7 +59,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-from models.db import normalize_url
+from models.urls import normalize_url
 from providers.descriptor import ProviderConfig
 
 ENV_PREFIX = "EXSYNC_"
@@ -443,7 +451,7 @@ def _exchanger(name: str, raw: Any, env: Mapping[str, str]) -> ExchangerConfig:
         webhook_token=token,
         lang=lang,
         timeout=number(f"{key}.timeout", raw.get("timeout", 15), maximum=600),
-        rate_limit=number(f"{key}.rate_limit", raw.get("rate_limit", 10), maximum=10_000),
+        rate_limit=number(f"{key}.rate_limit", raw.get("rate_limit", 10), maximum=1_000_000),
         allowed_ips=tuple(nets),
         enabled=boolean(f"{key}.enabled", raw.get("enabled", True)),
     )

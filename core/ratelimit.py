@@ -208,6 +208,11 @@ class SharedRateLimiter:
                             "(%g shared by %s) until it does", self.key, type(exc).__name__, exc, share,
                             self.rate, self.participants)
 
+    def reserved_ahead(self) -> float:
+        """Seconds until the slots Redis gave out end, as of its last answer (0: none pending)."""
+        with self._lock:
+            return max(0.0, self._horizon - time.monotonic())
+
     def _local_bucket(self) -> RateLimiter:
         with self._lock:
             if self._local is None:

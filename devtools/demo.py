@@ -50,7 +50,7 @@ from core.config import Settings, load_settings
 from core.logs import setup_logging
 from core.runtime import Runtime
 from devtools.embedded import DataDirBusy
-from devtools.supervisor import GaveUp, Stack, stop_on_signals
+from devtools.supervisor import GaveUp, MigrationFailed, Stack, stop_on_signals
 from models import Bid, BidStatusChange
 from models.states import AttemptOutcome, PayoutState
 
@@ -552,6 +552,9 @@ class Demo:
                 return 0
             except GaveUp as exc:
                 click.echo(f"giving up: {exc} (see {self.log_path})", err=True)
+                return 1
+            except MigrationFailed as exc:
+                click.echo(f"exsync demo: {exc}", err=True)
                 return 1
             except DataDirBusy as exc:
                 click.echo(f"exsync demo: {exc}", err=True)

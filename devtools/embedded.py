@@ -228,8 +228,8 @@ class Found:
 
 def find_postgres(data_dir: Path, *, start: bool = True) -> Found | None:
     """The embedded Postgres of ``exsync run`` (``<data_dir>/postgres``) or of the demo
-    (``<data_dir>/demo/postgres``): the one running, else (``start``) the first with data, started for the
-    caller. None when there is none."""
+    (``<data_dir>/demo/postgres``): the one running, else (``start``) the one started last, started again
+    for the caller. None when there is none."""
     candidates = [data_dir / "postgres", data_dir / "demo" / "postgres"]
     for base in candidates:
         pgdata = base / "pgdata"
@@ -238,11 +238,19 @@ def find_postgres(data_dir: Path, *, start: bool = True) -> Found | None:
             return Found(f"postgresql://postgres:@/{_database(base)}?host={lines[4].strip()}&port={lines[3].strip()}",
                          pgdata)
     if start:
-        for base in candidates:
-            if (base / "pgdata" / "PG_VERSION").exists():
-                server = EmbeddedPostgres(base, _database(base))
-                return Found(server.url, base / "pgdata", started=server)
+        stopped = [base for base in candidates if (base / "pgdata" / "PG_VERSION").exists()]
+        if stopped:  # the one used last (Postgres writes postmaster.opts at each start)
+            base = max(stopped, key=lambda b: _mtime(b / "pgdata" / "postmaster.opts"))
+            server = EmbeddedPostgres(base, _database(base))
+            return Found(server.url, base / "pgdata", started=server)
     return None
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def find_redis(data_dir: Path) -> str | None:

@@ -3,8 +3,9 @@
 1. With no ``EXSYNC_DATABASE_URL`` / ``EXSYNC_REDIS_URL``, start an embedded Postgres / Redis under
    ``data_dir`` (``postgres/``, ``redis/``); from here on everything sees ordinary URLs.
 2. Run the migrations.
-3. Start ``exsync web``, ``exsync worker`` and ``exsync beat`` as child processes (the same commands as
-   the Procfile and docker-compose), with the URLs in their environment.
+3. Start ``exsync web`` and ``exsync worker --beat`` as child processes (the commands of the Procfile and
+   docker-compose, with beat as a thread of the worker: one host needs no beat process of its own), with
+   the URLs in their environment.
 4. Restart a child that dies, with back-off; a child dying more than ``max_restarts`` times a minute
    cannot start, so the stack stops and exits 1. Any exit counts, 0 included: the supervisor never asks a
    child to stop before ``stop``.
@@ -46,13 +47,21 @@ if TYPE_CHECKING:  # imported where used: `exsync web` and friends never load th
 
 log = logging.getLogger("exsync.supervisor")
 
-CHILDREN = ("web", "worker", "beat")
+# One host, small: beat runs as a thread of the worker (`exsync worker --beat`) and the web app as one
+# gunicorn worker with threads unless EXSYNC_WEB_WORKERS asks for more. Separate beat and web processes
+# cost ~65 MB each on a VPS that also runs the exchanger's PHP site (bench/footprint).
+CHILDREN = ("web", "worker+beat")
+COMMANDS = {"worker+beat": ["worker", "--beat"]}  # a child's name -> its exsync command, when they differ
 MAX_RESTARTS = 5  # per child within RESTART_WINDOW
 RESTART_WINDOW = 60.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 10.0
 STOP_TIMEOUT = 30.0
 STARTUP_TIMEOUT = 120.0
 STALL_KILL_GRACE = 10.0  # a stalled worker gets SIGTERM (and SIGCONT), then SIGKILL after this
+
+
+class MigrationFailed(RuntimeError):
+    """The schema could not be brought up to date: nothing can start on it."""
 
 
 class GaveUp(RuntimeError):
@@ -82,9 +91,12 @@ def _parent_death_signal():
 
 class Child:
     def __init__(self, name: str, env: Mapping[str, str], output: IO | None = None) -> None:
-        self.name = name
+        command = COMMANDS.get(name, [name])
+        self.name = command[0]  # web, worker, beat: what it is, whatever else it runs
         self.output = output  # None: the supervisor's own stdout/stderr
-        self.argv = [sys.executable, "-m", "cli", name]  # == `exsync <name>`, wherever exsync is installed
+        if self.name == "web" and not env.get("EXSYNC_WEB_WORKERS"):
+            command = [*command, "--workers", "1"]
+        self.argv = [sys.executable, "-m", "cli", *command]  # == `exsync …`, wherever exsync is installed
         self.env = dict(env)
         self.proc: subprocess.Popen | None = None
         self.deaths: list[float] = []
@@ -152,7 +164,6 @@ class Stack:
     def start_services(self) -> None:
         """Embedded Postgres/Redis where no URL is configured, then the migrations."""
         from devtools.embedded import EmbeddedPostgres, EmbeddedRedis, claim
-        from models.migrate import upgrade
 
         data = Path(self.settings.data_dir)
         if not (self.settings.database_url and self.settings.redis_url):
@@ -170,11 +181,19 @@ class Stack:
             log.info("no EXSYNC_REDIS_URL: starting an embedded Redis in %s", data / "redis")
             self.redis = EmbeddedRedis(data / "redis")
             self.env["EXSYNC_REDIS_URL"] = self.redis.url
-        upgrade(self.database_url)
+        self.migrate()
         log.info("database schema is up to date")
 
+    def migrate(self) -> None:
+        """``exsync migrate`` as a child that exits: Alembic and every model stay out of this long-lived
+        process (bench/footprint), and its errors read as they do when an operator runs it."""
+        done = subprocess.run([sys.executable, "-m", "cli", "migrate"], env=self.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+        if done.returncode != 0:
+            raise MigrationFailed(f"exsync migrate exited with {done.returncode}: {done.stdout.strip()[-2000:]}")
+
     def start_children(self) -> None:
-        if "worker" in self.names and self.monitor is None:
+        if any(COMMANDS.get(n, [n])[0] == "worker" for n in self.names) and self.monitor is None:
             from worker.liveness import Monitor, Thresholds
 
             self.monitor = Monitor(self.database_url, self.redis_url, Thresholds.for_settings(self.settings, self.env))
@@ -361,6 +380,9 @@ def run_stack(settings: Settings, *, duration: float | None = None, stop_timeout
             return 0
         except GaveUp as exc:
             log.error("giving up: %s", exc)
+            return 1
+        except MigrationFailed as exc:
+            log.error("%s", exc)
             return 1
         except DataDirBusy as exc:
             log.error("%s", exc)

@@ -5,7 +5,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from models import Base
-from models.db import normalize_url
+from models.urls import normalize_url
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or os.environ.get("EXSYNC_DATABASE_URL")

@@ -8,6 +8,8 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.urls import normalize_url
+
 # A host cut off by a network split must not keep what its sessions hold (advisory locks, row locks, an
 # open transaction) until TCP gives up after minutes or hours: each session asks the SERVER to probe its
 # client after 5 s of silence and drop it after 3 unanswered probes 2 s apart, or after 15 s of unanswered
@@ -29,14 +31,6 @@ def _server_keepalive(dbapi_connection, _record) -> None:
         if dbapi_connection.server_version >= 120000:
             cur.execute("SET tcp_user_timeout = 15000")
     dbapi_connection.autocommit = autocommit
-
-
-def normalize_url(url: str) -> str:
-    """Pin the psycopg2 driver: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg2://" + url[len(prefix):]
-    return url
 
 
 class Database:

@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, DateTime, Integer, Text, func, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from models import supervision
 from models.base import Base
 from models.states import RestartReason, one_of
 
@@ -61,8 +62,7 @@ def record_canary(session: Session, hostname: str, sent_at: datetime) -> None:
 
 
 def record_stopped(session: Session, hostname: str) -> None:
-    session.execute(text("UPDATE worker_liveness SET stopped_at = now(), updated_at = now() WHERE hostname = :h"),
-                    {"h": hostname})
+    session.connection().exec_driver_sql(supervision.RECORD_STOPPED, {"h": hostname})
 
 
 def prune(session: Session, keep_seconds: float) -> int:
@@ -74,9 +74,7 @@ def prune(session: Session, keep_seconds: float) -> int:
 
 def consumed_age(session: Session, hostname: str) -> float | None:
     """Seconds since this worker last proved it consumes (its start counts as proof); None: no row yet."""
-    return session.execute(text("""
-        SELECT extract(epoch FROM now() - greatest(started_at, canary_consumed_at))
-        FROM worker_liveness WHERE hostname = :h"""), {"h": hostname}).scalar()
+    return session.connection().exec_driver_sql(supervision.CONSUMED_AGE, {"h": hostname}).scalar()
 
 
 def live_workers(session: Session, within_seconds: float) -> list[dict]:
@@ -93,7 +91,8 @@ def live_workers(session: Session, within_seconds: float) -> list[dict]:
 
 
 def record_restart(session: Session, hostname: str | None, reason: str, exit_code: int | None) -> None:
-    session.add(WorkerRestart(hostname=hostname, reason=RestartReason(reason), exit_code=exit_code))
+    session.connection().exec_driver_sql(supervision.RECORD_RESTART, {
+        "h": hostname, "reason": RestartReason(reason).value, "code": exit_code})
 
 
 def restart_counts(session: Session) -> dict[str, int]:

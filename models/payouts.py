@@ -86,7 +86,7 @@ class PayoutAttempt(Base):
     __tablename__ = "payout_attempts"
     __table_args__ = (
         Index("ix_payout_attempts_payout", "payout_id", "id"),
-        Index("ix_payout_attempts_started_at", "started_at"),  # the console's recent provider errors (0008)
+        Index("ix_payout_attempts_started_at", "started_at"),  # recent ones: the console, /metrics (0008)
         one_of("kind", AttemptKind),
         one_of("outcome", AttemptOutcome),
     )

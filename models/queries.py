@@ -38,6 +38,7 @@ POLL_COLUMNS = ("state", "next_poll_at", "step", "ladder_status", "polls", "last
                 "gave_up_at")
 PAYOUT_COLUMNS = ("id", "exchanger", "remote_id", "provider", "amount", "currency", "state", "attempts",
                   "next_attempt_at", "updated_at")
+RECENT_ATTEMPTS = timedelta(minutes=15)  # /metrics: payout calls started within this window
 BEAT = "beat"  # the heartbeat row beat's notify job writes (models/notifications.py)
 # Workers heard of within this window count on /stuck and /metrics (worker/liveness.py's METRICS_WINDOW).
 WORKERS_WINDOW = 3600.0
@@ -276,11 +277,12 @@ def metrics_snapshot(session: Session) -> dict[str, Any]:
     ]
     oldest_review = session.execute(select(func.min(Payout.updated_at))
                                     .where(Payout.state == PayoutState.NEEDS_REVIEW)).scalar_one()
-    attempts = [
+    attempts = [  # the recent ones only (ix_payout_attempts_started): a scrape never reads the whole history
         {"provider": provider or "none", "kind": kind, "outcome": outcome, "count": n}
         for provider, kind, outcome, n in session.execute(
             select(Payout.provider, PayoutAttempt.kind, PayoutAttempt.outcome, func.count())
             .join(Payout, Payout.id == PayoutAttempt.payout_id)
+            .where(PayoutAttempt.started_at >= now - RECENT_ATTEMPTS)
             .group_by(Payout.provider, PayoutAttempt.kind, PayoutAttempt.outcome))
     ]
     balances = [

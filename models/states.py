@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from sqlalchemy import CheckConstraint
+if TYPE_CHECKING:
+    from sqlalchemy import CheckConstraint
+
 
 
 class InboxState(enum.StrEnum):
@@ -175,4 +177,6 @@ def sql_in(column: str, states: Iterable[str]) -> str:
 
 def one_of(column: str, states: Iterable[str]) -> CheckConstraint:
     """The CHECK constraint of a state column, named ``ck_<table>_<column>`` by models/base.py's convention."""
+    from sqlalchemy import CheckConstraint  # here: importing the states must not load SQLAlchemy
+
     return CheckConstraint(sql_in(column, states), name=column)

@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, gener
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from models import liveness as liveness_rows
-from models.queries import metrics_snapshot
+from models.queries import RECENT_ATTEMPTS, metrics_snapshot
 from models.states import AttemptOutcome, InboxState, PayoutState, PollState
 from webhooks.openapi import documented
 from worker.liveness import METRICS_WINDOW, Thresholds
@@ -163,10 +163,10 @@ class SnapshotCollector:
         yield GaugeMetricFamily("exsync_payout_oldest_needs_review_age_seconds",
                                 "Seconds the oldest needs_review payout has waited for a person (0 when none)",
                                 value=snap["oldest_needs_review_seconds"])
-        attempts = CounterMetricFamily("exsync_payout_attempts",
-                                       "Calls made for payouts (kind: submit, find, complete) by provider and "
-                                       "outcome; error outcomes: " + ", ".join(ERROR_OUTCOMES),
-                                       labels=["provider", "kind", "outcome"])
+        attempts = GaugeMetricFamily("exsync_payout_attempts_recent",
+                                     f"Calls made for payouts (kind: submit, find, complete) started within the last "
+                                     f"{RECENT_ATTEMPTS.seconds // 60} minutes, by provider and outcome; error "
+                                     f"outcomes: " + ", ".join(ERROR_OUTCOMES), labels=["provider", "kind", "outcome"])
         for r in sorted(snap["payout_attempts"], key=lambda r: (r["provider"], r["kind"], r["outcome"])):
             attempts.add_metric([r["provider"], r["kind"], r["outcome"]], r["count"])
         yield attempts

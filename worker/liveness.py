@@ -34,6 +34,7 @@ gentler in-process stop goes first. Override with ``EXSYNC_CANARY_INTERVAL`` and
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -290,15 +291,41 @@ def canary_ran(runtime, hostname: str, sent_at: float) -> str:
 
 
 class Monitor:
-    """The supervisor's view of its worker children: Postgres liveness rows and a broker PING."""
+    """The supervisor's view of its worker children: Postgres liveness rows and a broker PING.
+
+    One plain psycopg2 connection, opened on demand and dropped on any error (the next check reconnects):
+    the supervisor lives as long as the stack and must stay small, so it does without SQLAlchemy."""
 
     def __init__(self, database_url: str, redis_url: str, thresholds: Thresholds) -> None:
-        from models.db import Database
+        from models.supervision import dbapi_dsn
 
-        self.db = Database(database_url, pool_size=1, max_overflow=1)
+        self._dsn = dbapi_dsn(database_url)
+        self._conn: Any = None
         self.thresholds = thresholds
         self._broker = _broker_client(redis_url)
         self._broker_up_since: float | None = None
+
+    def _run(self, *statements: tuple[str, dict]) -> Any:
+        """Run the statements in one transaction; the first row's first value of the last one."""
+        import psycopg2
+
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg2.connect(self._dsn, connect_timeout=5, application_name="exsync-supervisor")
+            with self._conn, self._conn.cursor() as cur:  # commits, or rolls back on error
+                for sql, params in statements:
+                    cur.execute(sql, params)
+                row = cur.fetchone() if cur.description else None
+            return row[0] if row else None
+        except Exception:
+            self._drop()
+            raise
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
 
     def broker_up_for(self) -> float:
         """Seconds the broker has answered without a break (0 when it does not answer now)."""
@@ -316,9 +343,10 @@ class Monitor:
         broker_up = self.broker_up_for()
         if broker_up <= 0:
             return 0.0
+        from models import supervision
+
         try:
-            with self.db.session() as session:
-                age = _models().consumed_age(session, hostname)
+            age = self._run((supervision.CONSUMED_AGE, {"h": hostname}))
         except Exception as exc:  # Postgres down: no verdict, and no restart on a guess
             log.warning("liveness of %s unknown: %s", hostname, type(exc).__name__)
             return 0.0
@@ -328,14 +356,18 @@ class Monitor:
 
     def record_restart(self, hostname: str | None, reason: str, exit_code: int | None) -> None:
         """Count the restart; the replaced worker's row is closed, so it no longer shows as a worker."""
+        from models import supervision
+        from models.states import RestartReason
+
+        statements = [(supervision.RECORD_RESTART, {"h": hostname, "reason": RestartReason(reason).value,
+                                                    "code": exit_code})]
+        if hostname:
+            statements.append((supervision.RECORD_STOPPED, {"h": hostname}))
         try:
-            with self.db.session() as session:
-                _models().record_restart(session, hostname, reason, exit_code)
-                if hostname:
-                    _models().record_stopped(session, hostname)
+            self._run(*statements)
         except Exception as exc:  # Postgres down: the restart happened anyway, only its count is lost
             log.warning("worker restart not recorded: %s", type(exc).__name__)
 
     def close(self) -> None:
-        self.db.dispose()
+        self._drop()
         self._broker.close()

@@ -24,6 +24,7 @@ sends to), and a failure is logged by target number and scheme only.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import text
 
 from core.config import Settings, apprise_module
+from core.logs import redactor
 from core.runtime import Runtime
 from models.queries import BEAT, stuck_report
 from worker.liveness import Thresholds
@@ -140,12 +142,19 @@ def needs_person(settings: Settings, rep: dict) -> tuple[list[Item], set[str]]:
     return items, complete
 
 
-def digest(settings: Settings, rep: dict, now: datetime) -> Item:
+DIGEST_ITEMS = 10  # things listed by name in the digest, with their links
+
+
+def digest(settings: Settings, rep: dict, now: datetime, items: Sequence[Item] = ()) -> Item:
     lines = [f"{rep[k]['count']} {title}" for k, title in [
         ("payouts_needs_review", "payouts need review"), ("payouts_parked", "payouts parked"),
         ("inbox_dead", "inbox events dead"), ("inbox_failed", "inbox events failing"),
         ("polls_gave_up", "polls gave up"), ("sweeps_lagging", "sweeps lagging"),
         ("balances_low", "balances low"), ("workers_gone", "workers gone"), ("beat_gone", "beat gone")]]
+    if items:
+        lines += ["", "Waiting now:"] + [f"- {it.subject.removeprefix('exsync: ')}: {it.link}"
+                                         for it in items[:DIGEST_ITEMS]]
+        lines += [f"… and {len(items) - DIGEST_ITEMS} more"] if len(items) > DIGEST_ITEMS else []
     head = f"{rep['total']} things need a person" if rep["total"] else "nothing needs a person"
     return Item(f"digest:{now.date().isoformat()}", "digest", f"exsync daily digest {now.date().isoformat()}: {head}",
                 "\n".join(lines), console(settings))
@@ -334,10 +343,13 @@ def run(runtime: Runtime, now: datetime, *, from_beat: bool = True) -> dict[str,
             return out
         rep = report(runtime, now)
         items, complete = needs_person(runtime.settings, rep)
+        # A reason may quote a provider's answer: no configured secret is stored in a row or sent anywhere.
+        red = redactor(runtime.settings)
+        items = [dataclasses.replace(it, subject=red.redact(it.subject), body=red.redact(it.body)) for it in items]
         with runtime.db.session() as session:
             sync(session, items, complete, now)
             hour = runtime.settings.notify.digest_hour
             if hour is not None and now.hour >= hour:
-                open_digest(session, digest(runtime.settings, rep, now), now)
+                open_digest(session, digest(runtime.settings, rep, now, items), now)
         out.update(deliver(runtime, now, to))
         return out

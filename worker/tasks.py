@@ -198,8 +198,10 @@ def canary(hostname: str, sent_at: float) -> str:
     from worker import notify as notify_mod
 
     ran = liveness.canary_ran(runtime_mod.get(), hostname, float(sent_at))
-    with contextlib.suppress(Exception):  # beat gone: a worker tells it (worker/notify.py); never fails the canary
-        if notify_mod.beat_late(runtime_mod.get(), clock.now_utc()):
+    # Beat gone: a worker tells it (worker/notify.py). Only after the canary was recorded (Postgres answers),
+    # and it never fails the canary.
+    with contextlib.suppress(Exception):
+        if ran == hostname and notify_mod.beat_late(runtime_mod.get(), clock.now_utc()):
             notify.delay(from_beat=False)
     return ran
 

@@ -28,9 +28,10 @@ def config_path(tmp_path, premium_sandbox):
 
 
 @pytest.fixture
-def env(config_path, database_url):
-    """No EXSYNC_REDIS_URL: nothing here should put messages into the shared test broker."""
-    return make_env(config_path, database_url, None)
+def env(config_path, database_url, tmp_path):
+    """No EXSYNC_REDIS_URL: nothing here should put messages into the shared test broker. A data folder of
+    its own: the CLI would use the embedded Redis of an `exsync run` running in the current folder."""
+    return make_env(config_path, database_url, None, EXSYNC_DATA_DIR=str(tmp_path / "data"))
 
 
 def invoke(args: list[str], env: dict[str, str]):
@@ -107,8 +108,8 @@ def test_config_error_in_any_command_exits_2(env):
 
 @pytest.mark.parametrize("args", [["bids", "list"], ["inbox", "list"], ["migrate"], ["reconcile"],
                                   ["bids", "show", "main", "1"]])
-def test_commands_needing_postgres_name_the_variable(env, args, tmp_path):
-    env = dict(env, EXSYNC_DATA_DIR=str(tmp_path / "no-embedded-postgres-here"))
+def test_commands_needing_postgres_name_the_variable(env, args):
+    env = dict(env)  # its EXSYNC_DATA_DIR holds no embedded Postgres
     del env["EXSYNC_DATABASE_URL"]
     result = invoke(args, env)
     assert result.exit_code == 2

@@ -19,8 +19,8 @@ from sqlalchemy import create_engine, text
 
 from devtools.embedded import create_database, drop_database
 from models import Base
-from models.db import normalize_url
 from models.migrate import alembic_config, current_head, upgrade
+from models.urls import normalize_url
 
 
 @contextmanager
@@ -148,7 +148,7 @@ def test_0006_refuses_a_value_it_cannot_check_and_names_it(pg_admin_url):
 
 def test_0008_keeps_audit_rows_append_only_and_downgrades(pg_admin_url):
     with fresh_database(pg_admin_url, "m0008") as (url, engine):
-        upgrade(url, "0008")  # (later revisions may come after it: this tests 0008's own steps)
+        upgrade(url, "0008")
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO audit_events (actor, via, action, object_type, object_id) "
                               "VALUES ('ann', 'cli', 'login', 'operator', '1')"))
@@ -162,11 +162,11 @@ def test_0008_keeps_audit_rows_append_only_and_downgrades(pg_admin_url):
             conn.execute(text("INSERT INTO inbox_events (provider, endpoint, body, state) "
                               "VALUES ('premium', 'main', '', 'dismissed')"))
         with pytest.raises(RuntimeError) as refused:
-            command.downgrade(alembic_config(url), "-1")
+            command.downgrade(alembic_config(url), "0007")
         assert "1 inbox events are dismissed" in str(refused.value)
         with engine.begin() as conn:
             conn.execute(text("UPDATE inbox_events SET state = 'dead'"))
-        command.downgrade(alembic_config(url), "-1")
+        command.downgrade(alembic_config(url), "0007")
         with engine.connect() as conn:
             assert conn.execute(text("SELECT to_regclass('audit_events')")).scalar() is None
             assert conn.execute(text("SELECT count(*) FROM bids")).scalar() == 1

@@ -114,6 +114,8 @@ def test_metrics_payout_series(db, settings):
         for n, outcome in enumerate(["succeeded", "error", "error"], 1):
             s.add(PayoutAttempt(payout_id=review, n=n, kind="submit", started_at=now, outcome=outcome,
                                 message="secret-looking provider text"))
+        s.add(PayoutAttempt(payout_id=review, n=4, kind="submit", started_at=now - timedelta(hours=1),
+                            outcome="error"))  # not recent: not counted
         s.add(ProviderBalance(provider="zc", currency="RUB", amount=Decimal("250.75"),
                               checked_at=now - timedelta(seconds=40)))
     body = app.test_client().get("/metrics").get_data(as_text=True)
@@ -124,7 +126,7 @@ def test_metrics_payout_series(db, settings):
     assert m[("exsync_payouts", (("provider", "zc"), ("state", "parked")))] == 0  # every state, always
     assert 299 <= m[("exsync_payout_oldest_needs_review_age_seconds", ())] < 400
     key = (("kind", "submit"), ("outcome", "error"), ("provider", "zc"))
-    assert m[("exsync_payout_attempts_total", key)] == 2
+    assert m[("exsync_payout_attempts_recent", key)] == 2
     assert m[("exsync_provider_balance", (("currency", "RUB"), ("provider", "zc")))] == 250.75
     assert 39 <= m[("exsync_provider_balance_age_seconds", (("currency", "RUB"), ("provider", "zc")))] < 120
     assert m[("exsync_provider_balance_low_threshold", (("currency", "RUB"), ("provider", "zc")))] == 1000

@@ -163,6 +163,7 @@ def test_daily_digest_once_a_day(runtime, endpoints):
     digests = [m for m in hook.received if m["title"].startswith("exsync daily digest")]
     assert len(digests) == 1
     assert "1 payouts need review" in digests[0]["message"]
+    assert "Waiting now:\n- payout " in digests[0]["message"] and "/console/payouts/" in digests[0]["message"]
     assert digests[0]["title"] == f"exsync daily digest {now.date()}: 1 things need a person"
 
 
@@ -225,7 +226,7 @@ def test_beat_schedules_the_job_and_a_real_worker_runs_it(runtime, endpoints, ce
     from worker.tasks import notify as notify_task
 
     entry = schedule(runtime.settings)["notify"]
-    assert entry["task"] == "worker.tasks.notify" and entry["schedule"].total_seconds() == NOTIFY_SECONDS
+    assert entry["task"] == "worker.tasks.notify" and entry["schedule"].run_every.total_seconds() == NOTIFY_SECONDS
     hook = endpoints()
     tell(runtime, hook)
     pid = needs_review(runtime, 12)
@@ -244,3 +245,15 @@ def test_a_provider_whose_balance_cannot_be_read_does_not_stop_the_round(runtime
     out = notify.run(runtime, now_utc())
     assert out["balances"] == {"gw": "ok", "zc": "error"}
     assert [m["title"] for m in hook.received] == [f"exsync: payout {pid} needs review"]
+
+
+def test_no_secret_reaches_a_message_or_a_row(runtime, endpoints):
+    from tests.support.config import API_TOKEN
+
+    hook = endpoints()
+    tell(runtime, hook)
+    pid = needs_review(runtime, 14, f"provider said: bad token {API_TOKEN}")
+    notify.run(runtime, now_utc())
+    [msg] = hook.received
+    assert API_TOKEN not in msg["message"] and "bad token ***" in msg["message"]
+    assert API_TOKEN not in row(runtime, f"payout:{pid}:needs_review").body

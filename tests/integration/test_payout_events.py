@@ -20,6 +20,7 @@ from tests.support.payouts import (
     assert_invariant,
     attempts,
     install_payouts,
+    later,
     mirror_bid,
     one,
     payout_toml,
@@ -27,7 +28,7 @@ from tests.support.payouts import (
 )
 from tests.support.wait import wait_for
 from webhooks.app import create_app
-from worker import inbox, poll
+from worker import inbox, poll, reconcile
 from worker import sweep as sweep_mod
 from worker.payouts import engine, events
 from worker.payouts import tasks as payout_tasks
@@ -61,6 +62,11 @@ def _queued(broker) -> list[tuple[str, list]]:
         args = json.loads(base64.b64decode(msg["body"]))[0]
         out.append((msg["headers"]["task"], args))
     return out
+
+
+def _moved() -> reconcile.Outcome:
+    """What apply_snapshot returns for a bid it just moved from payed to realpay."""
+    return reconcile.Outcome(bid_id=0, changed=True, applied=True, from_status="payed", status="realpay")
 
 
 def _completed(runtime) -> bool:
@@ -119,7 +125,7 @@ def test_a_rolled_back_reconcile_hands_nothing_over(runtime, premium_sandbox, zc
     rid = _payed_bid(runtime, premium_sandbox)
     with pytest.raises(RuntimeError):
         with runtime.db.session() as s:
-            events.bid_moved(s, runtime, "main", rid, type("Out", (), {"changed": True, "status": "realpay"}))
+            events.bid_moved(s, runtime, "main", rid, _moved())
             raise RuntimeError("the transaction fails after the move")
     assert _queued(broker) == []
 
@@ -128,10 +134,9 @@ def test_a_hand_over_inside_a_savepoint_waits_for_the_outer_commit(runtime, prem
     """The inbox applies a callback inside a SAVEPOINT; releasing it is not the commit a task can see."""
     install_payouts(runtime, payout_toml(zc_sandbox.url))
     rid = _payed_bid(runtime, premium_sandbox)
-    moved = type("Out", (), {"changed": True, "status": "realpay"})
     with runtime.db.session() as s:
         with s.begin_nested():
-            events.bid_moved(s, runtime, "main", rid, moved)
+            events.bid_moved(s, runtime, "main", rid, _moved())
         assert _queued(broker) == []
     assert _queued(broker) == [("worker.payouts.tasks.pay_bids", ["main", [rid]])]
 
@@ -171,6 +176,28 @@ def test_duplicate_hand_overs_of_one_move_send_once(runtime, premium_sandbox, zc
     kinds = [(a.kind, a.outcome) for a in attempts(runtime, p.id)]
     assert kinds.count(("submit", "succeeded")) == 1 and [k for k, _ in kinds].count("complete") == 1, kinds
     assert [s for _, s in premium_sandbox.engine.bid(rid)["history"]].count("success") == 1
+    assert_invariant(runtime, zc_sandbox)
+
+
+def test_an_event_send_that_loses_its_answer_is_settled_by_the_tick_once(runtime, premium_sandbox, zc_sandbox,
+                                                                         celery_worker):
+    """The provider commits the transfer and answers 502: the event path leaves the payout ``unknown``
+    (no completion), and the tick asks the provider before anything else: still one execution."""
+    install_payouts(runtime, payout_toml(zc_sandbox.url))
+    zc_sandbox.engine.knobs.update(fail_after_commit_rate=1.0, fail_after_commit_mode="502")
+    rid = _payed_bid(runtime, premium_sandbox)
+    poll.refresh(runtime, "main", rid)
+    wait_for(lambda: [p.state for p in payouts(runtime)] == ["unknown"], 30, "the event's send to end unknown")
+    p = one(runtime)
+    assert zc_sandbox.engine.executed(p.idempotency_key) == 1 and p.maybe_sent and p.bid_completed_at is None
+    zc_sandbox.engine.knobs.update(fail_after_commit_rate=0.0)
+
+    r = engine.tick(runtime, later(40))  # past the unknown payout's check delay
+    assert r["submitted"] == {"succeeded": 1} and r["completed"] == 1
+    p = one(runtime)
+    assert [(a.kind, a.outcome) for a in attempts(runtime, p.id)] == [
+        ("submit", "unknown"), ("find", "succeeded"), ("complete", "succeeded")]
+    assert premium_sandbox.engine.bid(rid)["status"] == "success"
     assert_invariant(runtime, zc_sandbox)
 
 

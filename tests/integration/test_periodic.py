@@ -54,7 +54,8 @@ def test_a_second_beats_copy_is_skipped_not_queued_behind_the_first(runtime, db,
 
 def test_every_periodic_task_is_keyed_by_its_slot(runtime, db, broker):
     calls = {"requeue-inbox": tasks.requeue_inbox, "payouts-tick": tasks.payouts_tick,
-             "partner-sync": tasks.partner_sync, "poll-due": tasks.poll_due, "sweep": tasks.sweep_all}
+             "partner-sync": tasks.partner_sync, "poll-due": tasks.poll_due, "sweep": tasks.sweep_all,
+             "notify": tasks.notify}
     assert set(calls) == set(intervals(runtime.settings))  # every job of the beat is covered here
     for job, task in calls.items():
         slot = periodic.slot_of(intervals(runtime.settings)[job])

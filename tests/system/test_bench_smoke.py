@@ -53,7 +53,7 @@ def test_bench_poll_workers_smoke(bench_env, redis_url, monkeypatch, capsys):
     from bench import poll
 
     monkeypatch.setenv("EXSYNC_BENCH_REDIS_URL", redis_url)
-    monkeypatch.setenv("EXSYNC_BENCH_LOG_LEVEL", "INFO")  # every task's result in the workers' logs
+    monkeypatch.setenv("EXSYNC_LOG_LEVEL", "DEBUG")  # every task's result in the workers' logs
     assert poll.main(["--workers", "1,2", "--bids", "300", "--seconds", "3"]) in (0, 1)
     out = capsys.readouterr().out
     assert "== bench poll-workers ==" in out
@@ -132,3 +132,14 @@ def test_bench_console_smoke(bench_env, capsys):
     out = capsys.readouterr().out
     assert "== bench console ==" in out and "/console/bids?status=verify" in out
     assert _saved(bench_env, "console")["rows"]["bids"] == "3000"
+
+
+@pytest.mark.parametrize("args", [["--rate", "0"], ["--payouts", "0"], ["--workers", "0"], ["--concurrency", "0"],
+                                  ["--latency", "-1"], ["--rate", "fast"]])
+def test_bench_payout_latency_refuses_bad_arguments_before_starting_anything(args, capsys):
+    from bench import payout_latency
+
+    with pytest.raises(SystemExit) as exc:
+        payout_latency.main(args)
+    assert exc.value.code == 2
+    assert "error:" in capsys.readouterr().err

@@ -76,5 +76,5 @@ def test_every_series_named_is_exported(live_web):
     assert wanted, "no exsync series found in the rules and the dashboard"
     assert wanted - names == set()
     # And the payout series the issue asks for are among them.
-    assert {"exsync_payouts", "exsync_payout_oldest_needs_review_age_seconds", "exsync_payout_attempts_total",
+    assert {"exsync_payouts", "exsync_payout_oldest_needs_review_age_seconds", "exsync_payout_attempts_recent",
             "exsync_provider_balance"} <= wanted

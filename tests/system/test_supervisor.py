@@ -2,6 +2,7 @@
 stops cleanly on SIGTERM and leaves no process behind."""
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -27,10 +28,11 @@ def healthz(url: str) -> bool:
         return False
 
 
-def child_named(sup: psutil.Process, name: str) -> psutil.Process | None:
+def child_named(sup: psutil.Process, *command: str) -> psutil.Process | None:
     for proc in sup.children():
         try:
-            if proc.cmdline()[-2:] == ["cli", name]:
+            argv = proc.cmdline()
+            if "cli" in argv and argv[argv.index("cli") + 1:][:len(command)] == list(command):
                 return proc
         except psutil.NoSuchProcess:
             pass
@@ -45,6 +47,14 @@ def processes_using(path: str) -> list[psutil.Process]:
         if path in cmd or (proc.info["cwd"] or "").startswith(path):
             found.append(proc)
     return found
+
+
+def beat_heartbeat_age(url: str) -> float:
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith("exsync_beat_heartbeat_age_seconds "):
+                return float(line.split()[1])
+    return math.inf
 
 
 def test_run_embedded_stack_restarts_children_and_stops_cleanly(tmp_path):
@@ -62,15 +72,20 @@ def test_run_embedded_stack_restarts_children_and_stops_cleanly(tmp_path):
         assert proc.poll() is None, (tmp_path / "run.log").read_text()
         assert os.path.isdir(os.path.join(data_dir, "postgres")) and os.path.isdir(os.path.join(data_dir, "redis"))
 
-        children = {name: wait_for(lambda n=name: child_named(sup, n), 10, name) for name in ("web", "worker", "beat")}
+        # One host, small: the web app (one gunicorn worker) and a worker that runs beat in a thread.
+        web = wait_for(lambda: child_named(sup, "web", "--workers", "1"), 10, "web")
+        worker = wait_for(lambda: child_named(sup, "worker", "--beat"), 10, "worker --beat")
+        assert {p.pid for p in sup.children()} == {web.pid, worker.pid}
         family = {p.pid for p in sup.children(recursive=True)}
-        assert len(family) > 3  # gunicorn's workers are there too
+        assert len(family) == 3  # gunicorn's one worker is there too
+        # Beat runs: its notify job has stamped its heartbeat (/metrics says +Inf until it has).
+        wait_for(lambda: beat_heartbeat_age(url) < 120, 60, "beat's heartbeat")
 
-        # A child that dies is started again.
-        old_beat = children["beat"]
-        old_beat.kill()
-        new_beat = wait_for(lambda: (b := child_named(sup, "beat")) and b.pid != old_beat.pid and b, 15, "beat restart")
-        family.add(new_beat.pid)
+        # A child that dies is started again, and beat with it.
+        worker.kill()
+        new_worker = wait_for(lambda: (w := child_named(sup, "worker", "--beat")) and w.pid != worker.pid and w, 15,
+                              "worker restart")
+        family.add(new_worker.pid)
         assert healthz(url)
 
         wait_for(lambda: "exsync is running" in (tmp_path / "run.log").read_text(), 5, "the banner")
