@@ -480,22 +480,24 @@ def run_demo(*, duration: float | None, bids: int, interval: float, log_json: bo
         zc_app.engine.close()
 
 
-def _is_live() -> bool:
-    return sys.stdout.isatty() and os.environ.get("CI", "").lower() not in ("1", "true", "yes")
+DEMO_OPERATOR = "demo"
 
 
-DEMO_OPERATOR = "demo"  # an admin of this run's database: the console's login while the demo runs
-
-
-def add_demo_operator(runtime: Runtime) -> str:
-    """Create this run's console operator (an admin, added as the shell would add it, so the audit trail
-    says so) with a fresh password; returns the password to print. Each run has a database of its own."""
-    from worker.actions import Actor
+def demo_operator(runtime: Runtime) -> str:
+    """The demo's console operator (an admin), with a fresh password each run (printed in the header)."""
+    from worker.actions import Actor, Refused
     from worker.actions import operators as ops
 
-    password = secrets.token_urlsafe(12)
-    ops.add(runtime, Actor.shell(), DEMO_OPERATOR, "admin", password, reason="exsync demo")
+    password = _alnum(16)
+    try:
+        ops.add(runtime, Actor.shell(), DEMO_OPERATOR, "admin", password, reason="the demo's operator")
+    except Refused:  # an earlier demo's (the data is kept): a new password
+        ops.set_password(runtime, Actor.shell(), DEMO_OPERATOR, password, reason="a new demo run")
     return password
+
+
+def _is_live() -> bool:
+    return sys.stdout.isatty() and os.environ.get("CI", "").lower() not in ("1", "true", "yes")
 
 
 class Demo:
@@ -511,7 +513,7 @@ class Demo:
         self.stack = Stack(settings, env, stop_timeout=STOP_TIMEOUT, output=logfile, database=database)
         self.view = View()
         self.runtime: Runtime | None = None
-        self.console_password = ""
+        self.console_password: str | None = None
         self.ledger_ok = True
 
     def refresh(self) -> None:
@@ -540,9 +542,7 @@ class Demo:
                     click.echo(f"the web app did not become healthy: see {self.log_path}", err=True)
                     return 1
                 self.runtime = Runtime(load_settings(self.stack.env))
-                self.console_password = add_demo_operator(self.runtime)
-                click.echo(f"console: {self.stack.web_url}/console/  (login: {DEMO_OPERATOR} / "
-                           f"{self.console_password})")
+                self.console_password = demo_operator(self.runtime)
                 self.engine.start_autopilot(AUTOPILOT_INTERVAL, paths=AUTOPILOT_PATHS,
                                             step_probability=AUTOPILOT_STEP)
                 self.loop(stop, duration, total, interval)
@@ -576,8 +576,9 @@ class Demo:
             f"payouts: bids in realpay are paid through the ZaleyCash sandbox {self.zc.url} (ZC RUB) or the "
             f"gateway sandbox {self.gw.url} (card RUB), each failing ~15% of calls before they run and losing "
             f"~10% of answers after the money moved; then exsync marks the bid success",
-            f"console: {web}/console/ (login: {DEMO_OPERATOR} / {self.console_password}) · stuck page: {web}/stuck "
-            f"(password: EXSYNC_API_TOKEN in {self.settings.data_dir / 'secrets.env'})",
+            f"stuck page: {web}/stuck (any user name; password: EXSYNC_API_TOKEN in "
+            f"{self.settings.data_dir / 'secrets.env'})",
+            f"console: {web}/console/ · operator {DEMO_OPERATOR}, password {self.console_password}",
         ]
         footer = f"Ctrl-C to stop · logs: {self.log_path}"
         if self.live:

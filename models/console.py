@@ -167,15 +167,6 @@ def flow(session: Session, since: datetime) -> dict[str, Any]:
     }
 
 
-def waiting_payouts(session: Session, limit: int = 20) -> dict[str, Any]:
-    """Payouts waiting for a person (needs_review, parked), oldest first, with their reason."""
-    where = "state IN ('needs_review', 'parked')"
-    count = session.execute(text(f"SELECT count(*) FROM payouts WHERE {where}")).scalar_one()
-    rows = _rows(session, f"SELECT {PAYOUT_LIST_COLUMNS} FROM payouts WHERE {where} ORDER BY updated_at LIMIT :l",
-                 {"l": limit})
-    return {"count": count, "rows": rows}
-
-
 def provider_errors(session: Session, since: datetime, limit: int = 20) -> list[dict[str, Any]]:
     """The latest failed provider calls (attempts that did not succeed), newest first."""
     return _rows(session, """SELECT a.payout_id, p.provider, a.kind, a.started_at, a.outcome, a.http_status,
@@ -183,3 +174,12 @@ def provider_errors(session: Session, since: datetime, limit: int = 20) -> list[
                              FROM payout_attempts a JOIN payouts p ON p.id = a.payout_id
                              WHERE a.started_at >= :since AND a.outcome NOT IN ('succeeded', 'pending', 'started')
                              ORDER BY a.id DESC LIMIT :l""", {"since": since, "l": limit})
+
+
+def balances(session: Session) -> dict[str, list[dict[str, Any]]]:
+    """provider → its balances as the notify job last read them (currency, amount, checked_at)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in _rows(session, "SELECT provider, currency, amount, checked_at FROM provider_balances "
+                              "ORDER BY provider, currency", {}):
+        out.setdefault(row["provider"], []).append(row)
+    return out

@@ -141,6 +141,7 @@ def test_every_page_renders(runtime, console, premium_sandbox, zc_sandbox):
                                 VALUES ('premium', 'main', :b, :p, 'dead', 'gave up') RETURNING id"""),
                         {"b": b"bid_id=%d&status=<script>" % rid,
                          "p": '{"bid_id": %d, "status": "realpay"}' % rid}).scalar()
+        s.execute(text("INSERT INTO provider_balances (provider, currency, amount) VALUES ('zc', 'RUB', 1234.50)"))
     add_operator(runtime, "ann", "admin")
     log_in(console, "ann")
     pid = one(runtime).id
@@ -149,6 +150,7 @@ def test_every_page_renders(runtime, console, premium_sandbox, zc_sandbox):
                          (f"/console/bids?remote_id={rid}", f"main/{rid}"),
                          (f"/console/bids/main/{rid}", "Status timeline"), ("/console/inbox", f">{eid}<"),
                          (f"/console/inbox/{eid}", "&lt;script&gt;"), ("/console/providers", "Switch off"),
+                         ("/console/providers", "1234.5 RUB"),
                          ("/console/audit", "login"), ("/console/static/console.css", "--fg")]:
         r = console.get(path)
         assert r.status_code == 200 and needle in r.get_data(as_text=True), path

@@ -11,7 +11,7 @@ from flask_login import current_user
 from core.clock import now_utc
 from models import console as q
 from models import liveness
-from models.queries import get_bid, stuck_report
+from models.queries import get_bid
 from models.states import AuditAction, InboxState, OperatorRole, PayoutState, values
 from providers.values import BadValue, amount, text, timestamp, whole_number
 from webhooks.console import bp
@@ -21,7 +21,6 @@ from webhooks.console.forms import ActionForm, SwitchForm
 from webhooks.inputs import query_number, query_text
 from webhooks.openapi import documented
 
-STALE_AFTER = timedelta(hours=1)
 WORKER_WINDOW = 60.0  # seconds: a worker not heard of for this long is gone
 MAX_ID = 2**63 - 1
 MAX_TEXT = 200
@@ -48,13 +47,6 @@ def _next(rows: list[dict], limit: int = q.PAGE) -> int | None:
 
 # -- overview --------------------------------------------------------------------------------------
 
-TITLES = {
-    "inbox_failed": "Inbox events failed or dead", "inbox_unprocessed": "Inbox events not processed after 5 minutes",
-    "polls_gave_up": "Polls that gave up", "polls_overdue": "Polls overdue by more than 5 minutes",
-    "bids_stale": "Live bids not observed for an hour", "sweeps_lagging": "Sweeps lagging or failing",
-}
-
-
 def link(section: str, row: dict[str, Any]) -> str | None:
     """Where a row of the stuck report leads in the console."""
     if section.startswith("inbox") and "id" in row:
@@ -66,24 +58,33 @@ def link(section: str, row: dict[str, Any]) -> str | None:
     return None
 
 
+def _sections(report: dict[str, Any]) -> list[tuple[str, str, str, list[str], dict[str, Any]]]:
+    """(key, title, help, columns, section) in /stuck's order and words; a section /stuck does not list yet
+    comes last with its own columns."""
+    from webhooks.stuck import SECTIONS
+
+    known = {key for key, *_ in SECTIONS}
+    out = [(key, title, help_, columns, report[key]) for key, title, help_, columns in SECTIONS if key in report]
+    for key, value in report.items():
+        if key not in known and isinstance(value, dict) and "rows" in value:
+            columns = list(value["rows"][0]) if value["rows"] else []
+            out.append((key, key.replace("_", " ").capitalize(), "", columns, value))
+    return out
+
+
 @bp.get("/")
 @page("Overview: everything that needs a person now, and the last hour's flow")
 @requires(OperatorRole.VIEWER)
 def overview():
+    from worker import notify
+
     rt, now = _rt(), now_utc()
+    report = notify.report(rt, now)  # the stuck report with every check, as /stuck and notifications read it
     with rt.db.session() as s:
-        report = stuck_report(s, now, stale_after=STALE_AFTER, sweep_interval=rt.settings.sweep_interval,
-                              exchangers=rt.settings.exchangers)
-        sections = [(k, TITLES.get(k, k.replace("_", " ").capitalize()), v) for k, v in report.items()
-                    if isinstance(v, dict) and "rows" in v]
-        # The stuck report is the one source of what is stuck; until it has payout sections of its own, the
-        # payouts waiting for a person are listed here.
-        waiting = None if any(k.startswith("payout") for k, _, _ in sections) else q.waiting_payouts(s)
         workers = liveness.live_workers(s, WORKER_WINDOW)
         flow = q.flow(s, now - timedelta(hours=1))
-    total = sum(v["count"] for _, _, v in sections) + (waiting["count"] if waiting else 0) + (0 if workers else 1)
-    return render_template("overview.html", sections=sections, waiting=waiting, workers=workers, flow=flow,
-                           total=total, link=link, now=now)
+    return render_template("overview.html", sections=_sections(report), workers=workers, flow=flow,
+                           total=report["total"], link=link, now=now)
 
 
 # -- payouts ---------------------------------------------------------------------------------------
@@ -122,7 +123,7 @@ def payout(payout_id: int):
 @page("Bids, searched by id, status, exchanger, date, amount and account",
       query=["remote_id", "status", "exchanger", "since", "until", "amount", "account", "before"])
 @requires(OperatorRole.VIEWER)
-def bids():
+def bids() -> str:
     a = request.args
     f: dict[str, Any] = {
         "remote_id": whole_number(a["remote_id"].strip(), "remote_id", minimum=1) if a.get("remote_id") else None,
@@ -187,28 +188,19 @@ def inbox_event(event_id: int):
 # -- providers and routes --------------------------------------------------------------------------
 
 @bp.get("/providers")
-@page("Providers and routes: balances where a rail reports them, recent errors, each route's off switch")
+@page("Providers and routes: balances as last read, recent errors, each route's off switch")
 @requires(OperatorRole.VIEWER)
-def providers():
+def providers() -> str:
     from worker.actions import routes as route_actions
-    from worker.payouts import rails
 
     rt = _rt()
-    cfg = rt.payouts()
-    balances: dict[str, str] = {}
-    for name in cfg.providers:
-        try:
-            rail = rails.rail_for(rt, name)
-            report = getattr(rail, "balances", None)  # a rail that can tell its balances offers balances()
-            balances[name] = (", ".join(f"{v} {k}" for k, v in report().items()) if callable(report)
-                              else "not reported by this rail")
-        except Exception as exc:  # a provider that cannot answer must not take the page down
-            balances[name] = f"unavailable: {type(exc).__name__}"
     switches = route_actions.switches(rt)
     with rt.db.session() as s:
+        # Stored by the notify job (worker/notify.py): a page view never waits on a provider.
+        balances = q.balances(s)
         errors = q.provider_errors(s, now_utc() - timedelta(days=1))
         audit = q.list_audit(s, object_type="route", limit=20)
-    return render_template("providers.html", cfg=cfg, balances=balances, switches=switches, errors=errors,
+    return render_template("providers.html", cfg=rt.payouts(), balances=balances, switches=switches, errors=errors,
                            audit=audit, form=SwitchForm())
 
 
