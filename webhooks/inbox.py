@@ -145,14 +145,24 @@ class TaskPublisher:
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
         self.linger = LINGER
+        # The message as one format string, built once from the same dicts with markers where each task's
+        # values go (JSON-safe: a uuid, digits, base64): a message then costs a few µs, not ~17.
+        marks = {"task": "@@exsync-task@@", "args": "@@exsync-args@@", "body": "@@exsync-body@@",
+                 "tag": "@@exsync-tag@@"}
+        headers = {**self.headers, "id": marks["task"], "root_id": marks["task"], "argsrepr": marks["args"]}
+        properties = {**self.properties, "correlation_id": marks["task"], "delivery_tag": marks["tag"]}
+        template = json.dumps({"body": marks["body"], "content-encoding": "utf-8", "content-type": "application/json",
+                               "headers": headers, "properties": properties}).replace("%", "%%")
+        for name, mark in marks.items():
+            template = template.replace(mark, f"%({name})s")
+        self._template = template
+        self._body_rest = json.dumps(self.body_tail)[1:]  # "[kwargs, embed]" without its "[": follows the args
 
     def message(self, event_id: int) -> str:
-        task_id = str(uuid.uuid4())
-        headers = {**self.headers, "id": task_id, "root_id": task_id, "argsrepr": repr((event_id,))}
-        body = json.dumps([[event_id], *self.body_tail]).encode()
-        properties = {**self.properties, "correlation_id": task_id, "delivery_tag": str(uuid.uuid4())}
-        return json.dumps({"body": base64.b64encode(body).decode("ascii"), "content-encoding": "utf-8",
-                           "content-type": "application/json", "headers": headers, "properties": properties})
+        event_id = int(event_id)  # digits only: what argsrepr and the body carry
+        body = f"[[{event_id}], {self._body_rest}".encode()
+        return self._template % {"task": uuid.uuid4(), "args": f"({event_id},)", "tag": uuid.uuid4(),
+                                 "body": base64.b64encode(body).decode("ascii")}
 
     def _call(self, *command: Any) -> Any:
         """One command on this thread's kept connection; one that died since its last use is reopened once."""

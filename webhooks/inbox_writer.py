@@ -88,8 +88,9 @@ class InboxWriter:
 
     Up to ``leaders`` statements are in flight at once, each on its own connection: while one waits for
     its commit (and then for the GIL, which a busy process gives back only every few milliseconds), the
-    next batch is already on its way. With a single leader the rows of the whole process waited on one
-    commit at a time, and ingest fell to half.
+    next batch is already on its way, so a request waits for at most its own commit and part of another.
+    One leader made the fewest transactions (Postgres CPU per event ~105 µs against ~145 with two and
+    ~210 without grouping, 8 threads in one process) but serialized every commit of the process.
     """
 
     def __init__(self, connect: Callable[[], Any], leaders: int = 2) -> None:

@@ -269,9 +269,10 @@ _NEW_COLS = ("remote_id", "status", "observed_at", "remote_changed_at") + DATA_F
 _READ_COLS = ("id", "remote_id", "status", "observed_at", "remote_changed_at", "archived_at", "first_seen_at")
 _INSERT_NEW = f"""
 WITH {_rows_of(_NEW_COLS + ("poll_state", "next_poll_at"))},
-ex AS (
-    SELECT {', '.join("b." + c for c in _READ_COLS)}
-    FROM v JOIN bids AS b ON b.exchanger = %(exchanger)s AND b.remote_id = v.remote_id),
+ex AS (  -- LATERAL: one unique-index lookup per row, whatever the (stale, mid-sweep) statistics say
+    SELECT b.* FROM v CROSS JOIN LATERAL (
+        SELECT {', '.join(_READ_COLS)} FROM bids WHERE exchanger = %(exchanger)s AND remote_id = v.remote_id
+        LIMIT 1) AS b),  -- (unique anyway; LIMIT keeps the planner from flattening it into a join)
 ins AS (
     INSERT INTO bids (exchanger, created_via, first_seen_at, updated_at, {', '.join(_NEW_COLS)})
     SELECT %(exchanger)s, %(origin)s, %(now)s, %(now)s, {', '.join(_NEW_COLS)} FROM v
