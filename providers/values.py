@@ -289,9 +289,9 @@ def to_time(v: Any) -> datetime | None:
 
 def to_text(v: Any) -> str | None:
     """``str(v)`` for a scalar, exactly as sent (NUL and lone surrogates included: whoever stores it checks
-    it with :func:`text`, and a silent repair here would hide hostile input from that check); None for None
-    or a list/dict."""
-    if v is None or isinstance(v, (dict, list)):
+    it with :func:`text`, and a silent repair here would hide hostile input from that check); None for None,
+    a list/dict or a boolean (JSON ``false`` is no id or word: ``"False"`` would be a value nobody sent)."""
+    if v is None or isinstance(v, (dict, list, bool)):
         return None
     return v if isinstance(v, str) else str(v)
 

@@ -333,6 +333,8 @@ mac_key_env = "K"
     (b'{"external_id": "exsync-main-1", "status": "succ\\ness"}', "status"),
     (b"[" * 5000 + b"]" * 5000, "not JSON"),
     (b'{"status": "success"}', "external_id"),
+    # JSON false is no id: it once became the text "False", a key nobody sent (found by the fuzz test)
+    (b'{"external_id": false, "status": null, "updated_at": 0, "failure_reason": null}', "external_id"),
 ])
 def test_gateway_signed_but_unusable_is_kept_dead_and_acknowledged(runtime, db, broker, raw, reason):
     install_payouts(runtime, gw_toml("http://127.0.0.1:9"))
