@@ -1,6 +1,7 @@
 """What every command shares: the root group, expected failures as one line, settings loaded once."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,3 +135,10 @@ def cli(ctx: click.Context, log_json: bool) -> None:
     state = Cli(log_json=log_json)
     ctx.obj = state
     ctx.call_on_close(state.close)
+
+
+# The options of every action of a person (payouts, inbox): each goes through worker/actions, as the
+# console's do, which checks the role and writes the audit row.
+by_option = click.option("--by", default=lambda: os.environ.get("USER", "operator"), show_default="$USER",
+                         help="The operator acting (an enabled operator with the role the action needs).")
+reason_option = click.option("--reason", required=True, help="Why (kept in the audit trail).")

@@ -1,11 +1,9 @@
 """``inbox list|replay|dismiss``."""
 from __future__ import annotations
 
-import os
-
 import click
 
-from cli.base import Cli, cli, pass_cli
+from cli.base import Cli, by_option, cli, pass_cli, reason_option
 from cli.output import _fmt, _json, _table
 from models.states import InboxState, values
 
@@ -37,11 +35,6 @@ def _actor(by: str):
     from worker.actions import Actor
 
     return Actor(by, "cli")
-
-
-by_option = click.option("--by", default=lambda: os.environ.get("USER", "operator"), show_default="$USER",
-                         help="The operator acting (an enabled operator, role operator or higher).")
-reason_option = click.option("--reason", required=True, help="Why (kept in the audit trail).")
 
 
 @inbox.command("replay")

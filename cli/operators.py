@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from cli.base import Cli, cli, pass_cli
+from cli.base import Cli, cli, pass_cli, reason_option
 from cli.output import _fmt, _table
 from models.states import OperatorRole, values
 
@@ -45,7 +45,6 @@ def _act(fn, *args, **kwargs):
 
 
 by_option = click.option("--by", metavar="ADMIN", help="The admin making the change (default: cli:$USER).")
-reason_option = click.option("--reason", required=True, help="Why (kept in the audit trail).")
 
 
 @operators.command("add")

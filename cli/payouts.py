@@ -1,11 +1,9 @@
 """``payouts list|show|approve|retry|cancel``."""
 from __future__ import annotations
 
-import os
-
 import click
 
-from cli.base import Cli, cli, pass_cli
+from cli.base import Cli, by_option, cli, pass_cli, reason_option
 from cli.output import _fmt, _json, _money, _table
 from models.states import PayoutState, values
 
@@ -85,12 +83,6 @@ def _act(fn, *args):
         return fn(*args)
     except Refused as exc:
         raise click.ClickException(str(exc)) from None
-
-
-# The actions go through worker/actions (the console's too): role checked, audit row written.
-by_option = click.option("--by", default=lambda: os.environ.get("USER", "operator"), show_default="$USER",
-                         help="The operator acting (an enabled operator with the role the action needs).")
-reason_option = click.option("--reason", required=True, help="Why (kept in the audit trail).")
 
 
 @payouts.command("approve")
