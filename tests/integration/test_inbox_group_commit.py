@@ -14,8 +14,8 @@ from core.runtime import Runtime
 from devtools.embedded import EmbeddedPostgres
 from models.db import Database
 from models.migrate import upgrade
+from tests.support import postgres_server
 from tests.support.config import WEBHOOK_TOKEN
-from tests.support.postgres_server import restart
 from tests.support.wait import wait_for
 from webhooks.app import create_app
 from webhooks.inbox import Inbox, InvalidEvent, StorageUnavailable
@@ -116,7 +116,7 @@ def own_postgres(tmp_path):
     server = EmbeddedPostgres(tmp_path / "pg", database="exsync")
     upgrade(server.url)
     yield server
-    server.stop()
+    postgres_server.stop(server)
 
 
 def test_postgres_restart_under_load_loses_nothing_accepted(settings, own_postgres):
@@ -148,7 +148,7 @@ def test_postgres_restart_under_load_loses_nothing_accepted(settings, own_postgr
     [t.start() for t in threads]
     try:
         wait_for(lambda: len(accepted) >= 200, 60, "callbacks accepted before the restart")
-        restart(own_postgres)
+        postgres_server.restart(own_postgres)
         after = len(statuses)
         wait_for(lambda: sum(s == 202 for s in statuses[after:]) >= 200, 60, "callbacks accepted after the restart")
     finally:

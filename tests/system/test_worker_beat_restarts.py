@@ -15,8 +15,8 @@ import pytest
 from core.config import load_settings
 from devtools.embedded import EmbeddedPostgres
 from models.migrate import upgrade
+from tests.support import postgres_server
 from tests.support.config import make_env
-from tests.support.postgres_server import restart
 from tests.support.redis_server import RedisServer
 from tests.support.wait import wait_for
 
@@ -85,7 +85,7 @@ def test_beat_in_the_worker_keeps_running_slots_through_redis_and_postgres_resta
         redis.start()
         after_redis = runs_on_after(int(time.time()), "the Redis restart")
 
-        restart(pg)  # every connection is cut: the worker's pool and the supervisor's monitor alike
+        postgres_server.restart(pg)  # every connection is cut: the worker's pool and the supervisor's monitor alike
         runs_on_after(max(after_redis, int(time.time())), "the Postgres restart")
         assert all(c.running() or c.restart_at is not None for c in stack.children)
     finally:
@@ -94,4 +94,4 @@ def test_beat_in_the_worker_keeps_running_slots_through_redis_and_postgres_resta
         stack.stop()
         log.close()
         redis.kill()
-        pg.stop()
+        postgres_server.stop(pg)
